@@ -1,0 +1,32 @@
+# The README's quick start: `make demo` runs the default matrix, `make test` runs the tests.
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/default.yaml
+
+.PHONY: demo test lint setup infra clean
+
+demo: infra
+	$(BIN)/basebench run $(CONFIG)
+
+test: infra
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Docker engine, local registry, forged base images and the Trivy fixture DB.
+infra: setup
+	$(BIN)/basebench infra up --config $(CONFIG)
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt infra/bootstrap.sh
+	sh infra/bootstrap.sh
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) results

@@ -1,0 +1,98 @@
+"""The ``basebench`` command line: the edge where arguments and environment become config."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, load_matrix
+
+# Prefect runs embedded: a temporary local server, in-memory database, nothing sent out.
+PREFECT_DEFAULTS = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+    "PREFECT_API_DATABASE_CONNECTION_URL": "sqlite+aiosqlite:///file::memory:?cache=shared&uri=true",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+
+
+def parse_only(pairs: list[str]) -> list[CellFilter]:
+    """``--only base=distroless-* --only toolchain=1.22.*`` -> one filter all cells must match."""
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, glob = pair.partition("=")
+        if not sep or key not in CellFilter.model_fields:
+            allowed = ", ".join(CellFilter.model_fields)
+            raise ConfigError(f"--only {pair!r}: expected KEY=GLOB with KEY one of {allowed}")
+        fields[key] = glob
+    return [CellFilter.model_validate(fields)] if fields else []
+
+
+def _load(args: argparse.Namespace) -> MatrixConfig:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "output", None):
+        overrides["output"] = args.output
+    if getattr(args, "upstream", False):
+        overrides["mirrors"] = {}
+    return load_matrix(Path(args.config), overrides)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    config = _load(args)
+    cells = expand(config, parse_only(args.only))
+    for cell in cells:
+        print(f"{cell.cell_id}  {cell.label:<42} {cell.variant:<12} {cell.base_ref}")
+    print(f"{len(cells)} cells")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    only = parse_only(args.only)
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str(config.cache_dir / "prefect"))
+    from flows.benchmark import benchmark  # imported late: Prefect reads the env on import
+    from flows.summary import progress_bar, render_summary
+
+    with progress_bar(len(expand(config, only))):
+        record = benchmark(config=config, only=only)
+    render_summary(record, config)
+    return 1 if any(c.status == "failed" for c in record.cells) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="basebench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_text in [
+        ("plan", cmd_plan, "print the cells a matrix expands to, without doing any work"),
+        ("run", cmd_run, "build, inspect, scan and probe every cell; publish Parquet"),
+    ]:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("config", help="matrix YAML file, e.g. configs/default.yaml")
+        sub.add_argument("--only", action="append", default=[], metavar="KEY=GLOB")
+        sub.add_argument("--upstream", action="store_true", help="pull from upstream registries")
+        sub.add_argument("--output", help="results folder or s3://bucket/prefix")
+        sub.set_defaults(func=func)
+    from infra.cli import add_parser as add_infra_parser
+
+    add_infra_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``basebench`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"basebench: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The Docker engine: use the one that answers, or start the project's own dockerd."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import docker
+
+from infra.errors import InfraError
+from infra.process import running_pid, start_daemon, stop_daemon, wait_until
+
+DEFAULT_URL = "unix:///var/run/docker.sock"
+PIDFILE = "dockerd.pid"
+LOGFILE = "dockerd.log"
+
+
+def engine_answers(url: str) -> bool:
+    """True when a Docker engine at ``url`` answers a ping within a few seconds."""
+    try:
+        client = docker.DockerClient(base_url=url, timeout=5)
+    except docker.errors.DockerException:
+        return False
+    client.api.trust_env = False  # this machine's CA bundle variables break TLS hosts
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def ensure_engine(state_dir: Path, url: str | None = None, timeout: float = 60.0) -> str:
+    """The URL of a Docker engine that answers.
+
+    ``url`` defaults to DOCKER_HOST, then the default socket. When nothing answers there
+    and we are root on Debian, install ``docker.io`` if needed and start a dockerd of our
+    own on that socket (log and pidfile in ``state_dir``).
+    """
+    url = url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
+    if engine_answers(url):
+        return url
+    if not (url.startswith("unix://") and os.geteuid() == 0 and Path("/etc/debian_version").exists()):
+        raise InfraError(f"no Docker engine at {url}; start one or set DOCKER_HOST")
+    if shutil.which("dockerd") is None:
+        apt_install(["docker.io"])
+    _start_dockerd(state_dir, url)
+    if not wait_until(lambda: engine_answers(url), timeout):
+        log = state_dir / LOGFILE
+        stop_engine(state_dir)
+        raise InfraError(f"dockerd at {url} did not answer within {timeout:.0f} s; see {log}")
+    return url
+
+
+def stop_engine(state_dir: Path) -> bool:
+    """Stop the dockerd that ``ensure_engine`` started with this ``state_dir`` (if any)."""
+    return stop_daemon(state_dir / PIDFILE, "dockerd", timeout=30)
+
+
+def engine_pid(state_dir: Path) -> int | None:
+    """The pid of our own dockerd, when one runs."""
+    return running_pid(state_dir / PIDFILE, "dockerd")
+
+
+def _start_dockerd(state_dir: Path, url: str) -> None:
+    socket = url.removeprefix("unix://")
+    argv = ["dockerd", "-H", url, "--pidfile", str(state_dir / "dockerd.self.pid")]
+    if url != DEFAULT_URL:
+        argv += _isolation_args(state_dir / "engine", Path(socket).stem)
+    Path(socket).parent.mkdir(parents=True, exist_ok=True)
+    start_daemon(argv, state_dir / LOGFILE, state_dir / PIDFILE)
+
+
+def _isolation_args(root: Path, name: str) -> list[str]:
+    # A second daemon beside the system one needs its own roots, containerd namespaces
+    # and key (else both report the same engine ID), and stays off the host's iptables.
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "daemon.json"
+    config.write_text(json.dumps({"deprecated-key-path": str(root / "key.json")}))
+    return [
+        "--config-file", str(config),
+        "--data-root", str(root / "data"),
+        "--exec-root", str(root / "exec"),
+        "--containerd-namespace", f"basebench-{name}",
+        "--containerd-plugins-namespace", f"basebench-{name}-plugins",
+        "--iptables=false",
+        "--bridge=none",
+    ]  # fmt: skip
+
+
+def apt_install(packages: list[str]) -> None:
+    """``apt-get install -y`` (after an update); one-line error when it fails."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise InfraError(f"{' '.join(argv[:3])} {' '.join(packages)} failed: {last}")

@@ -1,0 +1,126 @@
+"""debian:bookworm and bookworm-slim stand-ins, built by mmdebstrap like the official ones."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+from infra.errors import InfraError
+from infra.forge.apt import AptIndex
+from infra.forge.recipe import Output, Recipe, Rootfs
+
+MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")
+
+# The official image's apt/dpkg settings (debuerreotype), one file each as upstream.
+OFFICIAL_SETTINGS = {
+    "/etc/apt/apt.conf.d/docker-autoremove-suggests": 'Apt::AutoRemove::SuggestsImportant "false";\n',
+    "/etc/apt/apt.conf.d/docker-clean": (
+        'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb '
+        '/var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\n'
+        'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb '
+        '/var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\n'
+        'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
+    ),
+    "/etc/apt/apt.conf.d/docker-gzip-indexes": 'Acquire::GzipIndexes "true";\n',
+    "/etc/apt/apt.conf.d/docker-no-languages": 'Acquire::Languages "none";\n',
+    "/etc/dpkg/dpkg.cfg.d/docker-apt-speedup": "force-unsafe-io\n",
+}  # fmt: skip
+
+# debuerreotype's slimify list: what bookworm-slim leaves out.
+SLIM_DPKG_OPTIONS = (
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/groff/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/linda/*",
+    "path-exclude=/usr/share/lintian/overrides/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-exclude=/usr/share/man/*",
+)
+
+DEBIAN_ENV = ("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+
+
+class DebianRecipe(Recipe):
+    """``library/debian:<suite>[-slim]``: mmdebstrap minbase with the official settings."""
+
+    def __init__(self, suite: str = "bookworm", slim: bool = False) -> None:
+        self.suite = suite
+        self.slim = slim
+        tag = f"{suite}-slim" if slim else suite
+        self.repository = "library/debian"
+        self.upstream = f"docker.io/library/debian:{tag}"
+        self.outputs = (Output(tag, (*DEBIAN_ENV, 'CMD ["bash"]')),)
+
+    def include(self) -> tuple[str, ...]:
+        """Packages beyond minbase (none for plain debian)."""
+        return ()
+
+    def resolve(self, apt: AptIndex) -> dict[str, str]:
+        return apt.resolve([*apt.required(), "apt", *self.include()])
+
+    def build(self, apt: AptIndex, packages: dict[str, str], workdir: Path) -> Rootfs:
+        tarball = workdir / "rootfs.tar"
+        mmdebstrap(apt.sources, self.suite, self.include(), self.slim, tarball, workdir)
+        return Rootfs(tarball, installed_packages(tarball))
+
+
+def mmdebstrap(
+    sources: Path, suite: str, include: tuple[str, ...], slim: bool, out: Path, workdir: Path
+) -> None:
+    """Build a minbase rootfs tarball ``out`` from ``sources`` (the host's apt sources)."""
+    settings = workdir / "settings"
+    settings.mkdir()
+    hooks = []
+    for n, (target, content) in enumerate(OFFICIAL_SETTINGS.items()):
+        (settings / str(n)).write_text(content)
+        hooks.append(f"--customize-hook=upload {settings / str(n)} {target}")
+    argv = [
+        "mmdebstrap",
+        "--quiet",
+        "--mode=root",
+        "--variant=minbase",
+        "--format=tar",
+        f"--hook-dir={MERGED_USR_HOOK}",
+        *hooks,
+        # apt's binary caches (~70 MB) are not in the official image either.
+        '--customize-hook=rm -f "$1"/var/cache/apt/*.bin',
+    ]
+    if include:
+        argv.append("--include=" + ",".join(include))
+    if slim:
+        argv += [f"--dpkgopt={option}" for option in SLIM_DPKG_OPTIONS]
+    argv += [suite, str(out), str(sources)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=_tmp_env(workdir))
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise InfraError(f"mmdebstrap {suite} failed: {last}")
+
+
+def _tmp_env(workdir: Path) -> dict[str, str]:
+    tmp = workdir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    return {**os.environ, "TMPDIR": str(tmp)}
+
+
+def installed_packages(tarball: Path) -> dict[str, str]:
+    """name -> version of every installed package in a rootfs tarball's dpkg status."""
+    with tarfile.open(tarball) as tar:
+        for member in tar:
+            if member.name.removeprefix("./") == "var/lib/dpkg/status":
+                data = tar.extractfile(member)
+                assert data is not None
+                return parse_status(data.read().decode())
+    raise InfraError(f"{tarball}: no var/lib/dpkg/status")
+
+
+def parse_status(text: str) -> dict[str, str]:
+    """name -> version of the installed stanzas of a dpkg status file."""
+    packages = {}
+    for stanza in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line[:40])
+        if "Package" in fields and fields.get("Status", "").endswith(" installed"):
+            packages[fields["Package"]] = fields["Version"]
+    return dict(sorted(packages.items()))

@@ -1,0 +1,116 @@
+"""Probe stage: start the image, time it to its first good HTTP answer, measure idle memory."""
+
+from __future__ import annotations
+
+import http.client
+import time
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from tasks.build import RUN_LABEL
+from tasks.matrix import App
+from tasks.records import BuildResult, ProbeResult
+
+POLL_SECONDS = 0.005
+SETTLE_SECONDS = 1.0
+
+
+class ProbeError(RuntimeError):
+    """The app did not answer as expected."""
+
+
+def run_network(client: docker.DockerClient, run_id: str) -> str:
+    """A bridge network of the run's own (the engine's default bridge may be absent)."""
+    name = f"basebench-{run_id.lower()}"
+    if not client.networks.list(names=[name]):
+        client.networks.create(name, driver="bridge", labels={RUN_LABEL: run_id})
+    return name
+
+
+def remove_network(client: docker.DockerClient, run_id: str) -> None:
+    for network in client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"}):
+        network.remove()
+
+
+def wait_for_http(port: int, path: str, timeout: float) -> None:
+    """Poll until GET returns 200. Resets are retried: Docker's port proxy accepts
+    connections before the app inside listens."""
+    deadline = time.monotonic() + timeout
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+        try:
+            connection.request("GET", path)
+            status = connection.getresponse().status
+            if status == 200:
+                return
+            last_error = f"HTTP {status}"
+        except (OSError, http.client.HTTPException) as exc:
+            last_error = type(exc).__name__
+        finally:
+            connection.close()
+        time.sleep(POLL_SECONDS)
+    raise ProbeError(f"probe: no HTTP 200 on {path} within {timeout:g} s (last: {last_error})")
+
+
+def _published_port(container: Container, app: App) -> int:
+    container.reload()
+    bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{app.port}/tcp") or []
+    if not bindings:
+        raise ProbeError(f"probe: port {app.port} was not published")
+    return int(bindings[0]["HostPort"])
+
+
+def _memory_bytes(container: Container) -> int:
+    stats = container.stats(stream=False)["memory_stats"]
+    usage = int(stats.get("usage", 0))
+    details = stats.get("stats", {})
+    # Page cache is reclaimable; what the app holds is usage minus inactive file pages.
+    cache = details.get("total_inactive_file", details.get("inactive_file", 0))
+    return usage - int(cache)
+
+
+def _start_once(
+    client: docker.DockerClient, build: BuildResult, app: App, network: str, timeout: float
+) -> tuple[Container, float]:
+    container = client.containers.create(
+        build.image_id,
+        ports={f"{app.port}/tcp": ("127.0.0.1", None)},
+        network=network,
+        labels={RUN_LABEL: build.run_id},
+    )
+    try:
+        started = time.perf_counter()
+        container.start()
+        wait_for_http(_published_port(container, app), app.probe_path, timeout)
+        return container, time.perf_counter() - started
+    except BaseException as exc:
+        logs = container.logs(tail=5).decode(errors="replace").strip()
+        container.remove(force=True)
+        if isinstance(exc, ProbeError) and logs:
+            raise ProbeError(f"{exc}; container output: {logs}") from exc
+        raise
+
+
+def probe_image(
+    client: docker.DockerClient,
+    build: BuildResult,
+    app: App,
+    network: str,
+    repeat: int,
+    timeout: float,
+) -> ProbeResult:
+    """Start the image ``repeat`` times; memory is read from the last, idle instance."""
+    samples: list[float] = []
+    for attempt in range(repeat):
+        container, seconds = _start_once(client, build, app, network, timeout)
+        samples.append(seconds)
+        try:
+            if attempt == repeat - 1:
+                time.sleep(SETTLE_SECONDS)
+                memory = _memory_bytes(container)
+        finally:
+            container.remove(force=True)
+    return ProbeResult(startup_seconds=tuple(samples), idle_memory_bytes=memory)

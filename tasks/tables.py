@@ -1,0 +1,393 @@
+"""Turn a ``RunRecord`` into the five Arrow tables that basebench publishes.
+
+Pure functions over plain records: no I/O here (``tasks.publish`` writes the tables).
+Every schema is explicit and carries ``basebench.schema_version`` and ``basebench.table``
+in its metadata, so a Parquet file says what it is without its path. Bump
+``SCHEMA_VERSION`` whenever a column is renamed, retyped or removed.
+
+Timestamps are stored as UTC; a naive ``datetime`` in a record is taken to be UTC already.
+A part that a cell never reached (a failed or skipped cell) gives null columns, never 0.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from tasks.records import SEVERITIES, CellResult, RunRecord, ScanResult, Status
+
+SCHEMA_VERSION = 1
+SCHEMA_VERSION_KEY = b"basebench.schema_version"
+TABLE_KEY = b"basebench.table"
+
+# pyperf's rule: a benchmark whose stdev reaches 10 % of its mean is reported as unstable.
+UNSTABLE_STDEV_RATIO = 0.1
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def _schema(table: str, fields: list[pa.Field]) -> pa.Schema:
+    metadata = {SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: table.encode()}
+    return pa.schema(fields, metadata=metadata)
+
+
+def _required(name: str, type_: pa.DataType) -> pa.Field:
+    return pa.field(name, type_, nullable=False)
+
+
+def _optional(name: str, type_: pa.DataType) -> pa.Field:
+    return pa.field(name, type_, nullable=True)
+
+
+_S = pa.string()
+_I32 = pa.int32()
+_I64 = pa.int64()
+_F64 = pa.float64()
+_B = pa.bool_()
+
+RESULTS_SCHEMA = _schema(
+    "results",
+    [
+        # identity
+        _required("run_id", _S),
+        _required("cell_id", _S),
+        _required("matrix", _S),
+        _required("app", _S),
+        _required("language", _S),
+        _required("toolchain_version", _S),
+        _required("base", _S),
+        _required("variant", _S),
+        _required("cgo_enabled", _B),
+        _required("base_ref", _S),
+        _optional("base_digest", _S),
+        _required("builder_ref", _S),
+        _optional("builder_digest", _S),
+        _required("host", _S),
+        _optional("image_id", _S),
+        # size
+        _optional("size_bytes", _I64),
+        _optional("compressed_bytes", _I64),
+        _optional("layers", _I32),
+        # content
+        _optional("os_family", _S),
+        _optional("os_version", _S),
+        _optional("packages", _I32),
+        _optional("packages_by_type", pa.map_(_S, _I32)),
+        _optional("files", _I64),
+        _optional("has_shell", _B),
+        _optional("has_package_manager", _B),
+        _optional("setuid_files", _I32),
+        _optional("runs_as_root", _B),
+        _optional("user", _S),
+        _optional("base_forged", _B),
+        _optional("builder_forged", _B),
+        # security
+        _optional("vulns_critical", _I32),
+        _optional("vulns_high", _I32),
+        _optional("vulns_medium", _I32),
+        _optional("vulns_low", _I32),
+        _optional("vulns_unknown", _I32),
+        _optional("vuln_findings", _I32),
+        _optional("vulns_fixable", _I32),
+        _optional("scanner", _S),
+        _optional("scanner_version", _S),
+        _optional("scanner_db_updated_at", _TIMESTAMP),
+        # time
+        _optional("build_seconds", _F64),
+        _optional("startup_seconds", _F64),
+        _optional("startup_min_seconds", _F64),
+        _optional("startup_max_seconds", _F64),
+        _optional("startup_stdev_seconds", _F64),
+        _optional("startup_unstable", _B),
+        _optional("idle_memory_bytes", _I64),
+        # status
+        _required("status", _S),
+        _optional("failed_stage", _S),
+        _optional("error", _S),
+        _required("attempts", _I32),
+        _required("started_at", _TIMESTAMP),
+        _required("finished_at", _TIMESTAMP),
+    ],
+)
+
+SAMPLES_SCHEMA = _schema(
+    "samples",
+    [
+        _required("run_id", _S),
+        _required("cell_id", _S),
+        _required("repetition", _I32),
+        _required("startup_seconds", _F64),
+    ],
+)
+
+VULNERABILITIES_SCHEMA = _schema(
+    "vulnerabilities",
+    [
+        _required("run_id", _S),
+        _required("cell_id", _S),
+        _required("vulnerability_id", _S),
+        _required("package", _S),
+        _required("installed_version", _S),
+        _optional("fixed_version", _S),
+        _required("severity", _S),
+        _required("status", _S),
+    ],
+)
+
+PACKAGES_SCHEMA = _schema(
+    "packages",
+    [
+        _required("run_id", _S),
+        _required("cell_id", _S),
+        _required("name", _S),
+        _required("version", _S),
+        _required("source_name", _S),
+        _required("type", _S),
+    ],
+)
+
+RUNS_SCHEMA = _schema(
+    "runs",
+    [
+        _required("run_id", _S),
+        _required("matrix", _S),
+        _required("config_hash", _S),
+        _required("started_at", _TIMESTAMP),
+        _required("finished_at", _TIMESTAMP),
+        _required("versions", pa.map_(_S, _S)),
+        _required("hosts", pa.list_(_S)),
+        _required("cells", _I32),
+        _required("cells_ok", _I32),
+        _required("cells_failed", _I32),
+        _required("cells_skipped", _I32),
+    ],
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "results": RESULTS_SCHEMA,
+    "samples": SAMPLES_SCHEMA,
+    "vulnerabilities": VULNERABILITIES_SCHEMA,
+    "packages": PACKAGES_SCHEMA,
+    "runs": RUNS_SCHEMA,
+}
+TABLES: tuple[str, ...] = tuple(SCHEMAS)
+
+Row = dict[str, Any]
+
+
+def build_tables(run: RunRecord) -> dict[str, pa.Table]:
+    """All five tables of one run, keyed by table name (``TABLES`` order).
+
+    Raises ``ValueError`` naming the table and column if a required value is missing.
+    """
+    row_builders: dict[str, Callable[[RunRecord], list[Row]]] = {
+        "results": _results_rows,
+        "samples": _samples_rows,
+        "vulnerabilities": _vulnerability_rows,
+        "packages": _package_rows,
+        "runs": lambda r: [_run_row(r)],
+    }
+    return {name: _to_table(name, build(run)) for name, build in row_builders.items()}
+
+
+def run_date(run: RunRecord) -> date:
+    """The partition date of a run: the UTC date of its start."""
+    return _utc(run.started_at).date()
+
+
+def _to_table(name: str, rows: list[Row]) -> pa.Table:
+    schema = SCHEMAS[name]
+    table = pa.Table.from_pylist(rows, schema=schema)
+    for field in schema:
+        if not field.nullable and table.column(field.name).null_count:
+            raise ValueError(f"table {name}: column {field.name} is required but has nulls")
+    return table
+
+
+def _utc(value: datetime) -> datetime:
+    # Naive datetimes are taken as UTC: records are stamped with UTC by the flow.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _results_rows(run: RunRecord) -> list[Row]:
+    return [
+        {
+            "run_id": run.run_id,
+            "matrix": run.matrix,
+            **_identity(result),
+            **_size_and_content(result),
+            **_security(result.scan),
+            **_timing(result),
+            **_status(result),
+        }
+        for result in run.cells
+    ]
+
+
+def _identity(result: CellResult) -> Row:
+    cell, build = result.cell, result.build
+    return {
+        "cell_id": cell.cell_id,
+        "app": cell.app,
+        "language": cell.language,
+        "toolchain_version": cell.toolchain_version,
+        "base": cell.base,
+        "variant": cell.variant,
+        "cgo_enabled": cell.cgo_enabled,
+        "base_ref": cell.base_ref,
+        "base_digest": build.base_digest if build else None,
+        "builder_ref": cell.builder_ref,
+        "builder_digest": build.builder_digest if build else None,
+        "host": result.host,
+        "image_id": build.image_id if build else None,
+    }
+
+
+def _size_and_content(result: CellResult) -> Row:
+    inspect, scan = result.inspect, result.scan
+    row: Row = {
+        "os_family": scan.os_family if scan else None,
+        "os_version": scan.os_version if scan else None,
+        "packages": len(scan.packages) if scan else None,
+        "packages_by_type": scan.packages_by_type() if scan else None,
+    }
+    inspected = (
+        "size_bytes",
+        "compressed_bytes",
+        "layers",
+        "files",
+        "has_shell",
+        "has_package_manager",
+        "setuid_files",
+        "runs_as_root",
+        "user",
+        "base_forged",
+        "builder_forged",
+    )
+    row.update({name: getattr(inspect, name) if inspect else None for name in inspected})
+    return row
+
+
+def _security(scan: ScanResult | None) -> Row:
+    by_severity: dict[str, int | None] = dict.fromkeys(SEVERITIES)
+    if scan:
+        by_severity.update(scan.vulns_by_severity())
+    return {
+        **{f"vulns_{severity.lower()}": count for severity, count in by_severity.items()},
+        "vuln_findings": len(scan.findings) if scan else None,
+        "vulns_fixable": scan.fixable() if scan else None,
+        "scanner": scan.scanner if scan else None,
+        "scanner_version": scan.scanner_version if scan else None,
+        "scanner_db_updated_at": (
+            _utc(scan.db_updated_at) if scan and scan.db_updated_at else None
+        ),
+    }
+
+
+def _timing(result: CellResult) -> Row:
+    samples = result.probe.startup_seconds if result.probe else ()
+    return {
+        "build_seconds": result.build.build_seconds if result.build else None,
+        **startup_stats(samples),
+        "idle_memory_bytes": result.probe.idle_memory_bytes if result.probe else None,
+    }
+
+
+def startup_stats(samples: Iterable[float]) -> dict[str, float | bool | None]:
+    """Median, min, max, sample stdev and the pyperf-style unstable flag of startup times.
+
+    No samples gives all nulls; one sample has no spread, so stdev and the flag are null.
+    """
+    values = list(samples)
+    stats: dict[str, float | bool | None] = {
+        "startup_seconds": statistics.median(values) if values else None,
+        "startup_min_seconds": min(values) if values else None,
+        "startup_max_seconds": max(values) if values else None,
+        "startup_stdev_seconds": None,
+        "startup_unstable": None,
+    }
+    if len(values) >= 2:
+        stdev = statistics.stdev(values)
+        stats["startup_stdev_seconds"] = stdev
+        stats["startup_unstable"] = stdev >= UNSTABLE_STDEV_RATIO * statistics.fmean(values)
+    return stats
+
+
+def _status(result: CellResult) -> Row:
+    return {
+        "status": str(result.status),
+        "failed_stage": str(result.failed_stage) if result.failed_stage else None,
+        "error": result.error,
+        "attempts": result.attempts,
+        "started_at": _utc(result.started_at),
+        "finished_at": _utc(result.finished_at),
+    }
+
+
+def _samples_rows(run: RunRecord) -> list[Row]:
+    return [
+        {
+            "run_id": run.run_id,
+            "cell_id": result.cell.cell_id,
+            "repetition": repetition,
+            "startup_seconds": seconds,
+        }
+        for result in run.cells
+        if result.probe
+        for repetition, seconds in enumerate(result.probe.startup_seconds, start=1)
+    ]
+
+
+def _vulnerability_rows(run: RunRecord) -> list[Row]:
+    return [
+        {
+            "run_id": run.run_id,
+            "cell_id": result.cell.cell_id,
+            "vulnerability_id": finding.vulnerability_id,
+            "package": finding.package,
+            "installed_version": finding.installed_version,
+            "fixed_version": finding.fixed_version or None,  # "" means no fix is known
+            "severity": finding.severity,
+            "status": finding.status,
+        }
+        for result in run.cells
+        if result.scan
+        for finding in result.scan.findings
+    ]
+
+
+def _package_rows(run: RunRecord) -> list[Row]:
+    return [
+        {
+            "run_id": run.run_id,
+            "cell_id": result.cell.cell_id,
+            "name": package.name,
+            "version": package.version,
+            "source_name": package.source_name,
+            "type": package.type,
+        }
+        for result in run.cells
+        if result.scan
+        for package in result.scan.packages
+    ]
+
+
+def _run_row(run: RunRecord) -> Row:
+    statuses = [result.status for result in run.cells]
+    return {
+        "run_id": run.run_id,
+        "matrix": run.matrix,
+        "config_hash": run.config_hash,
+        "started_at": _utc(run.started_at),
+        "finished_at": _utc(run.finished_at),
+        "versions": dict(run.versions),
+        "hosts": list(run.hosts),
+        "cells": len(statuses),
+        "cells_ok": statuses.count(Status.OK),
+        "cells_failed": statuses.count(Status.FAILED),
+        "cells_skipped": statuses.count(Status.SKIPPED),
+    }

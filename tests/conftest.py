@@ -1,0 +1,3 @@
+"""Shared fixtures come from pytest plugins under tests/ (registered here, once)."""
+
+pytest_plugins = ["tests.s3_server"]

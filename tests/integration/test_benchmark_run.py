@@ -1,0 +1,186 @@
+"""End to end: `basebench run` on a small matrix, against the real engine, local registry,
+Trivy with the fixture DB, embedded Prefect and the moto S3 server."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import pandas as pd
+import pytest
+
+from flows.cli import main
+from tasks.build import RUN_LABEL
+from tasks.matrix import APPS_DIR, S3Config
+from tasks.publish import list_runs, read_table
+from tasks.stores import open_store
+
+pytestmark = pytest.mark.integration
+
+BROKEN_GO = "package main\n\nfunc main() { this is not go }\n"
+# Listens on the wrong port: the probe never gets an answer on 8080.
+SILENT_GO = (
+    'package main\n\nimport "net/http"\n\nfunc main() { _ = http.ListenAndServe(":9090", nil) }\n'
+)
+
+
+def make_apps(root: Path) -> Path:
+    """go-hello as shipped, plus one app that cannot build and one that never answers."""
+    shutil.copytree(APPS_DIR / "go-hello", root / "go-hello")
+    for name, source in [("broken-build", BROKEN_GO), ("silent", SILENT_GO)]:
+        shutil.copytree(APPS_DIR / "go-hello", root / name)
+        (root / name / "main.go").write_text(source)
+    return root
+
+
+@dataclass
+class Run:
+    exit_code: int
+    results: pd.DataFrame
+    vulnerabilities: pd.DataFrame
+    samples: pd.DataFrame
+    runs: list[dict[str, Any]]
+    leftover_containers: int
+    leftover_images: int
+
+
+@pytest.fixture(scope="module")
+def run(infra: Any, s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    tmp = tmp_path_factory.mktemp("run")
+    config = tmp / "matrix.yaml"
+    output = f"s3://{s3_server.bucket}/it"
+    config.write_text(
+        f"""
+name: it
+apps: [go-hello]
+toolchains: ["1.22.10"]
+bases: [single-stage, bookworm, distroless-static, distroless-base, alpine]
+include:
+  - {{app: broken-build, toolchain: "1.22.10", base: distroless-static}}
+  - {{app: silent, toolchain: "1.22.10", base: distroless-static}}
+repeat: 3
+probe_timeout_seconds: 5
+apps_dir: {make_apps(tmp / "apps")}
+cache_dir: {infra.cache_dir}
+hosts: [{{name: local, url: "{infra.docker_url}", max_parallel: 2}}]
+output: {output}
+s3: {{endpoint_url: "{s3_server.endpoint_url}"}}
+"""
+    )
+    client = docker.DockerClient(base_url=infra.docker_url)
+    images_before = {image.id for image in client.images.list(all=True)}
+    exit_code = main(["run", str(config)])
+    store = open_store(output, S3Config(endpoint_url=s3_server.endpoint_url))
+    runs = list_runs(store)
+    run_id = runs[-1]["run_id"]
+    labelled = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+    # Pulled bases may be new to the engine; everything else new was made by the run.
+    new_images = {
+        image.id
+        for image in client.images.list(all=True)
+        if not any(tag.startswith(infra.registry) for tag in image.tags)
+    } - images_before
+    yield Run(
+        exit_code=exit_code,
+        results=_index(read_table(store, "results")),
+        vulnerabilities=read_table(store, "vulnerabilities"),
+        samples=read_table(store, "samples"),
+        runs=runs,
+        leftover_containers=len(labelled),
+        leftover_images=len(new_images),
+    )
+    client.close()
+
+
+def _index(results: pd.DataFrame) -> pd.DataFrame:
+    return results.set_index(results["app"] + "/" + results["base"])
+
+
+def test_every_cell_has_one_row(run: Run) -> None:
+    assert len(run.runs) == 1
+    assert sorted(run.results.index) == [
+        "broken-build/distroless-static",
+        "go-hello/alpine",
+        "go-hello/bookworm",
+        "go-hello/distroless-base",
+        "go-hello/distroless-static",
+        "go-hello/single-stage",
+        "silent/distroless-static",
+    ]
+    assert run.exit_code == 1  # two cells failed
+
+
+def test_sizes_follow_the_classic_comparison(run: Run) -> None:
+    size = run.results["size_bytes"]
+    static, single = size["go-hello/distroless-static"], size["go-hello/single-stage"]
+    assert static < 15_000_000
+    assert single >= 10 * static
+    assert size["go-hello/distroless-base"] > static
+    assert size["go-hello/bookworm"] > size["go-hello/distroless-base"]
+    compressed = run.results["compressed_bytes"]
+    assert 0 < compressed["go-hello/distroless-static"] < static
+
+
+def test_content_facts(run: Run) -> None:
+    r = run.results
+    assert not r.loc["go-hello/distroless-static", "has_shell"]
+    assert not r.loc["go-hello/distroless-base", "has_shell"]
+    assert r.loc["go-hello/bookworm", "has_shell"]
+    assert r.loc["go-hello/single-stage", "has_package_manager"]
+    assert not r.loc["go-hello/distroless-static", "has_package_manager"]
+    assert r.loc["go-hello/single-stage", "builder_forged"]
+    assert r.loc["go-hello/distroless-static", "base_forged"]
+    assert r.loc["go-hello/bookworm", "os_family"] == "debian"
+
+
+def test_fixture_cves_land_exactly_where_the_packages_are(run: Run) -> None:
+    ids = run.vulnerabilities.merge(
+        run.results.reset_index(drop=True)[["cell_id", "app", "base"]], on="cell_id"
+    )
+    found = ids.groupby(ids["app"] + "/" + ids["base"])["vulnerability_id"].apply(
+        lambda s: sorted(set(s))
+    )
+    assert found["go-hello/distroless-static"] == ["CVE-2026-90004"]
+    assert found["go-hello/distroless-base"] == [
+        "CVE-2026-90001",
+        "CVE-2026-90002",
+        "CVE-2026-90004",
+    ]
+    assert found["go-hello/bookworm"] == ["CVE-2026-90001", "CVE-2026-90003", "CVE-2026-90004"]
+    assert "CVE-2026-90005" not in set(run.vulnerabilities["vulnerability_id"])
+    base = run.results.loc["go-hello/distroless-base"]
+    assert (base["vulns_critical"], base["vulns_high"], base["vulns_low"]) == (1, 1, 1)
+
+
+def test_timings_are_positive_and_plausible(run: Run) -> None:
+    ok = run.results[run.results["status"] == "ok"]
+    assert len(ok) == 4
+    assert ((ok["startup_seconds"] > 0.01) & (ok["startup_seconds"] < 10)).all()
+    assert ((ok["idle_memory_bytes"] > 100_000) & (ok["idle_memory_bytes"] < 200_000_000)).all()
+    assert ((ok["build_seconds"] > 0.5) & (ok["build_seconds"] < 600)).all()
+    per_cell = run.samples.groupby("cell_id").size()
+    assert set(per_cell) == {3}
+    assert len(per_cell) == 4
+
+
+def test_failures_are_recorded_and_the_rest_completes(run: Run) -> None:
+    broken = run.results.loc["broken-build/distroless-static"]
+    assert (broken["status"], broken["failed_stage"]) == ("failed", "build")
+    assert broken["error"].startswith("build:")
+    silent = run.results.loc["silent/distroless-static"]
+    assert (silent["status"], silent["failed_stage"]) == ("failed", "probe")
+    assert "no HTTP 200" in silent["error"]
+    # The silent cell's earlier stages were measured and kept.
+    assert silent["size_bytes"] > 0
+    alpine = run.results.loc["go-hello/alpine"]
+    assert alpine["status"] == "skipped"
+    assert "cannot be forged from Debian packages" in alpine["error"]
+
+
+def test_nothing_left_behind(run: Run) -> None:
+    assert run.leftover_containers == 0
+    assert run.leftover_images == 0

@@ -1,0 +1,289 @@
+"""One conformance suite for every Scanner, run against the real engine and real trivy.
+
+The suite builds three small images itself (FROM scratch, no network):
+- ``dpkg``: Debian 12 os-release and a ``var/lib/dpkg/status`` (debian:bookworm layout);
+- ``statusd``: ``var/lib/dpkg/status.d/<pkg>`` control files (distroless layout);
+- ``noos``: no OS at all, one Python package.
+It writes a fixture DB from the advisories below with ``write_fixture_db`` and checks
+the exact findings. Each implementation adds one subclass with a ``scanner`` fixture.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import docker
+import pytest
+
+from infra.trivydb import write_fixture_db
+from tasks.docker_host import HostConfig, connect
+from tasks.records import Package
+from tasks.scan import (
+    ScanError,
+    Scanner,
+    TrivyScanner,
+    TrivyServer,
+    TrivyServerScanner,
+    _parse_time,
+)
+
+pytestmark = pytest.mark.integration
+
+HOST = HostConfig()
+TIMEOUT = 120
+
+# Fixture advisories (invented ids). 91004 is fixed below the installed base-files;
+# 91005 names a binary package (libc6), and trivy-db buckets are keyed by source package,
+# so it must match nothing.
+ADVISORIES = """\
+data_source: {bucket: debian 12, id: debian, name: conformance fixture}
+advisories:
+  - {id: CVE-2026-91001, source_package: glibc, fixed_version: 2.36-9+deb12u99,
+     severity: CRITICAL, title: glibc}
+  - {id: CVE-2026-91002, source_package: openssl, severity: HIGH, title: openssl unfixed}
+  - {id: CVE-2026-91003, source_package: tzdata, fixed_version: 2099a-0+deb12u1,
+     severity: LOW, title: tzdata}
+  - {id: CVE-2026-91004, source_package: base-files, fixed_version: 12.4+deb12u5,
+     severity: HIGH, title: already fixed}
+  - {id: CVE-2026-91005, source_package: libc6, fixed_version: 2.36-9+deb12u99,
+     severity: MEDIUM, title: binary package name}
+"""
+
+OS_RELEASE = """\
+PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+VERSION="12 (bookworm)"
+VERSION_CODENAME=bookworm
+ID=debian
+"""
+
+# (package, source or "", version): real Debian 12 versions.
+DPKG_PACKAGES = [
+    ("base-files", "", "12.4+deb12u11"),
+    ("libc-bin", "glibc", "2.36-9+deb12u14"),
+    ("libc6", "glibc", "2.36-9+deb12u14"),
+    ("netbase", "", "6.4"),
+    ("tzdata", "", "2025b-0+deb12u2"),
+]
+STATUSD_PACKAGES = [
+    ("base-files", "", "12.4+deb12u11"),
+    ("libssl3", "openssl", "3.0.22-1~deb12u2"),
+    ("tzdata", "", "2025b-0+deb12u2"),
+]
+
+
+def control(name: str, source: str, version: str) -> str:
+    source_line = f"Source: {source}\n" if source else ""
+    return (
+        f"Package: {name}\nStatus: install ok installed\nPriority: required\n"
+        f"Architecture: amd64\n{source_line}Version: {version}\n"
+        f"Maintainer: fixture <fixture@localhost>\nDescription: fixture {name}\n"
+    )
+
+
+def debian_files() -> dict[str, str]:
+    return {"etc/os-release": OS_RELEASE, "etc/debian_version": "12.11\n"}
+
+
+def image_files(kind: str) -> dict[str, str]:
+    if kind == "dpkg":
+        status = "\n".join(control(*p) for p in DPKG_PACKAGES)
+        return {**debian_files(), "var/lib/dpkg/status": status}
+    if kind == "statusd":
+        return {
+            **debian_files(),
+            **{f"var/lib/dpkg/status.d/{p[0]}": control(*p) for p in STATUSD_PACKAGES},
+        }
+    metadata = "Metadata-Version: 2.1\nName: fixturepkg\nVersion: 1.2.3\n"
+    return {"usr/lib/python3/dist-packages/fixturepkg-1.2.3.dist-info/METADATA": metadata}
+
+
+def build_context(files: dict[str, str]) -> io.BytesIO:
+    """A GNU tar build context: a FROM-scratch Dockerfile copying rootfs/."""
+    buffer = io.BytesIO()
+    entries = {"Dockerfile": "FROM scratch\nCOPY rootfs/ /\n"}
+    entries.update({f"rootfs/{path}": text for path, text in files.items()})
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, text in entries.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[docker.DockerClient]:
+    client = connect(HOST)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def images(engine: docker.DockerClient) -> Iterator[dict[str, str]]:
+    """Tag per kind ("dpkg", "statusd", "noos"); removed afterwards."""
+    suffix = uuid.uuid4().hex[:10]
+    tags = {}
+    try:
+        for kind in ("dpkg", "statusd", "noos"):
+            tag = f"basebench-scantest-{kind}:{suffix}"
+            engine.images.build(
+                fileobj=build_context(image_files(kind)),
+                custom_context=True,
+                tag=tag,
+                network_mode="none",
+                rm=True,
+            )
+            tags[kind] = tag
+        yield tags
+    finally:
+        for tag in tags.values():
+            engine.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="module")
+def db_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trivy cache dir holding only the fixture DB."""
+    root = tmp_path_factory.mktemp("scan-db")
+    advisories = root / "advisories.yaml"
+    advisories.write_text(ADVISORIES)
+    cache = root / "cache"
+    write_fixture_db(advisories, cache)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def server(db_cache: Path) -> Iterator[TrivyServer]:
+    with TrivyServer(db_cache) as running:
+        yield running
+
+
+def findings(scanner: Scanner, image: str) -> set[tuple[str, str, str, str, str, str]]:
+    result = scanner.scan(image, HOST)
+    return {
+        (f.vulnerability_id, f.package, f.installed_version, f.fixed_version, f.severity, f.status)
+        for f in result.findings
+    }
+
+
+GLIBC = ("CVE-2026-91001", "2.36-9+deb12u14", "2.36-9+deb12u99", "CRITICAL", "fixed")
+TZDATA = ("CVE-2026-91003", "tzdata", "2025b-0+deb12u2", "2099a-0+deb12u1", "LOW", "fixed")
+
+
+class ScannerConformance:
+    """What every Scanner must do; subclasses provide the ``scanner`` fixture."""
+
+    @pytest.fixture
+    def scanner(self) -> Scanner:
+        raise NotImplementedError
+
+    def test_dpkg_image_findings(self, scanner: Scanner, images: dict[str, str]) -> None:
+        assert findings(scanner, images["dpkg"]) == {
+            (GLIBC[0], "libc-bin", *GLIBC[1:]),
+            (GLIBC[0], "libc6", *GLIBC[1:]),
+            TZDATA,
+        }
+
+    def test_scan_by_image_id(
+        self, scanner: Scanner, images: dict[str, str], engine: docker.DockerClient
+    ) -> None:
+        image_id = engine.images.get(images["dpkg"]).id
+        assert findings(scanner, image_id) == findings(scanner, images["dpkg"])
+
+    def test_dpkg_image_packages_and_os(self, scanner: Scanner, images: dict[str, str]) -> None:
+        result = scanner.scan(images["dpkg"], HOST)
+        assert (result.os_family, result.os_version) == ("debian", "12.11")
+        assert sorted(result.packages, key=lambda p: p.name) == [
+            Package(name, version, source or name, "debian")
+            for name, source, version in DPKG_PACKAGES
+        ]
+        assert result.vulns_by_severity() == {
+            "CRITICAL": 1,
+            "HIGH": 0,
+            "MEDIUM": 0,
+            "LOW": 1,
+            "UNKNOWN": 0,
+        }
+
+    def test_status_d_image(self, scanner: Scanner, images: dict[str, str]) -> None:
+        result = scanner.scan(images["statusd"], HOST)
+        assert sorted((p.name, p.version, p.source_name) for p in result.packages) == [
+            (name, version, source or name) for name, source, version in STATUSD_PACKAGES
+        ]
+        assert findings(scanner, images["statusd"]) == {
+            ("CVE-2026-91002", "libssl3", "3.0.22-1~deb12u2", "", "HIGH", "affected"),
+            TZDATA,
+        }
+
+    def test_image_without_os(self, scanner: Scanner, images: dict[str, str]) -> None:
+        result = scanner.scan(images["noos"], HOST)
+        assert (result.os_family, result.os_version) == ("unknown", "")
+        assert result.packages == (Package("fixturepkg", "1.2.3", "fixturepkg", "python-pkg"),)
+        assert result.findings == ()
+
+    def test_version_and_db_date(
+        self, scanner: Scanner, images: dict[str, str], db_cache: Path
+    ) -> None:
+        result = scanner.scan(images["noos"], HOST)
+        metadata = json.loads((db_cache / "db" / "metadata.json").read_text())
+        assert (result.scanner, result.scanner_version) == ("trivy", "0.76.0")
+        assert isinstance(result.db_updated_at, datetime)
+        assert result.db_updated_at == _parse_time(metadata["UpdatedAt"])
+
+    def test_parallel_scans(self, scanner: Scanner, images: dict[str, str]) -> None:
+        tags = [images["dpkg"], images["statusd"]] * 2
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(lambda tag: scanner.scan(tag, HOST), tags))
+        assert [len(r.findings) for r in results] == [3, 2, 3, 2]
+
+    def test_missing_image_is_a_scan_error(self, scanner: Scanner) -> None:
+        with pytest.raises(ScanError, match=r"^scan: basebench-no-such-image:x: .*No such image"):
+            scanner.scan("basebench-no-such-image:x", HOST)
+
+
+class TestTrivyScanner(ScannerConformance):
+    @pytest.fixture
+    def scanner(self, db_cache: Path) -> Scanner:
+        return TrivyScanner(db_cache, TIMEOUT)
+
+    def test_cache_without_db_is_a_scan_error(self, tmp_path: Path, images: dict[str, str]) -> None:
+        scanner = TrivyScanner(tmp_path, TIMEOUT)
+        with pytest.raises(ScanError, match="--skip-db-update cannot be specified on the first"):
+            scanner.scan(images["noos"], HOST)
+
+
+class TestTrivyServerScanner(ScannerConformance):
+    @pytest.fixture
+    def scanner(self, server: TrivyServer) -> Scanner:
+        return TrivyServerScanner(server, TIMEOUT)
+
+    def test_warm_scan_is_fast(self, scanner: Scanner, images: dict[str, str]) -> None:
+        scanner.scan(images["dpkg"], HOST)  # warm the server's layer cache
+        started = time.monotonic()
+        scanner.scan(images["dpkg"], HOST)
+        assert time.monotonic() - started < 1.0
+
+    def test_wrong_token_is_refused(self, server: TrivyServer, images: dict[str, str]) -> None:
+        impostor = TrivyServer(server.cache_dir)
+        impostor.url = server.url  # the real server, the wrong token
+        with pytest.raises(ScanError, match=r"^scan: .*unauthenticated: invalid token"):
+            TrivyServerScanner(impostor, TIMEOUT).scan(images["noos"], HOST)
+
+    def test_scans_fail_once_stopped(self, db_cache: Path) -> None:
+        with TrivyServer(db_cache) as server:
+            url = server.url
+        assert server.url == url
+        scanner = TrivyServerScanner(server, TIMEOUT)
+        with pytest.raises(ScanError, match=r"^scan: "):
+            scanner.scan("anything:latest", HOST)

@@ -1,0 +1,74 @@
+"""pytest plugin: a real S3 HTTP API (moto's ThreadedMotoServer) on 127.0.0.1 for the session.
+
+The ``s3_server`` fixture starts the server on a free port, creates one bucket and
+yields an ``S3Server`` (endpoint, bucket, region). Dummy AWS credentials are set for
+the session only, and instance metadata lookups are turned off so boto3 never reaches
+beyond 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+REGION = "us-east-1"
+# Dummy values: moto accepts any credentials; these must never be real ones.
+_DUMMY_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
+_CLEARED_ENV = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL")
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running moto S3 server and the bucket created on it."""
+
+    endpoint_url: str
+    bucket: str
+    region: str = REGION
+
+    def client(self) -> Any:
+        """A boto3 S3 client for this server."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """Start moto's S3 server on 127.0.0.1, create a bucket, stop it after the session."""
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in _DUMMY_ENV.items():
+            env.setenv(name, value)
+        for name in _CLEARED_ENV:
+            env.delenv(name, raising=False)
+        port = _free_port()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        try:
+            s3 = S3Server(
+                endpoint_url=f"http://127.0.0.1:{port}", bucket=f"bb-{uuid.uuid4().hex[:12]}"
+            )
+            s3.client().create_bucket(Bucket=s3.bucket)
+            yield s3
+        finally:
+            server.stop()

@@ -1,0 +1,119 @@
+"""Matrix config: validation errors name file, key and what is allowed; expansion rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.cli import parse_only
+from tasks.matrix import ConfigError, apply_mirror, cell_id, expand, load_matrix
+
+MINIMAL = """
+name: t
+apps: [go-hello]
+toolchains: ["1.22.10", "1.25.5"]
+bases: [single-stage, bookworm, distroless-static, alpine]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "matrix.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_expands_product_with_mirrored_refs(tmp_path: Path) -> None:
+    cells = expand(load_matrix(write(tmp_path, MINIMAL)))
+    assert len(cells) == 8
+    single = next(c for c in cells if c.base == "single-stage" and c.toolchain_version == "1.22.10")
+    assert single.variant == "single-stage"
+    assert single.base_ref == single.builder_ref == "127.0.0.1:5000/library/golang:1.22.10-bookworm"
+    static = next(c for c in cells if c.base == "distroless-static")
+    assert static.base_ref == "127.0.0.1:5000/distroless/static-debian12:latest"
+    assert static.cgo_enabled is False
+    assert next(c for c in cells if c.base == "bookworm").cgo_enabled is True
+
+
+def test_exclude_include_and_only(tmp_path: Path) -> None:
+    text = (
+        MINIMAL
+        + """
+exclude:
+  - base: alpine
+  - toolchain: "1.25.*"
+    base: single-stage
+include:
+  - {app: go-hello, toolchain: "1.21.13", base: distroless-base}
+"""
+    )
+    config = load_matrix(write(tmp_path, text))
+    cells = expand(config)
+    coords = {(c.toolchain_version, c.base) for c in cells}
+    assert ("1.25.5", "single-stage") not in coords
+    assert not any(base == "alpine" for _, base in coords)
+    assert ("1.21.13", "distroless-base") in coords
+    assert len(cells) == 6
+    only = expand(config, parse_only(["base=distroless-*", "toolchain=1.22.*"]))
+    assert [(c.toolchain_version, c.base) for c in only] == [("1.22.10", "distroless-static")]
+
+
+def test_cell_id_is_stable_and_distinct() -> None:
+    assert cell_id("go-hello", "go", "1.22.10", "bookworm") == cell_id(
+        "go-hello", "go", "1.22.10", "bookworm"
+    )
+    assert cell_id("go-hello", "go", "1.22.10", "bookworm") != cell_id(
+        "go-hello", "go", "1.22.1", "0bookworm"
+    )
+
+
+def test_upstream_switch_clears_mirrors(tmp_path: Path) -> None:
+    config = load_matrix(write(tmp_path, MINIMAL), {"mirrors": {}})
+    static = next(c for c in expand(config) if c.base == "distroless-static")
+    assert static.base_ref == "gcr.io/distroless/static-debian12:latest"
+
+
+def test_apply_mirror_only_rewrites_known_registries() -> None:
+    mirrors = {"docker.io": "mirror.internal:5000"}
+    assert apply_mirror("docker.io/library/debian:bookworm", mirrors) == (
+        "mirror.internal:5000/library/debian:bookworm"
+    )
+    assert apply_mirror("gcr.io/distroless/static", mirrors) == "gcr.io/distroless/static"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: t\napps: [go-hello\n", "not valid YAML"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        (MINIMAL + "colour: red\n", "colour: unknown key"),
+        (MINIMAL.replace("alpine", "windows"), "bases: unknown base 'windows'; allowed: bookworm"),
+        (
+            MINIMAL.replace('"1.25.5"', '"1.25.5; rm -rf /"'),
+            "toolchains.1: String should match pattern",
+        ),
+        (
+            MINIMAL.replace("[go-hello]", "[rust-hello]"),
+            "unknown app 'rust-hello'; allowed: go-hello",
+        ),
+        (MINIMAL + "repeat: 0\n", "repeat: Input should be greater than or equal to 1"),
+        (MINIMAL + "mirrors: {docker.io: 'x/$(id)'}\n", "mirrors.docker.io"),
+    ],
+)
+def test_bad_input_names_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_matrix(path)
+    message = str(error.value)
+    assert message.startswith(str(path))
+    assert expected in message
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_matrix(tmp_path / "absent.yaml")
+
+
+def test_only_rejects_unknown_key() -> None:
+    with pytest.raises(ConfigError, match="KEY one of app, toolchain, base"):
+        parse_only(["os=linux"])
