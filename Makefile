@@ -9,6 +9,7 @@ demo: infra
 	$(BIN)/basebench run $(CONFIG)
 
 test: infra
+	sh infra/bootstrap.sh --test
 	$(BIN)/pytest -q
 
 lint: setup

@@ -15,7 +15,8 @@ from tasks.matrix import MatrixConfig
 from tasks.records import CellResult, RunRecord, Status
 from tasks.stores import open_store
 
-console = Console()
+# Piped output gets room for the whole table rather than rich's 80-column default.
+console = Console(width=None if Console().is_terminal else 140)
 
 
 @contextmanager
@@ -27,8 +28,6 @@ def progress_bar(total: int) -> Iterator[None]:
 
         def tick(result: CellResult) -> None:
             progress.advance(bar)
-            if result.status is not Status.OK:
-                progress.console.print(f"{result.cell.label}: {result.status}: {result.error}")
 
         benchmark.cell_listeners.append(tick)
         try:
@@ -43,32 +42,41 @@ def _mb(size: int | None) -> str:
 
 def summary_row(result: CellResult) -> list[str]:
     """One line of the classic comparison: size, packages, vulns C/H/M/L, startup."""
-    inspect, scan, probe = result.inspect, result.scan, result.probe
+    cell, inspect, scan, probe = result.cell, result.inspect, result.scan, result.probe
     vulns = "-"
     if scan:
         counts = scan.vulns_by_severity()
         vulns = "/".join(str(counts[s]) for s in ("CRITICAL", "HIGH", "MEDIUM", "LOW"))
-    startup = f"{statistics.median(probe.startup_seconds):.3f} s" if probe else "-"
     return [
-        result.cell.label,
-        result.cell.variant,
+        cell.app,
+        f"{cell.language}{cell.toolchain_version}",
+        cell.base,
         _mb(inspect.size_bytes if inspect else None),
+        _mb(inspect.compressed_bytes if inspect else None),
         str(len(scan.packages)) if scan else "-",
         vulns,
-        startup,
+        f"{statistics.median(probe.startup_seconds):.3f} s" if probe else "-",
+        _mb(probe.idle_memory_bytes if probe else None),
         str(result.status) + (f" ({result.failed_stage})" if result.failed_stage else ""),
     ]
 
 
+COLUMNS = (
+    "app", "toolchain", "base", "size", "compressed", "packages", "vulns C/H/M/L",
+    "startup", "memory", "status",
+)  # fmt: skip
+
+
 def render_summary(run: RunRecord, config: MatrixConfig) -> None:
-    """Print the comparison table and where the results went."""
+    """Print the comparison table, why cells did not complete, and where results went."""
     table = Table(title=f"basebench run {run.run_id} ({run.matrix})")
-    for column in ("cell", "variant", "size", "packages", "vulns C/H/M/L", "startup", "status"):
-        table.add_column(column, justify="left" if column in ("cell", "status") else "right")
-    for result in sorted(run.cells, key=lambda r: (r.cell.toolchain_version, r.cell.base)):
+    for column in COLUMNS:
+        left = column in ("app", "toolchain", "base", "status")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
+    for result in run.cells:  # matrix order
         table.add_row(*summary_row(result))
     console.print(table)
     for result in run.cells:
         if result.status is not Status.OK:
-            console.print(f"[bold]{result.cell.label}[/]: {result.status}: {result.error}")
+            console.print(f"{result.cell.label}: {result.status}: {result.error}", highlight=False)
     console.print(f"results: {open_store(config.output, config.s3).location('')}")

@@ -52,8 +52,20 @@ def make_ca(directory: Path, name: str) -> CertificateAuthority:
     directory.mkdir(parents=True, exist_ok=True)
     ca = CertificateAuthority(directory / f"{name}-ca.pem", directory / f"{name}-ca-key.pem")
     _openssl(
-        ["req", "-x509", *EC_KEY, "-keyout", str(ca.key), "-out", str(ca.cert)]
-        + ["-days", DAYS, "-subj", f"/CN={name} test CA", *CA_EXTENSIONS]
+        [
+            "req",
+            "-x509",
+            *EC_KEY,
+            "-keyout",
+            str(ca.key),
+            "-out",
+            str(ca.cert),
+            "-days",
+            DAYS,
+            "-subj",
+            f"/CN={name} test CA",
+            *CA_EXTENSIONS,
+        ]
     )
     ca.key.chmod(0o600)
     return ca
@@ -81,9 +93,23 @@ def _make_leaf(
         ["req", "-new", *EC_KEY, "-keyout", str(pair.key), "-out", str(csr), "-subj", f"/CN={cn}"]
     )
     _openssl(
-        ["x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key)]
-        + ["-CAcreateserial", "-days", DAYS, "-out", str(pair.cert)]
-        + ["-extfile", str(extensions)]
+        [
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca.cert),
+            "-CAkey",
+            str(ca.key),
+            "-CAcreateserial",
+            "-days",
+            DAYS,
+            "-out",
+            str(pair.cert),
+            "-extfile",
+            str(extensions),
+        ]
     )
     pair.key.chmod(0o600)
     csr.unlink()

@@ -43,7 +43,9 @@ def ensure_engine(state_dir: Path, url: str | None = None, timeout: float = 60.0
     url = url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
     if engine_answers(url):
         return url
-    if not (url.startswith("unix://") and os.geteuid() == 0 and Path("/etc/debian_version").exists()):
+    if not (
+        url.startswith("unix://") and os.geteuid() == 0 and Path("/etc/debian_version").exists()
+    ):
         raise InfraError(f"no Docker engine at {url}; start one or set DOCKER_HOST")
     if shutil.which("dockerd") is None:
         apt_install(["docker.io"])

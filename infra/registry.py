@@ -74,7 +74,7 @@ class LocalRegistry:
         if self.pid() is not None and self.api().healthy():
             return False
         self.stop()  # a dead or unhealthy leftover of ours
-        _check_port_free(self.port)
+        check_port_free(self.port)
         if shutil.which(PROGRAM) is None:
             apt_install([PROGRAM])
         self.storage.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,8 @@ class LocalRegistry:
         return stop_daemon(self.pidfile, PROGRAM)
 
 
-def _check_port_free(port: int) -> None:
+def check_port_free(port: int) -> None:
+    """InfraError naming the port when something listens on 127.0.0.1:``port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         # Like the registry itself, ignore connections of a previous run in TIME_WAIT.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import docker
+import docker.constants
 import docker.tls
 from pydantic import (
     BaseModel,
@@ -32,6 +33,8 @@ from pydantic import (
 )
 
 DEFAULT_URL = "unix:///var/run/docker.sock"
+MIN_API_VERSION = docker.constants.MINIMUM_DOCKER_API_VERSION
+DEFAULT_API_VERSION = docker.constants.DEFAULT_DOCKER_API_VERSION
 SCHEMES = ("unix", "tcp", "ssh")
 LOOPBACK = "127.0.0.1"
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/-]{0,62}$")]
@@ -141,32 +144,49 @@ class HostHealth:
     error: str | None = None  # one line, when not ok
 
 
-def connect(host: HostConfig, timeout: int = 600, ping_timeout: float = 10.0) -> docker.DockerClient:
-    """A client for ``host`` that has answered a ping within ``ping_timeout`` seconds.
+def connect(
+    host: HostConfig, timeout: int = 600, ping_timeout: float = 10.0
+) -> docker.DockerClient:
+    """A client for ``host`` that has answered within ``ping_timeout`` seconds.
 
     ``timeout`` then applies to every later API call (builds can be long). Raises
     ``HostUnavailable`` with one line: host name, url and the cause.
     """
     try:
-        # The SDK asks the engine for its API version while constructing: that is the ping,
-        # so it runs with the short timeout.
-        client = docker.DockerClient(
-            base_url=host.url,
-            timeout=int(max(ping_timeout, 1)),
-            tls=_tls_config(host.tls) if host.tls else False,
-            use_ssh_client=host.url.startswith("ssh://"),
-        )
+        version = _negotiate_api_version(host, ping_timeout)
     except Exception as exc:
         raise HostUnavailable(f"{host.name} ({host.url}): {describe_error(exc)}") from exc
+    client = _client(host, timeout, version)
+    return client
+
+
+def _negotiate_api_version(host: HostConfig, ping_timeout: float) -> str:
+    # DockerClient(version=None) asks the engine for its API version inside __init__,
+    # before we can set trust_env = False, so this machine's REQUESTS_CA_BUNDLE would
+    # break TLS there. Ask with a pinned old version first, then pin what both speak.
+    probe = _client(host, max(ping_timeout, 0.1), MIN_API_VERSION)
+    try:
+        server = str(probe.api.version(api_version=False)["ApiVersion"])
+    finally:
+        probe.close()
+    return str(min(server, DEFAULT_API_VERSION, key=_version_key))
+
+
+def _client(host: HostConfig, timeout: float, version: str) -> docker.DockerClient:
+    client = docker.DockerClient(
+        base_url=host.url,
+        version=version,
+        timeout=timeout,  # requests takes float seconds
+        tls=_tls_config(host.tls) if host.tls else False,
+        use_ssh_client=host.url.startswith("ssh://"),
+    )
     # This machine's REQUESTS_CA_BUNDLE would otherwise override the engine's TLS CA.
     client.api.trust_env = False
-    try:
-        client.ping()
-    except Exception as exc:
-        client.close()
-        raise HostUnavailable(f"{host.name} ({host.url}): {describe_error(exc)}") from exc
-    client.api.timeout = timeout
     return client
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 def check_host(host: HostConfig, timeout: float = 5.0) -> HostHealth:
@@ -244,7 +264,7 @@ def resolve_context(name: str, config_dir: Path | None = None) -> dict[str, Any]
             continue
         if meta.get("Name") == name:
             return _context_endpoint(name, meta, base)
-    known = sorted(_context_names(meta_dir)) + ["default"]
+    known = [*sorted(_context_names(meta_dir)), "default"]
     raise ValueError(f"context {name!r} not found in {meta_dir}; known: {', '.join(known)}")
 
 

@@ -56,3 +56,46 @@ class HostPool:
         if not free:
             return None
         return min(free, key=lambda h: self._busy[h.name] / h.max_parallel)
+
+
+class QuietLock:
+    """Lets timed work run alone on a host: many ``shared`` holders or one ``exclusive``.
+
+    Startup timings taken while another cell compiles on the same CPUs measure the
+    neighbour, not the image. A waiting ``exclusive`` holder blocks new ``shared`` ones
+    so probes are not starved by a stream of builds.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting_exclusive = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._changed:
+            while self._exclusive or self._waiting_exclusive:
+                self._changed.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._shared -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._changed:
+            self._waiting_exclusive += 1
+            while self._exclusive or self._shared:
+                self._changed.wait()
+            self._waiting_exclusive -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._exclusive = False
+                self._changed.notify_all()

@@ -17,6 +17,7 @@ import docker
 
 from tasks.build import BaseUnavailable, PulledImage
 from tasks.docker_host import HostConfig
+from tasks.host_pool import QuietLock
 from tasks.inspect import LayerSizes
 from tasks.matrix import BASES, load_app
 from tasks.records import (
@@ -56,6 +57,7 @@ class CellContext:
     apps_dir: Path
     engine_version: str = ""
     layer_sizes: LayerSizes | None = None
+    quiet: QuietLock = field(default_factory=QuietLock)  # probes run alone on the host
     pulled: dict[str, PulledImage | BaseUnavailable] = field(default_factory=dict)
 
 
@@ -85,15 +87,21 @@ def run_pipeline(cell: Cell, ctx: CellContext, stages: Stages) -> CellResult:
     try:
         app = load_app(cell.app, ctx.apps_dir)
         builder, base = _pulled(ctx, cell.builder_ref), _pulled(ctx, cell.base_ref)
-        done["build"] = stages.build(ctx.client, cell, app, ctx.run_id, builder, base)
+        with ctx.quiet.shared():
+            done["build"] = stages.build(ctx.client, cell, app, ctx.run_id, builder, base)
         stage = Stage.INSPECT
-        done["inspect"] = stages.inspect(ctx.client, done["build"], builder, base, ctx.layer_sizes)
+        with ctx.quiet.shared():
+            done["inspect"] = stages.inspect(
+                ctx.client, done["build"], builder, base, ctx.layer_sizes
+            )
         stage = Stage.SCAN
-        done["scan"] = stages.scan(ctx.scanner, done["build"].tag, ctx.host)
+        with ctx.quiet.shared():
+            done["scan"] = stages.scan(ctx.scanner, done["build"].tag, ctx.host)
         stage = Stage.PROBE
-        done["probe"] = stages.probe(
-            ctx.client, done["build"], app, ctx.network, ctx.repeat, ctx.probe_timeout
-        )
+        with ctx.quiet.exclusive():
+            done["probe"] = stages.probe(
+                ctx.client, done["build"], app, ctx.network, ctx.repeat, ctx.probe_timeout
+            )
     except BaseUnavailable as exc:
         reason = skip_reason(cell, exc)
         status = Status.SKIPPED if reason else Status.FAILED

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,13 +26,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.records import RunRecord
-from tasks.stores import ResultStore
+from tasks.stores import LocalStore, ResultStore
 from tasks.tables import (
     SCHEMA_VERSION,
-    SCHEMA_VERSION_KEY,
     SCHEMAS,
     TABLES,
     build_tables,
+    conform_table,
     run_date,
 )
 
@@ -81,6 +85,110 @@ def publish(run: RunRecord, store: ResultStore) -> str:
     except OSError as exc:
         raise PublishError(f"publish run {run.run_id} to {store.location()}: {exc}") from exc
     return store.location(manifest_path(run.run_id))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failing store is retried (exponential backoff)."""
+
+    attempts: int = 4
+    first_delay: float = 2.0  # seconds before the second attempt
+    factor: float = 2.0
+    max_delay: float = 30.0
+
+    def delays(self) -> list[float]:
+        """Seconds to wait before attempts 2..n, e.g. [2, 4, 8] for the defaults."""
+        return [
+            min(self.first_delay * self.factor**i, self.max_delay)
+            for i in range(self.attempts - 1)
+        ]
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    """Where a run ended up: its store, or (after the store kept failing) a local folder."""
+
+    run_id: str
+    location: str  # the manifest's location
+    attempts: int
+    fallback_dir: Path | None = None  # set when the run was kept locally instead
+    error: str | None = None  # the store's last error when it fell back
+
+    @property
+    def published(self) -> bool:
+        """True when the run is in the intended store."""
+        return self.fallback_dir is None
+
+    @property
+    def message(self) -> str:
+        """One line for the log or the terminal."""
+        if self.published:
+            return f"published run {self.run_id}: {self.location}"
+        return (
+            f"publish failed after {self.attempts} attempts ({self.error}); "
+            f"run {self.run_id} is kept complete in {self.fallback_dir}; "
+            f"copy it to the store with copy_run once the store works again"
+        )
+
+
+def publish_with_fallback(
+    run: RunRecord,
+    store: ResultStore,
+    fallback_dir: Path,
+    retry: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PublishOutcome:
+    """Publish ``run``, retrying store failures with backoff, else keep it in ``fallback_dir``.
+
+    ``fallback_dir`` becomes a local result store with the same layout (readable by
+    ``basebench report``). The caller exits non-zero unless ``outcome.published``.
+    ``ValueError`` (bad records or run id) is raised at once: retrying cannot fix it.
+    A ``PublishError`` is raised only when the fallback folder fails too.
+    """
+    retry = retry or RetryPolicy()
+    delays = [*retry.delays(), None]
+    for attempt, delay in enumerate(delays, start=1):
+        try:
+            return PublishOutcome(run.run_id, publish(run, store), attempts=attempt)
+        except PublishError as exc:
+            error = exc
+            if delay is not None:
+                sleep(delay)
+    fallback = LocalStore(fallback_dir)
+    try:
+        location = publish(run, fallback)
+    except PublishError as exc:
+        raise PublishError(f"{error}; keeping it locally failed too: {exc}") from exc
+    return PublishOutcome(
+        run.run_id,
+        location,
+        attempts=len(delays),
+        fallback_dir=Path(fallback.location()),
+        error=str(error.__cause__ or error),
+    )
+
+
+def copy_run(source: ResultStore, target: ResultStore, run_id: str) -> str:
+    """Copy a complete run (e.g. from a fallback folder) into ``target``, manifest last.
+
+    Like ``publish``, an existing copy of ``run_id`` in ``target`` is replaced.
+    Returns the manifest's location in ``target``.
+    """
+    check_run_id(run_id)
+    manifest_file = manifest_path(run_id)
+    try:
+        manifest = _read_manifest(source, manifest_file)
+        payloads = {e["path"]: source.read(e["path"]) for e in manifest["tables"].values()}
+        target.delete(manifest_file)
+        _delete_run_files(target, run_id)
+        for path, data in payloads.items():
+            target.write(path, data)
+        target.write(manifest_file, source.read(manifest_file))
+    except OSError as exc:
+        raise PublishError(
+            f"copy run {run_id} from {source.location()} to {target.location()}: {exc}"
+        ) from exc
+    return target.location(manifest_file)
 
 
 def check_run_id(run_id: str) -> None:
@@ -194,7 +302,7 @@ def read_table(store: ResultStore, table: str, run_ids: list[str] | None = None)
     """
     paths = table_files(store, table, run_ids)  # rejects unknown table names
     schema = SCHEMAS[table]
-    parts = [_read_part(store, path, schema) for path in paths]
+    parts = [_read_part(store, path, table) for path in paths]
     combined = pa.concat_tables(parts) if parts else schema.empty_table()
     frame = combined.to_pandas(types_mapper=_PANDAS_TYPES.get)
     for field in schema:
@@ -203,7 +311,7 @@ def read_table(store: ResultStore, table: str, run_ids: list[str] | None = None)
     return frame
 
 
-def _read_part(store: ResultStore, path: str, schema: pa.Schema) -> pa.Table:
+def _read_part(store: ResultStore, path: str, table: str) -> pa.Table:
     location = store.location(path)
     try:
         data = store.read(path)
@@ -213,10 +321,7 @@ def _read_part(store: ResultStore, path: str, schema: pa.Schema) -> pa.Table:
         part = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, OSError) as exc:
         raise PublishError(f"{location} is not a readable Parquet file: {exc}") from exc
-    version = (part.schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"?").decode()
-    if version != str(SCHEMA_VERSION):
-        raise PublishError(
-            f"{location} has schema version {version}; this basebench reads {SCHEMA_VERSION}"
-        )
-    # Parquet round trips rename nested fields (map entries); cast back to the exact schema.
-    return part.cast(schema)
+    try:
+        return conform_table(table, part, location)
+    except ValueError as exc:  # SchemaVersionError or a missing required column
+        raise PublishError(str(exc)) from exc

@@ -2,8 +2,17 @@
 
 Pure functions over plain records: no I/O here (``tasks.publish`` writes the tables).
 Every schema is explicit and carries ``basebench.schema_version`` and ``basebench.table``
-in its metadata, so a Parquet file says what it is without its path. Bump
-``SCHEMA_VERSION`` whenever a column is renamed, retyped or removed.
+in its metadata, so a Parquet file says what it is without its path.
+
+Versioning policy (``conform_table`` applies it to every file read back):
+
+- Adding a nullable column does not bump ``SCHEMA_VERSION``: older files simply lack
+  it and read back with nulls there.
+- Renaming, retyping or removing a column bumps ``SCHEMA_VERSION`` to N+1 and registers
+  ``UPGRADES[N]``, which turns a version-N table into a version-N+1 one, so files of
+  every version from ``OLDEST_READABLE_VERSION`` on stay readable.
+- A file with a newer version than ``SCHEMA_VERSION`` is refused with a clear error
+  (``SchemaVersionError``): an older basebench cannot know what the new columns mean.
 
 Timestamps are stored as UTC; a naive ``datetime`` in a record is taken to be UTC already.
 A part that a cell never reached (a failed or skipped cell) gives null columns, never 0.
@@ -21,6 +30,8 @@ import pyarrow as pa
 from tasks.records import SEVERITIES, CellResult, RunRecord, ScanResult, Status
 
 SCHEMA_VERSION = 1
+# Files as old as this are still read (upgraded step by step through UPGRADES).
+OLDEST_READABLE_VERSION = 1
 SCHEMA_VERSION_KEY = b"basebench.schema_version"
 TABLE_KEY = b"basebench.table"
 
@@ -391,3 +402,68 @@ def _run_row(run: RunRecord) -> Row:
         "cells_failed": statuses.count(Status.FAILED),
         "cells_skipped": statuses.count(Status.SKIPPED),
     }
+
+
+class SchemaVersionError(ValueError):
+    """A file's schema version cannot be read by this basebench (too new, too old, absent)."""
+
+
+# UPGRADES[n](table_name, table) turns a version-n table into a version-(n+1) table.
+# Empty while SCHEMA_VERSION is 1; register a step with every bump.
+UPGRADES: dict[int, Callable[[str, pa.Table], pa.Table]] = {}
+
+
+def file_schema_version(schema: pa.Schema, location: str) -> int:
+    """The ``basebench.schema_version`` in a file's schema metadata, as an int."""
+    raw = (schema.metadata or {}).get(SCHEMA_VERSION_KEY)
+    if raw is None:
+        raise SchemaVersionError(
+            f"{location}: no basebench.schema_version in the file metadata; "
+            "not a basebench file?"
+        )
+    try:
+        return int(raw.decode())
+    except ValueError:
+        raise SchemaVersionError(
+            f"{location}: basebench.schema_version {raw.decode(errors='replace')!r} "
+            "is not a whole number"
+        ) from None
+
+
+def conform_table(name: str, table: pa.Table, location: str) -> pa.Table:
+    """A table read from a file, upgraded to the current ``SCHEMAS[name]`` (see the policy).
+
+    Raises ``SchemaVersionError`` for a version newer than ``SCHEMA_VERSION`` or older
+    than ``OLDEST_READABLE_VERSION``, and ``ValueError`` when a required column is missing.
+    """
+    version = file_schema_version(table.schema, location)
+    readable = f"{OLDEST_READABLE_VERSION}..{SCHEMA_VERSION}"
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{location} has schema version {version}, newer than this basebench reads "
+            f"({readable}); upgrade basebench to read it"
+        )
+    if version < OLDEST_READABLE_VERSION:
+        raise SchemaVersionError(
+            f"{location} has schema version {version}, older than this basebench reads "
+            f"({readable}); read it with an older basebench"
+        )
+    for step in range(version, SCHEMA_VERSION):
+        table = UPGRADES[step](name, table)
+    return _align(name, table, location)
+
+
+def _align(name: str, table: pa.Table, location: str) -> pa.Table:
+    # Same columns, same order, same types as the current schema; columns added later
+    # (nullable by the policy) become nulls; unknown extra columns are dropped.
+    schema = SCHEMAS[name]
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name))
+        elif field.nullable:
+            columns.append(pa.nulls(table.num_rows, field.type))
+        else:
+            raise ValueError(f"{location}: required column {field.name} of table {name} is missing")
+    # Parquet round trips rename nested fields (map entries); the cast restores them.
+    return pa.Table.from_arrays(columns, names=schema.names).cast(schema)

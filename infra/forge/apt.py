@@ -77,9 +77,7 @@ class AptIndex:
         out = self._run(["apt-cache", "show", "--no-all-versions", *names])
         found: dict[str, str] = {}
         for stanza in out.split("\n\n"):
-            fields = dict(
-                line.split(": ", 1) for line in stanza.splitlines() if ": " in line[:40]
-            )
+            fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line[:40])
             if "Package" in fields and "Version" in fields:
                 found[fields["Package"]] = fields["Version"]
         missing = [n for n in names if n not in found]

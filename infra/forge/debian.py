@@ -15,7 +15,9 @@ MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 
 # The official image's apt/dpkg settings (debuerreotype), one file each as upstream.
 OFFICIAL_SETTINGS = {
-    "/etc/apt/apt.conf.d/docker-autoremove-suggests": 'Apt::AutoRemove::SuggestsImportant "false";\n',
+    "/etc/apt/apt.conf.d/docker-autoremove-suggests": (
+        'Apt::AutoRemove::SuggestsImportant "false";\n'
+    ),
     "/etc/apt/apt.conf.d/docker-clean": (
         'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb '
         '/var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\n'
@@ -59,7 +61,8 @@ class DebianRecipe(Recipe):
         return ()
 
     def resolve(self, apt: AptIndex) -> dict[str, str]:
-        return apt.resolve([*apt.required(), "apt", *self.include()])
+        # The merged-usr hook installs usr-is-merged; without it apt would pick usrmerge (+perl).
+        return apt.resolve([*apt.required(), "apt", "usr-is-merged", *self.include()])
 
     def build(self, apt: AptIndex, packages: dict[str, str], workdir: Path) -> Rootfs:
         tarball = workdir / "rootfs.tar"

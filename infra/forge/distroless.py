@@ -34,7 +34,7 @@ DROPPED = ("./usr/share/man/", "./usr/share/info/", "./usr/sbin/update-ca-certif
 
 COMMON_ENV = (
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    f"ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+    "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
 )
 
 
@@ -90,8 +90,10 @@ def _add(out: tarfile.TarFile, seen: set[str], entry: Entry) -> None:
 
 
 def _is_dropped_doc(name: str) -> bool:
-    return name.startswith("./usr/share/doc/") and name.count("/") > 4 and not name.endswith(
-        "/copyright"
+    return (
+        name.startswith("./usr/share/doc/")
+        and name.count("/") > 4
+        and not name.endswith("/copyright")
     )
 
 

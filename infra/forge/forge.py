@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,12 +43,15 @@ def forge(
     if _in_registry(RegistryAPI(registry), recipe, digest):
         return ForgeResult(recipe.name, False, digest, refs, len(resolved), _since(started))
     workroot.mkdir(parents=True, exist_ok=True)
+    previous = _local_ids(client, refs)
     with tempfile.TemporaryDirectory(prefix="forge-", dir=workroot) as tmp:
         rootfs = recipe.build(apt, resolved, Path(tmp))
-        imported = import_outputs(client, registry, recipe, rootfs, labels(recipe, digest, rootfs.packages))
+        forged_labels = labels(recipe, digest, rootfs.packages)
+        imported = import_outputs(client, registry, recipe, rootfs, forged_labels)
     # Push only once every tag of the recipe is built and imported.
     for ref in imported:
         push(client, ref)
+    _remove_untagged(client, previous)
     return ForgeResult(recipe.name, True, digest, refs, len(rootfs.packages), _since(started))
 
 
@@ -61,3 +65,21 @@ def _in_registry(api: RegistryAPI, recipe: Recipe, digest: str) -> bool:
 
 def _since(started: float) -> float:
     return round(time.monotonic() - started, 2)
+
+
+def _local_ids(client: docker.DockerClient, refs: tuple[str, ...]) -> set[str]:
+    ids = set()
+    for ref in refs:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            ids.add(client.images.get(ref).id)
+    return ids
+
+
+def _remove_untagged(client: docker.DockerClient, ids: set[str]) -> None:
+    # Images this forge replaced; ones still tagged or used by a container stay.
+    for image_id in ids:
+        try:
+            if not client.images.get(image_id).tags:
+                client.images.remove(image_id)
+        except docker.errors.APIError:
+            pass

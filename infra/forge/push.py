@@ -28,7 +28,9 @@ def import_outputs(
                 changes=[*output.changes, *label_lines],
             )
         except docker.errors.APIError as exc:
-            raise InfraError(f"import of {repository}:{output.tag} failed: {exc.explanation}") from exc
+            raise InfraError(
+                f"import of {repository}:{output.tag} failed: {exc.explanation}"
+            ) from exc
         refs.append(f"{repository}:{output.tag}")
     return refs
 

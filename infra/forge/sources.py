@@ -79,7 +79,7 @@ def _parse_one_line(text: str) -> list[SourceEntry]:
 
 
 def check_sources(path: Path, suite: str = "bookworm") -> list[SourceEntry]:
-    """The entries of ``path``; InfraError unless it exists and has a ``deb`` entry for ``suite``."""
+    """The entries of ``path``; InfraError unless it has a ``deb`` entry for ``suite``."""
     if path.suffix not in (".sources", ".list"):
         raise InfraError(f"apt sources file {path}: name must end in .sources or .list")
     try:

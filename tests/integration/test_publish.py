@@ -24,8 +24,8 @@ from tasks.publish import (
 )
 from tasks.stores import LocalStore, ResultStore, S3Store
 from tasks.tables import SCHEMAS, TABLES, build_tables
+from tests.records_factory import T0, failed_cell, make_run, ok_cell, skipped_cell
 from tests.s3_server import S3Server
-from tests.unit.test_tables import T0, failed_cell, make_run, ok_cell, skipped_cell
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,57 @@
+"""``basebench hosts CONFIG``: ask every Docker host of a matrix whether it answers."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tasks.docker_host import HostHealth, check_hosts
+from tasks.matrix import load_matrix
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``hosts`` on the CLI's subparsers (``add_subparsers()`` result)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "hosts", help="check that every Docker host of a matrix answers; show version and disk"
+    )
+    parser.add_argument("config", help="matrix YAML file, e.g. configs/default.yaml")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for each host (default 5)"
+    )
+    parser.set_defaults(func=func)
+    return parser
+
+
+def func(args: argparse.Namespace) -> int:
+    """Print one line per host; 0 when at least one host answers, else 1."""
+    config = load_matrix(Path(args.config))
+    health = check_hosts(config.hosts, timeout=args.timeout)
+    for line in format_health(health):
+        print(line)
+    return 0 if any(h.ok for h in health) else 1
+
+
+def format_health(health: list[HostHealth]) -> list[str]:
+    """Aligned lines: name, ok/unreachable, version, platform, free disk (or the error)."""
+    width = max((len(h.name) for h in health), default=0)
+    lines = []
+    for h in health:
+        if h.ok:
+            details = f"{h.version}  {h.platform}  free {format_bytes(h.free_disk_bytes)}"
+            lines.append(f"{h.name:<{width}}  ok           {details}  ({h.url})")
+        else:
+            lines.append(f"{h.name:<{width}}  unreachable  {h.error}")
+    return lines
+
+
+def format_bytes(count: int | None) -> str:
+    """``12.3 GB``; ``?`` when unknown (remote engines do not report free disk)."""
+    if count is None:
+        return "?"
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"

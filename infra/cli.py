@@ -1,0 +1,135 @@
+"""The ``infra`` command: ``up``, ``down``, ``status`` (flows/cli.py wires it into basebench)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from infra.engine import DEFAULT_URL, engine_answers, engine_pid
+from infra.errors import InfraError
+from infra.paths import DEFAULT_APT_SOURCES, DEFAULT_CACHE_DIR, DEFAULT_REGISTRY_PORT, state_dir
+from infra.registry_api import RegistryAPI
+from infra.up import StepResult, down, registry_for, up
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``infra {up,down,status}``; each sets ``func(args) -> int``."""
+    infra = subparsers.add_parser("infra", help="local Docker engine, registry and forged images")
+    commands = infra.add_subparsers(dest="infra_command", required=True)
+
+    up_cmd = commands.add_parser("up", help="start the registry and forge base images")
+    up_cmd.add_argument(
+        "--go",
+        action="append",
+        default=[],
+        metavar="VERSION",
+        help="Go version of a golang:<v>-bookworm builder (repeatable)",
+    )
+    up_cmd.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="MATRIX",
+        help="take the Go versions from matrix files (repeatable)",
+    )
+    up_cmd.add_argument(
+        "--apt-sources",
+        type=Path,
+        default=DEFAULT_APT_SOURCES,
+        help=f"apt sources file used as mirror (default {DEFAULT_APT_SOURCES})",
+    )
+    _common(up_cmd)
+    up_cmd.set_defaults(func=run_up)  # fmt: skip
+
+    down_cmd = commands.add_parser("down", help="stop the registry (and dockerd if we started it)")
+    _common(down_cmd)
+    down_cmd.set_defaults(func=run_down)
+
+    status_cmd = commands.add_parser("status", help="show engine, registry and forged images")
+    _common(status_cmd)
+    status_cmd.set_defaults(func=run_status)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_REGISTRY_PORT,
+        help=f"registry port on 127.0.0.1 (default {DEFAULT_REGISTRY_PORT})",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE_DIR,
+        help=f"registry storage, wheels, apt lists (default {DEFAULT_CACHE_DIR})",
+    )
+
+
+def go_versions(args: argparse.Namespace) -> list[str]:
+    """--go values, then the toolchains (and include entries) of each --config matrix."""
+    versions = list(args.go)
+    if args.config:
+        from tasks.matrix import ConfigError, load_matrix
+
+        for path in args.config:
+            try:
+                matrix = load_matrix(path)
+            except ConfigError as exc:
+                raise InfraError(str(exc).splitlines()[0]) from exc
+            versions += [*matrix.toolchains, *(c.toolchain for c in matrix.include)]
+    return list(dict.fromkeys(versions))
+
+
+def _print_step(result: StepResult) -> None:
+    print(
+        f"{result.name:<34} {result.action:<9} {result.seconds:7.1f} s  {result.detail}", flush=True
+    )
+
+
+def run_up(args: argparse.Namespace) -> int:
+    """``infra up``: one line per step; errors as one line and exit code 2."""
+    started = time.monotonic()
+    try:
+        state = up(
+            go_versions(args), args.port, args.cache_dir, args.apt_sources, report=_print_step
+        )
+    except InfraError as exc:
+        print(f"infra up: {exc}", file=sys.stderr)
+        return 2
+    built = sum(s.action == "built" for s in state.steps)
+    print(f"infra up: done in {time.monotonic() - started:.1f} s, {built} image(s) built, "
+          f"registry {state.registry}, engine {state.docker_url}")  # fmt: skip
+    return 0
+
+
+def run_down(args: argparse.Namespace) -> int:
+    """``infra down``: stop what ``up`` started for this cache dir."""
+    try:
+        stopped = down(args.cache_dir)
+    except InfraError as exc:
+        print(f"infra down: {exc}", file=sys.stderr)
+        return 2
+    print(f"infra down: stopped {', '.join(stopped) if stopped else 'nothing (not running)'}")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """``infra status``: engine, registry and each forged image's recipe hash."""
+    own = engine_pid(state_dir(args.cache_dir))
+    engine = "answers" if engine_answers(DEFAULT_URL) else "not answering"
+    print(f"engine    {DEFAULT_URL}: {engine}" + (f" (our dockerd pid {own})" if own else ""))
+    registry = registry_for(args.cache_dir, args.port)
+    api = RegistryAPI(registry.address)
+    if not api.healthy():
+        print(f"registry  {registry.address}: not running")
+        return 1
+    print(f"registry  {registry.address}: running (pid {registry.pid() or 'not ours'})")
+    for repository in api.repositories():
+        for tag in sorted(api.tags(repository)):
+            found = api.labels(repository, tag) or {}
+            digest = found.get("org.basebench.recipe-hash", "-")
+            print(f"image     {repository}:{tag}  recipe {digest}")
+    return 0

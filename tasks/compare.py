@@ -1,0 +1,373 @@
+"""Compare two runs cell by cell and decide whether the head run regressed.
+
+Pure functions over the published tables (pandas DataFrames of ``results``, ``samples``
+and ``vulnerabilities``); ``load_run`` and ``pick_runs`` are the only parts that read
+a store. A regression is:
+
+- an image that grew by more than ``size_ratio`` AND more than ``size_bytes``;
+- a CRITICAL or HIGH vulnerability id in a cell that the base run's cell did not have;
+- a startup time that got slower beyond the noise: a two-sided Mann-Whitney U test on
+  the two runs' samples gives p < ``alpha`` AND the median grew by ``startup_ratio``;
+- a cell that was ``ok`` and is now ``failed`` or ``skipped``.
+
+Cells that appeared or disappeared, shrunk images, fixed CVEs and faster startups are
+reported as changes but are not regressions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from tasks.publish import list_runs, read_table
+from tasks.stores import ResultStore
+
+SERIOUS = ("CRITICAL", "HIGH")
+# Exact permutation p-values up to this many rank splits; a normal approximation beyond.
+_EXACT_LIMIT = 200_000
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Limits beyond which a difference counts as a regression."""
+
+    size_ratio: float = 0.05  # 5 % growth ...
+    size_bytes: int = 1_000_000  # ... and at least 1 MB
+    alpha: float = 0.05  # significance level of the startup test
+    startup_ratio: float = 0.05  # minimal median slowdown worth reporting
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The tables of one run that a comparison needs."""
+
+    run_id: str
+    results: pd.DataFrame
+    samples: pd.DataFrame
+    vulnerabilities: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference in one cell; ``regression`` says whether it fails the comparison."""
+
+    kind: str  # size, new-cve, fixed-cve, startup, status, cell-appeared, cell-disappeared
+    cell_id: str
+    cell: str  # human label
+    regression: bool
+    summary: str
+    base: float | str | None = None
+    head: float | str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every change between two runs and the thresholds they were judged by."""
+
+    base_run: str
+    head_run: str
+    thresholds: Thresholds
+    changes: tuple[Change, ...]
+
+    @property
+    def regressions(self) -> tuple[Change, ...]:
+        """Only the changes that fail the comparison."""
+        return tuple(c for c in self.changes if c.regression)
+
+    @property
+    def regressed(self) -> bool:
+        """True when at least one change is a regression (exit code 1)."""
+        return bool(self.regressions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json`` and artifacts."""
+        return {
+            "base_run": self.base_run,
+            "head_run": self.head_run,
+            "regressed": self.regressed,
+            "thresholds": asdict(self.thresholds),
+            "changes": [asdict(c) for c in self.changes],
+        }
+
+
+def compare_runs(base: RunData, head: RunData, thresholds: Thresholds | None = None) -> Comparison:
+    """All changes from ``base`` to ``head``, cell by cell (matched by ``cell_id``)."""
+    limits = thresholds or Thresholds()
+    base_cells = _by_cell(base.results)
+    head_cells = _by_cell(head.results)
+    changes: list[Change] = []
+    for cell_id in sorted(head_cells.keys() - base_cells.keys()):
+        changes.append(_presence("cell-appeared", head_cells[cell_id]))
+    for cell_id in sorted(base_cells.keys() - head_cells.keys()):
+        changes.append(_presence("cell-disappeared", base_cells[cell_id]))
+    for cell_id in sorted(base_cells.keys() & head_cells.keys()):
+        old, new = base_cells[cell_id], head_cells[cell_id]
+        changes.extend(_status_change(old, new))
+        changes.extend(_size_change(old, new, limits))
+        changes.extend(_cve_changes(old, new, base.vulnerabilities, head.vulnerabilities))
+        changes.extend(_startup_change(old, new, base.samples, head.samples, limits))
+    return Comparison(base.run_id, head.run_id, limits, tuple(changes))
+
+
+def cell_label(row: pd.Series | dict[str, Any]) -> str:
+    """Short human name of a results row, e.g. ``go-hello go1.22.10 distroless-static``."""
+    return f"{row['app']} {row['language']}{row['toolchain_version']} {row['base']}"
+
+
+def _by_cell(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    return {str(row["cell_id"]): row for row in results.to_dict("records")}
+
+
+def _value(row: dict[str, Any], column: str) -> Any:
+    value = row.get(column)
+    return None if value is None or value is pd.NA or _is_nan(value) else value
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _presence(kind: str, row: dict[str, Any]) -> Change:
+    verb = "appeared" if kind == "cell-appeared" else "disappeared"
+    return Change(kind, row["cell_id"], cell_label(row), False, f"cell {verb}")
+
+
+def _status_change(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    if old["status"] == new["status"]:
+        return []
+    regression = old["status"] == "ok"
+    reason = f": {new['error']}" if _value(new, "error") else ""
+    return [
+        Change(
+            "status",
+            new["cell_id"],
+            cell_label(new),
+            regression,
+            f"status {old['status']} -> {new['status']}{reason}",
+            old["status"],
+            new["status"],
+        )
+    ]
+
+
+def _size_change(old: dict[str, Any], new: dict[str, Any], limits: Thresholds) -> list[Change]:
+    before, after = _value(old, "size_bytes"), _value(new, "size_bytes")
+    if before is None or after is None or before == after:
+        return []
+    growth = int(after) - int(before)
+    ratio = growth / before if before else math.inf
+    regression = growth > limits.size_bytes and ratio > limits.size_ratio
+    return [
+        Change(
+            "size",
+            new["cell_id"],
+            cell_label(new),
+            regression,
+            f"size {_mb(before)} -> {_mb(after)} ({growth / 1e6:+.1f} MB, {ratio:+.1%})",
+            int(before),
+            int(after),
+            {"growth_bytes": growth, "growth_ratio": ratio},
+        )
+    ]
+
+
+def _mb(size: float) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def _cves(vulnerabilities: pd.DataFrame, cell_id: str) -> dict[str, tuple[str, list[str]]]:
+    """vulnerability id -> (severity, sorted packages) of one cell."""
+    rows = vulnerabilities[vulnerabilities["cell_id"] == cell_id]
+    found: dict[str, tuple[str, list[str]]] = {}
+    for vuln_id, group in rows.groupby("vulnerability_id", sort=True):
+        found[str(vuln_id)] = (str(group["severity"].iloc[0]), sorted(set(group["package"])))
+    return found
+
+
+def _cve_changes(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    base_vulns: pd.DataFrame,
+    head_vulns: pd.DataFrame,
+) -> list[Change]:
+    # A cell that was not scanned in one run has no vulnerability rows: not "all fixed".
+    if _value(old, "vulns_critical") is None or _value(new, "vulns_critical") is None:
+        return []
+    before = _cves(base_vulns, old["cell_id"])
+    after = _cves(head_vulns, new["cell_id"])
+    changes = []
+    for vuln_id in sorted(after.keys() - before.keys()):
+        severity, packages = after[vuln_id]
+        if severity in SERIOUS:
+            changes.append(_cve_change("new-cve", new, vuln_id, severity, packages, True))
+    for vuln_id in sorted(before.keys() - after.keys()):
+        severity, packages = before[vuln_id]
+        if severity in SERIOUS:
+            changes.append(_cve_change("fixed-cve", new, vuln_id, severity, packages, False))
+    return changes
+
+
+def _cve_change(
+    kind: str,
+    row: dict[str, Any],
+    vuln_id: str,
+    severity: str,
+    packages: list[str],
+    regression: bool,
+) -> Change:
+    word = "new" if kind == "new-cve" else "gone"
+    return Change(
+        kind,
+        row["cell_id"],
+        cell_label(row),
+        regression,
+        f"{word} {severity} {vuln_id} in {', '.join(packages)}",
+        detail={"vulnerability_id": vuln_id, "severity": severity, "packages": packages},
+    )
+
+
+def _samples(samples: pd.DataFrame, cell_id: str) -> list[float]:
+    rows = samples[samples["cell_id"] == cell_id].sort_values("repetition")
+    return [float(v) for v in rows["startup_seconds"]]
+
+
+def _startup_change(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    base_samples: pd.DataFrame,
+    head_samples: pd.DataFrame,
+    limits: Thresholds,
+) -> list[Change]:
+    before = _samples(base_samples, old["cell_id"])
+    after = _samples(head_samples, new["cell_id"])
+    if len(before) < 2 or len(after) < 2:
+        return []  # no spread, no judgement
+    p_value = mann_whitney_u(before, after)[1]
+    median_before, median_after = statistics.median(before), statistics.median(after)
+    ratio = (median_after - median_before) / median_before if median_before else 0.0
+    if p_value >= limits.alpha or abs(ratio) < limits.startup_ratio:
+        return []  # within the noise, or too small to matter
+    return [
+        Change(
+            "startup",
+            new["cell_id"],
+            cell_label(new),
+            ratio > 0,
+            f"startup median {median_before:.3f} s -> {median_after:.3f} s "
+            f"({ratio:+.1%}, Mann-Whitney p={p_value:.4f}, n={len(before)}/{len(after)})",
+            median_before,
+            median_after,
+            {"p_value": p_value, "ratio": ratio, "n_base": len(before), "n_head": len(after)},
+        )
+    ]
+
+
+def mann_whitney_u(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """U statistic of ``x`` and the two-sided p-value that x and y come from one distribution.
+
+    Exact (a permutation test over every split of the pooled midranks, so ties are
+    handled) when there are at most 200 000 splits; otherwise the normal approximation
+    with tie and continuity corrections.
+    """
+    n, m = len(x), len(y)
+    if n == 0 or m == 0:
+        raise ValueError("mann_whitney_u needs at least one value in each sample")
+    ranks = _midranks([*x, *y])
+    rank_sum = sum(ranks[:n])
+    u = rank_sum - n * (n + 1) / 2
+    if math.comb(n + m, n) <= _EXACT_LIMIT:
+        return u, _exact_p(ranks, n, rank_sum)
+    return u, _normal_p(ranks, n, m, u)
+
+
+def _midranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for index in order[start : end + 1]:
+            ranks[index] = (start + end) / 2 + 1  # tied values share their mean rank
+        start = end + 1
+    return ranks
+
+
+def _exact_p(ranks: list[float], n: int, observed: float) -> float:
+    expected = n * (len(ranks) + 1) / 2
+    distance = abs(observed - expected) - 1e-9  # tolerate float noise in rank sums
+    splits = extreme = 0
+    for chosen in itertools.combinations(ranks, n):
+        splits += 1
+        if abs(sum(chosen) - expected) >= distance:
+            extreme += 1
+    return extreme / splits
+
+
+def _normal_p(ranks: list[float], n: int, m: int, u: float) -> float:
+    total = n + m
+    ties = sum(t**3 - t for t in _tie_sizes(ranks))
+    variance = n * m / 12 * ((total + 1) - ties / (total * (total - 1)))
+    if variance <= 0:
+        return 1.0  # every value equal: no evidence of a difference
+    z = (abs(u - n * m / 2) - 0.5) / math.sqrt(variance)
+    return min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2)))
+
+
+def _tie_sizes(ranks: list[float]) -> list[int]:
+    counts: dict[float, int] = {}
+    for rank in ranks:
+        counts[rank] = counts.get(rank, 0) + 1
+    return [c for c in counts.values() if c > 1]
+
+
+class CompareError(ValueError):
+    """The runs to compare cannot be chosen (too few runs, unknown run id)."""
+
+
+def pick_runs(
+    store: ResultStore, base: str | None = None, head: str | None = None
+) -> tuple[str, str]:
+    """(base, head) run ids; by default the latest run and the previous run of its matrix."""
+    manifests = list_runs(store)
+    known = {m["run_id"]: m for m in manifests}
+    for name, run_id in (("--base", base), ("--head", head)):
+        if run_id is not None and run_id not in known:
+            raise CompareError(
+                f"{name} {run_id}: no complete run with that id in {store.location()}"
+            )
+    if not manifests:
+        raise CompareError(f"no complete runs in {store.location()}; publish two runs first")
+    head_manifest = known[head] if head else manifests[-1]
+    if base is None:
+        earlier = [
+            m
+            for m in manifests
+            if m.get("matrix") == head_manifest.get("matrix")
+            and (m["started_at"], m["run_id"]) < (head_manifest["started_at"], head_manifest["run_id"])
+        ]
+        if not earlier:
+            raise CompareError(
+                f"run {head_manifest['run_id']} has no earlier run of matrix "
+                f"{head_manifest.get('matrix')!r} in {store.location()}; pass --base RUN"
+            )
+        base = earlier[-1]["run_id"]
+    return base, head_manifest["run_id"]
+
+
+def load_run(store: ResultStore, run_id: str) -> RunData:
+    """The results, samples and vulnerabilities of one complete run."""
+    return RunData(
+        run_id,
+        read_table(store, "results", [run_id]),
+        read_table(store, "samples", [run_id]),
+        read_table(store, "vulnerabilities", [run_id]),
+    )

@@ -1,0 +1,87 @@
+"""Reading apt sources files: deb822 and one-line formats, and the early check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.errors import InfraError
+from infra.forge.sources import SourceEntry, check_sources, parse_sources
+
+DEB822 = """\
+# the main archive
+Types: deb deb-src
+URIs: http://mirror.invalid/debian
+Suites: bookworm bookworm-updates
+Components: main contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.invalid/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By:
+ -----BEGIN PGP PUBLIC KEY BLOCK-----
+ .
+ -----END PGP PUBLIC KEY BLOCK-----
+
+Types: deb
+Enabled: no
+URIs: http://mirror.invalid/other
+Suites: trixie
+Components: main
+
+Types: deb-src
+URIs: http://mirror.invalid/src
+Suites: sid
+Components: main
+"""
+
+ONE_LINE = """\
+deb http://mirror.invalid/debian bookworm main contrib
+# deb http://mirror.invalid/debian trixie main
+deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://mirror.invalid/x bookworm-updates main
+deb-src http://mirror.invalid/debian bookworm main
+"""
+
+
+def test_deb822_keeps_enabled_binary_stanzas() -> None:
+    assert parse_sources(DEB822, deb822=True) == [
+        SourceEntry(
+            ("http://mirror.invalid/debian",), ("bookworm", "bookworm-updates"), ("main", "contrib")
+        ),
+        SourceEntry(("http://mirror.invalid/debian-security",), ("bookworm-security",), ("main",)),
+    ]
+
+
+def test_one_line_format_with_options() -> None:
+    assert parse_sources(ONE_LINE, deb822=False) == [
+        SourceEntry(("http://mirror.invalid/debian",), ("bookworm",), ("main", "contrib")),
+        SourceEntry(("http://mirror.invalid/x",), ("bookworm-updates",), ("main",)),
+    ]
+
+
+def test_check_sources_accepts_a_bookworm_file(tmp_path: Path) -> None:
+    path = tmp_path / "host.sources"
+    path.write_text(DEB822)
+    assert len(check_sources(path)) == 2
+
+
+def test_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(InfraError, match=r"missing\.sources: cannot read: No such file"):
+        check_sources(tmp_path / "missing.sources")
+
+
+def test_file_without_the_suite_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "trixie.list"
+    path.write_text("deb http://mirror.invalid/debian trixie main\n")
+    with pytest.raises(InfraError, match="no enabled 'deb' entry for suite bookworm"):
+        check_sources(path)
+
+
+def test_wrong_extension_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "sources.txt"
+    path.write_text(ONE_LINE)
+    with pytest.raises(InfraError, match=r"must end in \.sources or \.list"):
+        check_sources(path)
