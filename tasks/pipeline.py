@@ -20,6 +20,7 @@ from tasks.docker_host import HostConfig
 from tasks.host_pool import QuietLock
 from tasks.inspect import LayerSizes
 from tasks.matrix import BASES, load_app
+from tasks.probe import ProbeTarget
 from tasks.records import (
     BuildResult,
     Cell,
@@ -50,10 +51,9 @@ class CellContext:
     client: docker.DockerClient
     host: HostConfig
     run_id: str
-    network: str
+    probe: ProbeTarget
     scanner: Scanner
     repeat: int
-    probe_timeout: float
     apps_dir: Path
     engine_version: str = ""
     layer_sizes: LayerSizes | None = None
@@ -99,9 +99,7 @@ def run_pipeline(cell: Cell, ctx: CellContext, stages: Stages) -> CellResult:
             done["scan"] = stages.scan(ctx.scanner, done["build"].tag, ctx.host)
         stage = Stage.PROBE
         with ctx.quiet.exclusive():
-            done["probe"] = stages.probe(
-                ctx.client, done["build"], app, ctx.network, ctx.repeat, ctx.probe_timeout
-            )
+            done["probe"] = stages.probe(ctx.client, done["build"], app, ctx.probe, ctx.repeat)
     except BaseUnavailable as exc:
         reason = skip_reason(cell, exc)
         status = Status.SKIPPED if reason else Status.FAILED

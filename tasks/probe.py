@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import time
+from dataclasses import dataclass
 
 import docker
 import docker.errors
@@ -34,13 +35,13 @@ def remove_network(client: docker.DockerClient, run_id: str) -> None:
         network.remove()
 
 
-def wait_for_http(port: int, path: str, timeout: float) -> None:
+def wait_for_http(address: str, port: int, path: str, timeout: float) -> None:
     """Poll until GET returns 200. Resets are retried: Docker's port proxy accepts
     connections before the app inside listens."""
     deadline = time.monotonic() + timeout
     last_error = "no answer"
     while time.monotonic() < deadline:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+        connection = http.client.HTTPConnection(address, port, timeout=1.0)
         try:
             connection.request("GET", path)
             status = connection.getresponse().status
@@ -72,19 +73,30 @@ def _memory_bytes(container: Container) -> int:
     return usage - int(cache)
 
 
+@dataclass(frozen=True)
+class ProbeTarget:
+    """Where the probe runs containers: the run's network, and the address on which the
+    host publishes their ports (127.0.0.1 for a local engine)."""
+
+    network: str
+    address: str
+    timeout: float
+
+
 def _start_once(
-    client: docker.DockerClient, build: BuildResult, app: App, network: str, timeout: float
+    client: docker.DockerClient, build: BuildResult, app: App, target: ProbeTarget
 ) -> tuple[Container, float]:
     container = client.containers.create(
         build.image_id,
-        ports={f"{app.port}/tcp": ("127.0.0.1", None)},
-        network=network,
+        ports={f"{app.port}/tcp": (target.address, None)},
+        network=target.network,
         labels={RUN_LABEL: build.run_id},
     )
     try:
         started = time.perf_counter()
         container.start()
-        wait_for_http(_published_port(container, app), app.probe_path, timeout)
+        port = _published_port(container, app)
+        wait_for_http(target.address, port, app.probe_path, target.timeout)
         return container, time.perf_counter() - started
     except BaseException as exc:
         logs = container.logs(tail=5).decode(errors="replace").strip()
@@ -95,17 +107,12 @@ def _start_once(
 
 
 def probe_image(
-    client: docker.DockerClient,
-    build: BuildResult,
-    app: App,
-    network: str,
-    repeat: int,
-    timeout: float,
+    client: docker.DockerClient, build: BuildResult, app: App, target: ProbeTarget, repeat: int
 ) -> ProbeResult:
     """Start the image ``repeat`` times; memory is read from the last, idle instance."""
     samples: list[float] = []
     for attempt in range(repeat):
-        container, seconds = _start_once(client, build, app, network, timeout)
+        container, seconds = _start_once(client, build, app, target)
         samples.append(seconds)
         try:
             if attempt == repeat - 1:

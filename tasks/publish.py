@@ -99,8 +99,7 @@ class RetryPolicy:
     def delays(self) -> list[float]:
         """Seconds to wait before attempts 2..n, e.g. [2, 4, 8] for the defaults."""
         return [
-            min(self.first_delay * self.factor**i, self.max_delay)
-            for i in range(self.attempts - 1)
+            min(self.first_delay * self.factor**i, self.max_delay) for i in range(self.attempts - 1)
         ]
 
 

@@ -148,11 +148,16 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(f"{head}.{fraction}+00:00")
 
 
-def _run(args: list[str], timeout: int, what: str) -> str:
+def _run(args: list[str], timeout: int, what: str, env: dict[str, str] | None = None) -> str:
     """Run trivy; its stdout, or a ``ScanError`` carrying its stderr."""
     try:
         done = subprocess.run(
-            args, capture_output=True, text=True, timeout=timeout, env=trivy_env(), check=False
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**trivy_env(), **(env or {})},
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise ScanError(f"scan: {what}: trivy timed out after {timeout} s") from exc
@@ -178,6 +183,7 @@ class _TrivyBase:
         self.timeout_seconds = timeout_seconds
         self._binary = trivy_binary()
         self._version: tuple[str, datetime | None] | None = None
+        self._cert_dirs: dict[str, Path] = {}
 
     def version(self) -> tuple[str, datetime | None]:
         """(trivy version, DB UpdatedAt) from ``trivy version``; asked once per instance."""
@@ -199,8 +205,20 @@ class _TrivyBase:
             *COMMON_FLAGS,
         ]
 
-    def _scan(self, args: list[str], image: str) -> ScanResult:
-        output = _run([*args, image], self.timeout_seconds, image)
+    def _docker_env(self, host: HostConfig) -> dict[str, str]:
+        """Trivy reads the engine's TLS files from one folder with fixed names."""
+        if host.tls is None:
+            return {}
+        folder = self._cert_dirs.get(host.name)
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix=f"basebench-tls-{host.name}-"))
+            for name, path in [("ca", host.tls.ca), ("cert", host.tls.cert), ("key", host.tls.key)]:
+                (folder / f"{name}.pem").symlink_to(path.resolve())
+            self._cert_dirs[host.name] = folder
+        return {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(folder)}
+
+    def _scan(self, args: list[str], image: str, host: HostConfig) -> ScanResult:
+        output = _run([*args, image], self.timeout_seconds, image, self._docker_env(host))
         try:
             report = json.loads(output)
         except json.JSONDecodeError as exc:
@@ -227,7 +245,7 @@ class TrivyScanner(_TrivyBase):
             args += ["--db-repository", self.db_repository]
         else:
             args.append("--skip-db-update")
-        return self._scan(args, image)
+        return self._scan(args, image, host)
 
 
 class TrivyServer:
@@ -340,7 +358,7 @@ class TrivyServerScanner(_TrivyBase):
             *self._image_args(image, host),
             *("--server", self.server.url, "--token", self.server.token),
         ]
-        return self._scan(args, image)
+        return self._scan(args, image, host)
 
 
 def make_scanner(config: ScannerConfig, cache_dir: Path) -> Scanner:

@@ -418,8 +418,7 @@ def file_schema_version(schema: pa.Schema, location: str) -> int:
     raw = (schema.metadata or {}).get(SCHEMA_VERSION_KEY)
     if raw is None:
         raise SchemaVersionError(
-            f"{location}: no basebench.schema_version in the file metadata; "
-            "not a basebench file?"
+            f"{location}: no basebench.schema_version in the file metadata; not a basebench file?"
         )
     try:
         return int(raw.decode())

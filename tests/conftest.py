@@ -1,3 +1,3 @@
 """Shared fixtures come from pytest plugins under tests/ (registered here, once)."""
 
-pytest_plugins = ["tests.s3_server"]
+pytest_plugins = ["tests.s3_server", "tests.docker_daemons"]

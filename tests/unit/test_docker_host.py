@@ -172,7 +172,7 @@ def test_context_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(ValidationError, match="plain tcp without tls"):
         HostConfig(context="plain")
     assert HostConfig(context="plain", insecure=True).url == "tcp://10.9.8.7:2375"
-    with pytest.raises(ValidationError, match="context 'nope' not found .*known: plain, default"):
+    with pytest.raises(ValidationError, match=r"context 'nope' not found .*known: plain, default"):
         HostConfig(context="nope")
     with pytest.raises(ValidationError, match="either url or context"):
         HostConfig(context="plain", url="unix:///x.sock")

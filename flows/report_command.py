@@ -1,0 +1,131 @@
+"""``basebench report`` and ``basebench compare``: read published runs, write a page or a verdict.
+
+``add_parser(subparsers)`` registers both commands; each sets ``func(args) -> int``.
+Exit codes: 0 done / no regression, 1 regression (compare), 2 bad input or unreadable store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from tasks.compare import (
+    CompareError,
+    Comparison,
+    Thresholds,
+    compare_runs,
+    load_run,
+    pick_runs,
+)
+from tasks.matrix import S3Config
+from tasks.publish import PublishError
+from tasks.report import build_report
+from tasks.stores import ResultStore, StoreError, open_store
+
+EXIT_CLEAN, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``report`` and ``compare`` on the ``basebench`` command's subparsers."""
+    report = subparsers.add_parser("report", help="write one HTML page of charts for a run")
+    _store_arguments(report)
+    report.add_argument("--run", metavar="ID", help="run to show (default: the latest)")
+    report.add_argument(
+        "--html", metavar="FILE", type=Path, help="output file (default: report-<run id>.html)"
+    )
+    report.set_defaults(func=cmd_report)
+
+    compare = subparsers.add_parser(
+        "compare", help="compare two runs; exit 1 on a regression (for CI)"
+    )
+    _store_arguments(compare)
+    compare.add_argument("--base", metavar="RUN", help="default: the run before --head")
+    compare.add_argument("--head", metavar="RUN", help="default: the latest run")
+    compare.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    compare.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="size-ratio=0.05, size-bytes=1000000, alpha=0.05, startup-ratio=0.05",
+    )
+    compare.set_defaults(func=cmd_compare)
+
+
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", metavar="URL", help="results folder or s3://bucket/prefix")
+    parser.add_argument(
+        "--s3-endpoint", metavar="URL", help="S3 API endpoint (default: AWS or AWS_ENDPOINT_URL)"
+    )
+
+
+def _store(args: argparse.Namespace) -> ResultStore:
+    return open_store(args.url, S3Config(endpoint_url=args.s3_endpoint))
+
+
+def parse_thresholds(pairs: list[str]) -> Thresholds:
+    """``["size-ratio=0.1", "alpha=0.01"]`` -> Thresholds; ValueError names the bad pair."""
+    types = {f.name: f.type for f in fields(Thresholds)}
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        name = key.strip().replace("-", "_")
+        if not sep or name not in types:
+            allowed = ", ".join(n.replace("_", "-") for n in types)
+            raise ValueError(f"--threshold {pair!r}: expected KEY=VALUE with KEY one of {allowed}")
+        try:
+            number = int(raw) if types[name] in (int, "int") else float(raw)
+        except ValueError:
+            raise ValueError(f"--threshold {pair!r}: {raw!r} is not a number") from None
+        if number < 0:
+            raise ValueError(f"--threshold {pair!r}: must not be negative")
+        values[name] = number
+    return replace(Thresholds(), **values)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the HTML report of one run and print where it went."""
+    try:
+        run_id, html = build_report(_store(args), args.run)
+        target = args.html or Path(f"report-{run_id}.html")
+        target.write_text(html, encoding="utf-8")
+    except (CompareError, PublishError, StoreError, ValueError, OSError) as exc:
+        print(f"basebench report: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"report of run {run_id}: {target}")
+    return EXIT_CLEAN
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare two runs, print the changes, exit 1 when any is a regression."""
+    try:
+        thresholds = parse_thresholds(args.threshold)
+        store = _store(args)
+        base, head = pick_runs(store, args.base, args.head)
+        comparison = compare_runs(load_run(store, base), load_run(store, head), thresholds)
+    except (CompareError, PublishError, StoreError, ValueError) as exc:
+        print(f"basebench compare: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(comparison.to_dict(), indent=2) if args.json else render_text(comparison))
+    return EXIT_REGRESSION if comparison.regressed else EXIT_CLEAN
+
+
+def render_text(comparison: Comparison) -> str:
+    """The human-readable comparison: one line per change, then the verdict."""
+    lines = [f"compare {comparison.base_run} -> {comparison.head_run}"]
+    if comparison.changes:
+        width = max(len(c.cell) for c in comparison.changes)
+        lines += [
+            f"{'REGRESSION' if c.regression else 'change':<10}  {c.kind:<16}  "
+            f"{c.cell:<{width}}  {c.summary}"
+            for c in comparison.changes
+        ]
+    else:
+        lines.append("no changes")
+    count = len(comparison.regressions)
+    lines.append(f"{count} regression(s)" if count else "clean: no regression")
+    return "\n".join(lines)

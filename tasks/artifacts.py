@@ -1,0 +1,118 @@
+"""Prefect artifacts for a run: a table (one row per cell) and a markdown summary with the verdict.
+
+A writer over the same ``results`` rows as the report. Outside a Prefect flow run it
+does nothing, so the flow can always call it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+
+from tasks.compare import Comparison, cell_label
+from tasks.records import SEVERITIES, RunRecord
+from tasks.tables import build_tables
+
+# Columns of the table artifact, in order: the classic comparison, one row per cell.
+ARTIFACT_COLUMNS = (
+    "cell",
+    "variant",
+    "status",
+    "size_mb",
+    "packages",
+    "vulns_critical",
+    "vulns_high",
+    "vulns_medium",
+    "vulns_low",
+    "startup_seconds",
+    "idle_memory_mb",
+)
+
+
+def artifact_key(matrix: str, kind: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    slug = re.sub(r"[^a-z0-9]+", "-", f"basebench-{matrix}-{kind}".lower()).strip("-")
+    return slug
+
+
+def _plain(value: Any) -> Any:
+    # Artifacts are JSON: pandas' NA and numpy scalars become None and Python numbers.
+    if value is None or bool(pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def artifact_rows(results: pd.DataFrame) -> list[dict[str, Any]]:
+    """One JSON-ready row per cell, columns as in ``ARTIFACT_COLUMNS``."""
+    rows = []
+    for r in results.to_dict("records"):
+        size, memory = _plain(r["size_bytes"]), _plain(r["idle_memory_bytes"])
+        startup = _plain(r["startup_seconds"])
+        rows.append(
+            {
+                "cell": cell_label(r),
+                "variant": r["variant"],
+                "status": r["status"],
+                "size_mb": None if size is None else round(size / 1e6, 1),
+                "packages": _plain(r["packages"]),
+                **{f"vulns_{s.lower()}": _plain(r[f"vulns_{s.lower()}"]) for s in SEVERITIES[:4]},
+                "startup_seconds": None if startup is None else round(startup, 3),
+                "idle_memory_mb": None if memory is None else round(memory / 1e6, 1),
+            }
+        )
+    return rows
+
+
+def summary_markdown(run_id: str, results: pd.DataFrame, comparison: Comparison | None) -> str:
+    """Markdown: cell counts, the smallest image, and the compare verdict with its changes."""
+    statuses = results["status"].value_counts().to_dict()
+    lines = [
+        f"# basebench run {run_id}",
+        "",
+        f"{len(results)} cells: {statuses.get('ok', 0)} ok, {statuses.get('failed', 0)} failed, "
+        f"{statuses.get('skipped', 0)} skipped.",
+    ]
+    sized = results.dropna(subset=["size_bytes"])
+    if len(sized):
+        smallest = sized.loc[sized["size_bytes"].astype("int64").idxmin()]
+        lines.append(
+            f"Smallest image: {cell_label(smallest)} ({smallest['size_bytes'] / 1e6:.1f} MB)."
+        )
+    lines += ["", "## Compare", ""]
+    if comparison is None:
+        lines.append("No earlier run of this matrix to compare with.")
+        return "\n".join(lines) + "\n"
+    verdict = "REGRESSION" if comparison.regressed else "clean"
+    lines.append(f"Against run {comparison.base_run}: **{verdict}**.")
+    lines += [""] + [
+        f"- {'**regression**' if c.regression else 'change'}: {c.cell}: {c.summary}"
+        for c in comparison.changes
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def attach_artifacts(run: RunRecord, comparison: Comparison | None = None) -> bool:
+    """Attach the cells table and the summary to the current Prefect flow run.
+
+    Returns False (and does nothing) outside a flow run. Keys:
+    ``basebench-<matrix>-cells`` and ``basebench-<matrix>-summary``.
+    """
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:
+        return False
+    results = build_tables(run)["results"].to_pandas()
+    create_table_artifact(
+        table=artifact_rows(results),
+        key=artifact_key(run.matrix, "cells"),
+        description=f"basebench run {run.run_id}: one row per cell",
+    )
+    create_markdown_artifact(
+        markdown=summary_markdown(run.run_id, results, comparison),
+        key=artifact_key(run.matrix, "summary"),
+        description=f"basebench run {run.run_id}: summary and compare verdict",
+    )
+    return True

@@ -1,0 +1,312 @@
+"""The HTML report: one self-contained page of charts and tables over published results.
+
+A writer over the ``results`` and ``runs`` tables (plus an optional ``Comparison``):
+``render_report`` is pure; ``build_report`` reads a store and picks what to show.
+The page has no scripts and loads nothing: inline CSS and inline SVG only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+import pandas as pd
+
+from tasks.charts import PALETTE, Bar, Segment, Series, bar_chart, line_chart
+from tasks.compare import CompareError, Comparison, cell_label, compare_with_previous
+from tasks.publish import list_runs, read_table
+from tasks.records import SEVERITIES
+from tasks.stores import ResultStore
+
+SEVERITY_COLOURS = {
+    "CRITICAL": "#7b0d1e",
+    "HIGH": "#d62728",
+    "MEDIUM": "#ff7f0e",
+    "LOW": "#e6c229",
+    "UNKNOWN": "#9e9e9e",
+}
+# Chart name -> visible title; tests and readers find charts by these.
+CHART_TITLES = {
+    "size": "Image size per cell",
+    "vulnerabilities": "Vulnerabilities per cell by severity",
+    "startup": "Startup time per cell (median, min-max)",
+    "memory": "Idle memory per cell",
+    "packages": "Packages per cell",
+    "trend-size": "Image size across runs",
+    "trend-vulnerabilities": "Vulnerabilities across runs",
+}
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
+h1 { font-size: 22px; } h2 { font-size: 17px; margin: 0 0 4px; }
+figure.chart { margin: 24px 0; }
+p.note { color: #555; font-size: 13px; margin: 0 0 6px; }
+svg text { font-size: 12px; fill: #222; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.regression { color: #b00020; font-weight: bold; }
+"""
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:,.0f} MB" if value >= 10e6 else f"{value / 1e6:,.1f} MB"
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f} s"
+
+
+def _present(value: Any) -> bool:
+    return not bool(pd.isna(value))  # None, NaN and pd.NA all mean "not measured"
+
+
+def render_report(
+    results: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+    runs: pd.DataFrame | None = None,
+    comparison: Comparison | None = None,
+    title: str | None = None,
+) -> str:
+    """One HTML page for the run in ``results`` (rows of one run's ``results`` table).
+
+    ``history`` is the ``results`` rows of several runs and ``runs`` their ``runs`` rows,
+    for the trend lines (ordered by run start); ``comparison`` adds the compare verdict.
+    """
+    rows = _sorted_cells(results)
+    run_ids = sorted(set(results["run_id"]))
+    heading = title or f"basebench report: run {', '.join(run_ids)}"
+    sections = [
+        f"<h1>{escape(heading)}</h1>",
+        _verdict_html(comparison) if comparison else "",
+        _summary_table(rows),
+        *_cell_charts(rows),
+        *(_trend_charts(history, runs) if history is not None and len(history) else ()),
+    ]
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(heading)}</title><style>{_CSS}</style></head>"
+        f"<body>{''.join(sections)}</body></html>\n"
+    )
+
+
+def _sorted_cells(results: pd.DataFrame) -> list[dict[str, Any]]:
+    # Largest image first: the classic chart reads from the fat builder to distroless.
+    records = results.to_dict("records")
+    return sorted(
+        records,
+        key=lambda r: (-(r["size_bytes"] if _present(r["size_bytes"]) else -1), cell_label(r)),
+    )
+
+
+def _bars(
+    rows: list[dict[str, Any]], segments: Callable[[dict[str, Any]], list[Segment]]
+) -> list[Bar]:
+    return [Bar(r["cell_id"], cell_label(r), tuple(segments(r))) for r in rows]
+
+
+def _single(column: str) -> Callable[[dict[str, Any]], list[Segment]]:
+    def segments(row: dict[str, Any]) -> list[Segment]:
+        value = row[column]
+        return [Segment(column, float(value))] if _present(value) else []
+
+    return segments
+
+
+def _severity_segments(row: dict[str, Any]) -> list[Segment]:
+    if not _present(row["vulns_critical"]):
+        return []
+    return [Segment(s, float(row[f"vulns_{s.lower()}"]), SEVERITY_COLOURS[s]) for s in SEVERITIES]
+
+
+def _cell_charts(rows: list[dict[str, Any]]) -> list[str]:
+    legend = [Segment(s, 0, SEVERITY_COLOURS[s]) for s in SEVERITIES]
+    startup = [
+        Bar(
+            r["cell_id"],
+            cell_label(r),
+            (Segment("median", float(r["startup_seconds"])),),
+            (float(r["startup_min_seconds"]), float(r["startup_max_seconds"])),
+        )
+        if _present(r["startup_seconds"])
+        else Bar(r["cell_id"], cell_label(r))
+        for r in rows
+    ]
+    return [
+        bar_chart(
+            "size",
+            CHART_TITLES["size"],
+            _bars(rows, _single("size_bytes")),
+            _mb,
+            note="uncompressed image size",
+        ),
+        bar_chart(
+            "vulnerabilities",
+            CHART_TITLES["vulnerabilities"],
+            _bars(rows, _severity_segments),
+            _count,
+            note="unique vulnerability ids",
+            legend=legend,
+        ),
+        bar_chart(
+            "startup",
+            CHART_TITLES["startup"],
+            startup,
+            _seconds,
+            note="container start to first HTTP response; whiskers span min to max",
+        ),
+        bar_chart("memory", CHART_TITLES["memory"], _bars(rows, _single("idle_memory_bytes")), _mb),
+        bar_chart(
+            "packages",
+            CHART_TITLES["packages"],
+            _bars(rows, _single("packages")),
+            _count,
+            note="packages found by the scanner, all types",
+        ),
+    ]
+
+
+def _trend_charts(history: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
+    order = _run_order(history, runs)
+    labels = [label for _, label in order]
+    position = {run_id: i for i, (run_id, _) in enumerate(order)}
+    history = history.assign(vulns_total=sum(history[f"vulns_{s.lower()}"] for s in SEVERITIES))
+    charts = []
+    for name, column, fmt in (
+        ("trend-size", "size_bytes", _mb),
+        ("trend-vulnerabilities", "vulns_total", _count),
+    ):
+        series = []
+        for index, (cell_id, group) in enumerate(sorted(history.groupby("cell_id"))):
+            values: list[float | None] = [None] * len(order)
+            for row in group.to_dict("records"):
+                if _present(row[column]):
+                    values[position[row["run_id"]]] = float(row[column])
+            if all(v is None for v in values):
+                continue  # never measured (skipped cell): no line, no legend entry
+            colour = PALETTE[index % len(PALETTE)]
+            label = cell_label(group.iloc[-1])
+            series.append(Series(str(cell_id), label, tuple(values), colour))
+        charts.append(
+            line_chart(
+                name,
+                CHART_TITLES[name],
+                labels,
+                series,
+                fmt,
+                note="one line per cell, runs ordered by start time",
+            )
+        )
+    return charts
+
+
+def _run_order(history: pd.DataFrame, runs: pd.DataFrame | None) -> list[tuple[str, str]]:
+    """(run_id, x label) by run start; the label is the start date and time in UTC."""
+    # A run's start from the runs table; a run missing there uses its earliest cell.
+    starts = history.groupby("run_id")["started_at"].min().to_dict()
+    if runs is not None:
+        starts.update(zip(runs["run_id"], runs["started_at"], strict=True))
+    ids = sorted(set(history["run_id"]), key=lambda r: (starts[r], r))
+    return [(r, pd.Timestamp(starts[r]).strftime("%Y-%m-%d %H:%M")) for r in ids]
+
+
+def _summary_table(rows: list[dict[str, Any]]) -> str:
+    header = (
+        "cell",
+        "variant",
+        "status",
+        "size",
+        "packages",
+        "vulns C/H/M/L/U",
+        "startup",
+        "idle memory",
+    )
+    body = []
+    for r in rows:
+        vulns = (
+            "/".join(_count(r[f"vulns_{s.lower()}"]) for s in SEVERITIES)
+            if _present(r["vulns_critical"])
+            else "-"
+        )
+        cells = (
+            cell_label(r),
+            r["variant"],
+            r["status"] + (f" ({r['failed_stage']})" if _present(r["failed_stage"]) else ""),
+            _mb(r["size_bytes"]) if _present(r["size_bytes"]) else "-",
+            _count(r["packages"]) if _present(r["packages"]) else "-",
+            vulns,
+            _seconds(r["startup_seconds"]) if _present(r["startup_seconds"]) else "-",
+            _mb(r["idle_memory_bytes"]) if _present(r["idle_memory_bytes"]) else "-",
+        )
+        body.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    return (
+        '<h2>Cells</h2><table id="cells"><thead><tr>'
+        f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _verdict_html(comparison: Comparison) -> str:
+    verdict = (
+        f'<p class="regression">REGRESSION: {len(comparison.regressions)} regression(s)</p>'
+        if comparison.regressed
+        else "<p>No regression.</p>"
+    )
+    items = "".join(
+        f'<li class="{"regression" if c.regression else "change"}">'
+        f"{escape(c.cell)}: {escape(c.summary)}</li>"
+        for c in comparison.changes
+    )
+    return (
+        f'<section id="compare"><h2>Compared with run {escape(comparison.base_run)}</h2>'
+        f"{verdict}<ul>{items}</ul></section>"
+    )
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    """What ``build_report`` read from a store: the run shown and its history."""
+
+    run_id: str
+    results: pd.DataFrame
+    history: pd.DataFrame
+    runs: pd.DataFrame
+    comparison: Comparison | None
+
+
+def load_report_input(store: ResultStore, run_id: str | None = None) -> ReportInput:
+    """The run to show (default: the latest), its matrix's earlier runs and the verdict."""
+    manifests = list_runs(store)
+    if not manifests:
+        raise CompareError(f"no complete runs in {store.location()}; nothing to report")
+    by_id = {m["run_id"]: m for m in manifests}
+    if run_id is not None and run_id not in by_id:
+        raise CompareError(f"--run {run_id}: no complete run with that id in {store.location()}")
+    shown = by_id[run_id] if run_id else manifests[-1]
+    same_matrix = [
+        m["run_id"]
+        for m in manifests
+        if m.get("matrix") == shown.get("matrix") and m["started_at"] <= shown["started_at"]
+    ]
+    history = read_table(store, "results", same_matrix)
+    comparison = compare_with_previous(store, shown["run_id"])
+    return ReportInput(
+        shown["run_id"],
+        history[history["run_id"] == shown["run_id"]],
+        history,
+        read_table(store, "runs", same_matrix),
+        comparison,
+    )
+
+
+def build_report(store: ResultStore, run_id: str | None = None) -> tuple[str, str]:
+    """(run id, HTML page) for ``run_id`` (default: the latest complete run)."""
+    data = load_report_input(store, run_id)
+    html = render_report(data.results, data.history, data.runs, data.comparison)
+    return data.run_id, html

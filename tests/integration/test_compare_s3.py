@@ -1,0 +1,153 @@
+"""``basebench compare`` against runs published to moto's S3 server with the real publish code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+
+from flows.report_command import add_parser
+from tasks.publish import publish
+from tasks.stores import S3Store
+from tests.records_factory import NIGHTLY_NEW_HIGH, T0, make_run, nightly_run
+from tests.s3_server import S3Server
+
+pytestmark = pytest.mark.integration
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Published:
+    url: str
+    endpoint: str
+    store: S3Store
+
+
+@pytest.fixture(scope="module")
+def published(s3_server: S3Server) -> Iterator[Published]:
+    """night-1; night-2 with a grown bookworm image and one more HIGH CVE; night-3 = night-2."""
+    prefix = f"compare/{uuid.uuid4().hex}"
+    store = S3Store(s3_server.bucket, prefix, s3_server.endpoint_url, s3_server.region)
+    publish(nightly_run("night-1", T0), store)
+    regressed = {
+        "grow": {"bookworm": 12_000_000},
+        "extra_findings": {"distroless-static": (NIGHTLY_NEW_HIGH,)},
+    }
+    publish(nightly_run("night-2", T0 + DAY, **regressed), store)  # type: ignore[arg-type]
+    publish(nightly_run("night-3", T0 + 2 * DAY, **regressed), store)  # type: ignore[arg-type]
+    yield Published(f"s3://{s3_server.bucket}/{prefix}", s3_server.endpoint_url, store)
+
+
+def basebench(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="basebench")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    result: int = args.func(args)
+    return result
+
+
+def compare(published: Published, *extra: str) -> int:
+    return basebench("compare", published.url, "--s3-endpoint", published.endpoint, *extra)
+
+
+def test_grown_image_and_new_cve_are_exactly_the_regressions(
+    published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = compare(published, "--base", "night-1", "--head", "night-2", "--json")
+    assert code == 1
+    data = json.loads(capsys.readouterr().out)
+    assert (data["base_run"], data["head_run"], data["regressed"]) == ("night-1", "night-2", True)
+    assert [(c["kind"], c["cell_id"], c["regression"]) for c in data["changes"]] == [
+        ("size", "id-bookworm", True),
+        ("new-cve", "id-distroless-static", True),
+    ]
+    size, cve = data["changes"]
+    assert (size["base"], size["head"]) == (120_000_000, 132_000_000)
+    assert cve["detail"] == {
+        "vulnerability_id": "CVE-2024-3000",
+        "severity": "HIGH",
+        "packages": ["libssl3"],
+    }
+
+
+def test_table_output(published: Published, capsys: pytest.CaptureFixture[str]) -> None:
+    assert compare(published, "--base", "night-1", "--head", "night-2") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "compare night-1 -> night-2"
+    assert [line.split()[:2] for line in lines[1:3]] == [
+        ["REGRESSION", "size"],
+        ["REGRESSION", "new-cve"],
+    ]
+    assert lines[1].endswith("size 120.0 MB -> 132.0 MB (+12.0 MB, +10.0%)")
+    assert "go-hello go1.22.10 bookworm" in lines[1]
+    assert lines[2].endswith("new HIGH CVE-2024-3000 in libssl3")
+    assert lines[3] == "2 regression(s)"
+    assert len(lines) == 4
+
+
+def test_default_is_latest_against_previous_and_identical_runs_are_clean(
+    published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert compare(published) == 0  # night-3 vs night-2: identical
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["compare night-2 -> night-3", "no changes", "clean: no regression"]
+    assert compare(published, "--head", "night-2", "--json") == 1  # base defaults to night-1
+    assert json.loads(capsys.readouterr().out)["base_run"] == "night-1"
+
+
+def test_threshold_option(published: Published, capsys: pytest.CaptureFixture[str]) -> None:
+    code = compare(
+        published, "--base", "night-1", "--head", "night-2", "--json",
+        "--threshold", "size-bytes=20000000",
+    )  # fmt: skip
+    assert code == 1  # the CVE is still new
+    data = json.loads(capsys.readouterr().out)
+    assert [(c["kind"], c["regression"]) for c in data["changes"]] == [
+        ("size", False),
+        ("new-cve", True),
+    ]
+    assert data["thresholds"]["size_bytes"] == 20_000_000
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--base", "night-9"), "--base night-9: no complete run with that id in s3://"),
+        (("--threshold", "size=1"), "--threshold 'size=1': expected KEY=VALUE with KEY one of"),
+        (("--threshold", "alpha=x"), "--threshold 'alpha=x': 'x' is not a number"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(
+    published: Published, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str
+) -> None:
+    assert compare(published, *argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("basebench compare: ")
+    assert message in err
+
+
+def test_only_runs_of_the_same_matrix_are_compared(
+    s3_server: S3Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = f"matrices/{uuid.uuid4().hex}"
+    store = S3Store(s3_server.bucket, prefix, s3_server.endpoint_url, s3_server.region)
+    publish(nightly_run("night-1", T0), store)
+    publish(make_run("demo-1", started_at=T0 + DAY), store)  # matrix "demo", the latest run
+    url = f"s3://{s3_server.bucket}/{prefix}"
+    assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url) == 2
+    assert "run demo-1 has no earlier run of matrix 'demo'" in capsys.readouterr().err
+    publish(nightly_run("night-2", T0 + 2 * DAY), store)
+    assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url) == 0
+    assert capsys.readouterr().out.startswith("compare night-1 -> night-2\n")
+
+
+def test_empty_store(s3_server: S3Server, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"s3://{s3_server.bucket}/empty/{uuid.uuid4().hex}"
+    assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url) == 2
+    assert "no complete runs in s3://" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""``basebench report`` on a local folder: choosing the run, the output file, errors."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from flows.report_command import add_parser
+from tasks.publish import publish
+from tasks.stores import LocalStore
+from tests.records_factory import T0, make_run, nightly_run
+from tests.report_dom import parse_charts
+
+pytestmark = pytest.mark.integration
+
+
+def basebench(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="basebench")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    result: int = args.func(args)
+    return result
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    store = LocalStore(tmp_path / "results")
+    publish(nightly_run("night-1", T0), store)
+    publish(nightly_run("night-2", T0 + timedelta(days=1), grow={"bookworm": 1}), store)
+    publish(make_run("demo-1", T0 + timedelta(days=2)), store)  # another matrix, latest
+    return tmp_path / "results"
+
+
+def test_default_is_the_latest_run_written_beside(
+    folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert basebench("report", str(folder)) == 0
+    assert capsys.readouterr().out == "report of run demo-1: report-demo-1.html\n"
+    charts, _ = parse_charts((tmp_path / "report-demo-1.html").read_text())
+    assert charts["size"].bars == [
+        "id-single-stage",
+        "id-bookworm",
+        "id-distroless-base",
+        "id-alpine",
+    ]
+    # demo-1 is its matrix's only run: one point per line, and no compare section.
+    assert charts["trend-size"].series == {  # the skipped alpine cell has no line
+        "id-bookworm": 1,
+        "id-distroless-base": 1,
+        "id-single-stage": 1,
+    }
+    assert "Compared with run" not in (tmp_path / "report-demo-1.html").read_text()
+
+
+def test_chosen_run_trends_over_its_matrix_up_to_it(folder: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out" / "night.html"
+    target.parent.mkdir()
+    assert basebench("report", str(folder), "--run", "night-2", "--html", str(target)) == 0
+    html = target.read_text()
+    charts, _ = parse_charts(html)
+    assert charts["trend-size"].series == {
+        "id-bookworm": 2,
+        "id-distroless-static": 2,
+        "id-single-stage": 2,
+    }
+    assert "<h2>Compared with run night-1</h2>" in html
+    assert "No regression." in html  # +1 byte is far below the thresholds
+
+
+def test_unknown_run_and_empty_store_exit_2(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert basebench("report", str(folder), "--run", "night-9") == 2
+    assert capsys.readouterr().err == (
+        f"basebench report: --run night-9: no complete run with that id in {folder}\n"
+    )
+    assert basebench("report", str(tmp_path / "empty")) == 2
+    assert "no complete runs in" in capsys.readouterr().err
+    assert not list(tmp_path.glob("report-*.html"))
