@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from typing import Any
@@ -13,7 +14,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import build, inspect, probe, publish, scan, stores
+from tasks import artifacts, build, compare, inspect, probe, publish, scan, stores
 from tasks.docker_host import HostConfig, HostUnavailable, connect
 from tasks.host_pool import HostPool
 from tasks.matrix import CellFilter, MatrixConfig, expand
@@ -124,10 +125,19 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
+@dataclass(frozen=True)
+class BenchmarkOutcome:
+    """What a run produced: its records, where they were published, how they compare."""
+
+    record: RunRecord
+    published: publish.PublishOutcome
+    comparison: compare.Comparison | None
+
+
 @flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=64))  # type: ignore[arg-type]
 def benchmark(
     config: MatrixConfig, only: list[CellFilter] | None = None, run_id: str | None = None
-) -> RunRecord:
+) -> BenchmarkOutcome:
     """Build, inspect, scan and probe every cell of ``config``; publish one run."""
     run_id = run_id or new_run_id()
     started = datetime.now(UTC)
@@ -151,8 +161,27 @@ def benchmark(
         hosts=tuple(contexts),
         cells=results,
     )
-    publish.publish(record, stores.open_store(config.output, config.s3))
-    return record
+    published, comparison = publish_run(record, config)
+    artifacts.attach_artifacts(record, comparison)
+    return BenchmarkOutcome(record, published, comparison)
+
+
+@task(name="publish", cache_policy=NO_CACHE)
+def publish_run(
+    record: RunRecord, config: MatrixConfig
+) -> tuple[publish.PublishOutcome, compare.Comparison | None]:
+    """Publish the run (or keep it locally when the store fails), then compare it with
+    the previous run of its matrix."""
+    store = stores.open_store(config.output, config.s3)
+    outcome = publish.publish_with_fallback(record, store, config.cache_dir / "unpublished")
+    if not outcome.published:
+        get_run_logger().error(outcome.message)
+        return outcome, None
+    try:
+        return outcome, compare.compare_with_previous(store, record.run_id)
+    except (publish.PublishError, compare.CompareError) as exc:
+        get_run_logger().warning("compare: %s", exc)
+        return outcome, None
 
 
 def _open_hosts(

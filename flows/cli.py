@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.hosts_command import add_parser as add_hosts_parser
+from flows.report_command import add_parser as add_report_parser
 from infra.cli import add_parser as add_infra_parser
 from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, load_matrix
 
@@ -62,9 +63,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.summary import progress_bar, render_summary
 
     with progress_bar(len(expand(config, only))):
-        record = benchmark(config=config, only=only)
-    render_summary(record, config)
-    return 1 if any(c.status == "failed" for c in record.cells) else 0
+        outcome = benchmark(config=config, only=only)
+    render_summary(outcome)
+    if not outcome.published.published:
+        print(f"basebench: {outcome.published.message}", file=sys.stderr)
+        return 3
+    return 1 if any(c.status == "failed" for c in outcome.record.cells) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--upstream", action="store_true", help="pull from upstream registries")
         sub.add_argument("--output", help="results folder or s3://bucket/prefix")
         sub.set_defaults(func=func)
-    for add_parser in (add_infra_parser, add_hosts_parser):
+    for add_parser in (add_infra_parser, add_hosts_parser, add_report_parser):
         add_parser(commands)
     return parser
 

@@ -11,9 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flows import benchmark
-from tasks.matrix import MatrixConfig
-from tasks.records import CellResult, RunRecord, Status
-from tasks.stores import open_store
+from flows.benchmark import BenchmarkOutcome
+from flows.report_command import render_text
+from tasks.records import CellResult, Status
 
 # Piped output gets room for the whole table rather than rich's 80-column default.
 console = Console(width=None if Console().is_terminal else 140)
@@ -67,8 +67,10 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def render_summary(run: RunRecord, config: MatrixConfig) -> None:
-    """Print the comparison table, why cells did not complete, and where results went."""
+def render_summary(outcome: BenchmarkOutcome) -> None:
+    """Print the comparison table, why cells did not complete, where results went and
+    how the run compares with the previous one."""
+    run = outcome.record
     table = Table(title=f"basebench run {run.run_id} ({run.matrix})")
     for column in COLUMNS:
         left = column in ("app", "toolchain", "base", "status")
@@ -79,4 +81,6 @@ def render_summary(run: RunRecord, config: MatrixConfig) -> None:
     for result in run.cells:
         if result.status is not Status.OK:
             console.print(f"{result.cell.label}: {result.status}: {result.error}", highlight=False)
-    console.print(f"results: {open_store(config.output, config.s3).location('')}")
+    console.print(outcome.published.message, highlight=False)
+    if outcome.comparison is not None:
+        console.print(render_text(outcome.comparison), highlight=False)

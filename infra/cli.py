@@ -41,6 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         default=DEFAULT_APT_SOURCES,
         help=f"apt sources file used as mirror (default {DEFAULT_APT_SOURCES})",
     )
+    up_cmd.add_argument(
+        "--alpine-rootfs",
+        type=Path,
+        metavar="FILE",
+        help="an Alpine minirootfs tarball to serve as library/alpine:<major.minor>",
+    )
     _common(up_cmd)
     up_cmd.set_defaults(func=run_up)  # fmt: skip
 
@@ -94,7 +100,12 @@ def run_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         state = up(
-            go_versions(args), args.port, args.cache_dir, args.apt_sources, report=_print_step
+            go_versions(args),
+            args.port,
+            args.cache_dir,
+            args.apt_sources,
+            report=_print_step,
+            alpine_rootfs=args.alpine_rootfs,
         )
     except InfraError as exc:
         print(f"infra up: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ import docker
 
 from infra.engine import ensure_engine, stop_engine
 from infra.errors import InfraError
+from infra.forge.alpine import AlpineRecipe
 from infra.forge.apt import AptIndex
 from infra.forge.debian import DebianRecipe
 from infra.forge.distroless import DistrolessRecipe
@@ -76,11 +77,16 @@ def up(
     sources: Path = DEFAULT_APT_SOURCES,
     docker_url: str | None = None,
     report: Reporter | None = None,
+    alpine_rootfs: Path | None = None,
 ) -> InfraState:
-    """Bring everything up; steps already done are reused. Bad input fails before any change."""
+    """Bring everything up; steps already done are reused. Bad input fails before any change.
+
+    ``alpine_rootfs``: an Alpine minirootfs tarball to serve as library/alpine:<major.minor>.
+    """
     steps = _Steps(report)
     versions = list(dict.fromkeys(go_versions))
     check_sources(sources)
+    extra: list[Recipe] = [AlpineRecipe(alpine_rootfs)] if alpine_rootfs else []
     registry = registry_for(cache_dir, port)
     if registry.pid() is None:
         check_port_free(port)
@@ -98,7 +104,7 @@ def up(
         apt.update()
         steps.done("apt lists", "refreshed", str(sources))
         golang = [GolangRecipe(v, w, cache_dir / "rootfs") for v, w in wheels.items()]
-        _forge_all([*base_recipes(), *golang], apt, url, registry.address, cache_dir, steps)
+        _forge_all([*base_recipes(), *extra, *golang], apt, url, registry.address, cache_dir, steps)
         steps.done("trivy fixture db", *_trivy_db(cache_dir))
     return InfraState(url, registry.address, cache_dir, steps.results)
 

@@ -23,6 +23,7 @@ class AptIndex:
     def __init__(self, sources: Path, root: Path) -> None:
         self.sources = sources
         self.root = root
+        self._required: list[str] | None = None
 
     def options(self) -> list[str]:
         """The ``-o`` options that point apt at our private state."""
@@ -51,9 +52,15 @@ class AptIndex:
             old.unlink()
         shutil.copyfile(self.sources, parts / f"host{self.sources.suffix}")
         self._run(["apt-get", "update", "-q"])
+        self._required = None
 
     def required(self) -> list[str]:
         """Packages of Priority required (what mmdebstrap's minbase starts from)."""
+        if self._required is None:
+            self._required = self._scan_required()
+        return self._required
+
+    def _scan_required(self) -> list[str]:
         names: set[str] = set()
         for packages in (self.root / "lists").glob("*_Packages"):
             text = packages.read_text(errors="replace")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infra.forge.alpine import parse_apk_installed
 from infra.forge.apt import AptIndex
 from infra.forge.debian import DebianRecipe, parse_status
 from infra.forge.distroless import DistrolessRecipe
@@ -95,3 +96,10 @@ def test_apt_options_point_at_private_state(tmp_path: Path) -> None:
     assert pairs["Dir::State::Lists"] == str(tmp_path / "apt" / "lists")
     assert pairs["Dir::Etc::SourceList"] == "/dev/null"
     assert pairs["APT::Install-Recommends"] == "false"
+
+
+def test_parse_apk_installed() -> None:
+    text = (
+        "C:Q1abc=\nP:musl\nV:1.2.5-r0\nA:x86_64\n\nC:Q1def=\nP:busybox\nV:1.36.1-r29\nA:x86_64\n\n"
+    )
+    assert parse_apk_installed(text) == {"busybox": "1.36.1-r29", "musl": "1.2.5-r0"}

@@ -1,0 +1,257 @@
+"""``basebench deploy`` and ``basebench trigger``: basebench on a Prefect server with workers.
+
+``deploy`` validates every deployment of prefect.yaml with the CLI's config models,
+makes sure the work pool exists, creates or resizes the per-host global concurrency
+limits (``docker-host:<name>``, size ``max_parallel``) and then runs Prefect's own
+``prefect deploy --all`` from the repository root. ``trigger`` starts a flow run of a
+deployment (``adhoc`` by default) and can wait for its end.
+
+Prefect is imported only inside the commands, after the environment is set, because
+Prefect reads its settings on import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tasks.matrix import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PREFECT_FILE = REPO_ROOT / "prefect.yaml"
+ENTRYPOINT = "flows/deployments.py:benchmark_file"
+# Talking to a real server: never send telemetry, never start a temporary server.
+SERVER_ENV = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One basebench deployment of prefect.yaml, as far as ``deploy`` checks it."""
+
+    name: str
+    work_pool: str
+    parameters: dict[str, Any]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``deploy`` and ``trigger`` on the CLI's subparsers (``add_subparsers()``)."""
+    deploy = subparsers.add_parser(
+        "deploy",
+        help="create/update the Prefect deployments (prefect.yaml) and per-host limits",
+    )
+    _add_api_url(deploy)
+    deploy.add_argument(
+        "--matrix",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also create host limits for this matrix's hosts (for ad-hoc runs; repeatable)",
+    )
+    deploy.add_argument("--prefect-file", default=str(PREFECT_FILE), help=argparse.SUPPRESS)
+    deploy.set_defaults(func=cmd_deploy)
+
+    trigger = subparsers.add_parser(
+        "trigger", help="start a flow run of a deployment on the Prefect server"
+    )
+    trigger.add_argument("deployment", nargs="?", default="adhoc", help="default: adhoc")
+    _add_api_url(trigger)
+    trigger.add_argument("--matrix", help="matrix file, relative to the repository root")
+    trigger.add_argument("--only", action="append", default=[], metavar="KEY=GLOB")
+    trigger.add_argument("--output", help="results folder or s3://bucket/prefix")
+    trigger.add_argument("--wait", action="store_true", help="wait until the flow run ends")
+    trigger.add_argument("--timeout", type=float, help="seconds to wait with --wait")
+    trigger.set_defaults(func=cmd_trigger)
+
+
+def _add_api_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api-url",
+        help="Prefect server API, e.g. http://127.0.0.1:4200/api (default: $PREFECT_API_URL)",
+    )
+
+
+def server_env(api_url: str | None) -> dict[str, str]:
+    """The environment for talking to the server; ``ConfigError`` when no server is named."""
+    url = api_url or os.environ.get("PREFECT_API_URL", "")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            "no Prefect server: pass --api-url http://HOST:4200/api or set PREFECT_API_URL "
+            f"(got {url!r})"
+        )
+    return {**SERVER_ENV, "PREFECT_API_URL": url}
+
+
+def read_deployments(prefect_file: Path) -> list[DeploymentSpec]:
+    """The deployments of ``prefect_file`` whose entrypoint is the basebench flow."""
+    try:
+        raw = yaml.safe_load(prefect_file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{prefect_file}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{prefect_file}: not valid YAML: {exc}") from exc
+    entries = raw.get("deployments") if isinstance(raw, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{prefect_file}: deployments: expected a non-empty list")
+    specs = []
+    for number, entry in enumerate(entries):
+        if not isinstance(entry, dict) or entry.get("entrypoint") != ENTRYPOINT:
+            continue
+        pool = (entry.get("work_pool") or {}).get("name")
+        if not entry.get("name") or not pool:
+            raise ConfigError(
+                f"{prefect_file}: deployments.{number}: needs `name` and `work_pool.name`"
+            )
+        specs.append(DeploymentSpec(entry["name"], pool, dict(entry.get("parameters") or {})))
+    if not specs:
+        raise ConfigError(f"{prefect_file}: no deployment has entrypoint {ENTRYPOINT}")
+    return specs
+
+
+def validate(specs: list[DeploymentSpec], extra_matrices: list[str]) -> list[Any]:
+    """Check every deployment's parameters; return the host limits their matrices need."""
+    from flows.deployments import load_parameters
+    from tasks.host_limits import HostLimitConflict, host_limits
+
+    hosts = []
+    for spec in specs:
+        unknown = set(spec.parameters) - {"matrix", "only", "output"}
+        if unknown or "matrix" not in spec.parameters:
+            raise ConfigError(
+                f"deployment {spec.name!r}: parameters must include matrix and may include "
+                f"only and output (unknown: {', '.join(sorted(unknown)) or 'none'})"
+            )
+        config, _ = load_parameters(**spec.parameters)
+        hosts += [(spec.parameters["matrix"], host) for host in config.hosts]
+    for matrix in extra_matrices:
+        config, _ = load_parameters(matrix)
+        hosts += [(matrix, host) for host in config.hosts]
+    try:
+        return host_limits(hosts)
+    except HostLimitConflict as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def ensure_work_pool(name: str) -> bool:
+    """Create a process work pool ``name`` unless it exists; True when it was created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+            return False
+        except ObjectNotFound:
+            template = ProcessWorker.get_default_base_job_template()
+            client.create_work_pool(
+                WorkPoolCreate(name=name, type="process", base_job_template=template)
+            )
+            return True
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Validate, create pool and limits, then ``prefect deploy --all``; Prefect's exit code."""
+    env = server_env(args.api_url)
+    prefect_file = Path(args.prefect_file).resolve()
+    specs = read_deployments(prefect_file)
+    limits = validate(specs, args.matrix)
+    os.environ.update(env)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tasks.host_limits import ensure_host_limits
+
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        for pool in sorted({spec.work_pool for spec in specs}):
+            if ensure_work_pool(pool):
+                print(f"created process work pool {pool!r}")
+        ensure_host_limits(limits)
+    for item in limits:
+        print(f"concurrency limit {item.name} = {item.limit}")
+    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"]
+    command += ["--prefect-file", str(prefect_file)]
+    # The repository root: entrypoints are relative to it and workers run from it.
+    done = subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, **env}, check=False)
+    return done.returncode
+
+
+def trigger_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the parameters given (the deployment's defaults fill the rest), validated."""
+    from flows.cli import parse_only
+    from flows.deployments import load_parameters
+
+    parameters: dict[str, Any] = {}
+    if args.matrix:
+        load_parameters(args.matrix, args.only, args.output)
+        parameters["matrix"] = args.matrix
+    else:
+        parse_only(args.only)
+    if args.only:
+        parameters["only"] = args.only
+    if args.output:
+        parameters["output"] = args.output
+    return parameters
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    """Start a flow run; with ``--wait`` 0 only when it completes."""
+    env = server_env(args.api_url)
+    parameters = trigger_parameters(args)
+    os.environ.update(env)
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployments import FLOW_NAME
+
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        run = run_deployment(f"{FLOW_NAME}/{args.deployment}", parameters=parameters, timeout=0)
+        print(f"flow run {run.name} ({run.id}) of {FLOW_NAME}/{args.deployment}")
+        if not args.wait:
+            return 0
+        try:
+            state = wait_for_flow_run(run.id, args.timeout)
+        except TimeoutError as exc:
+            print(f"basebench: {exc}", file=sys.stderr)
+            return 1
+    print(f"flow run {run.name}: {state.name}" + (f": {state.message}" if state.message else ""))
+    return 0 if state.is_completed() else 1
+
+
+def wait_for_flow_run(flow_run_id: Any, timeout: float | None = None) -> Any:
+    """Poll the server until the flow run reaches a final state; return that state."""
+    from prefect.client.orchestration import get_client
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(flow_run_id).state
+            if state is not None and state.is_final():
+                return state
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"flow run {flow_run_id} not finished after {timeout} s")
+            time.sleep(POLL_SECONDS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.deploy_command deploy|trigger ...``: the commands without the full CLI."""
+    parser = argparse.ArgumentParser(prog="basebench")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"basebench: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The flow that prefect.yaml deploys: a matrix file, filters and output in; one run out.
+
+Deployment parameters are plain strings so they can be typed into the Prefect UI or
+``prefect deployment run --param``; they are validated by the same models as the CLI
+(``load_matrix`` and ``parse_only``) before any work starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.benchmark import benchmark
+from tasks.matrix import CellFilter, MatrixConfig, load_matrix
+from tasks.records import RunRecord, Status
+
+# Relative matrix paths are taken from the checkout the worker runs, never from its cwd.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FLOW_NAME = "basebench"
+
+
+class CellsFailed(RuntimeError):
+    """Some cells failed; their rows were still published."""
+
+
+def matrix_path(matrix: str) -> Path:
+    """``configs/nightly.yaml`` -> the file in this checkout; absolute paths stay as given."""
+    return REPO_ROOT / matrix
+
+
+def load_parameters(
+    matrix: str, only: list[str] | None = None, output: str | None = None
+) -> tuple[MatrixConfig, list[CellFilter]]:
+    """Validate deployment parameters exactly as ``basebench run`` validates its arguments.
+
+    Raises ``ConfigError`` naming the file, key and what is allowed.
+    """
+    from flows.cli import parse_only  # late: flows.cli imports the command modules
+
+    overrides: dict[str, Any] = {"output": output} if output else {}
+    return load_matrix(matrix_path(matrix), overrides), parse_only(only or [])
+
+
+def summarize(record: RunRecord, output: str) -> dict[str, Any]:
+    """What a flow run returns and logs: the run id, where it went, cells by status."""
+    counts = {status.value: 0 for status in Status}
+    for cell in record.cells:
+        counts[str(cell.status)] += 1
+    return {"run_id": record.run_id, "output": output, "cells": counts}
+
+
+@flow(name=FLOW_NAME, log_prints=False)
+def benchmark_file(
+    matrix: str = "configs/default.yaml",
+    only: list[str] | None = None,
+    output: str | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark for a matrix file of this checkout (or an absolute path).
+
+    ``only`` holds ``KEY=GLOB`` filters like ``basebench run --only``; ``output``
+    overrides the matrix's ``output`` (a folder or ``s3://bucket/prefix``). The flow
+    run fails when any cell failed, after every row has been published.
+    """
+    config, filters = load_parameters(matrix, only, output)
+    record = benchmark(config=config, only=filters)
+    summary = summarize(record, config.output)
+    get_run_logger().info("run %s published to %s: %s", record.run_id, config.output, summary)
+    failed = summary["cells"][Status.FAILED.value]
+    if failed:
+        raise CellsFailed(
+            f"{failed} of {len(record.cells)} cells failed in run {record.run_id}; "
+            f"all rows are in {config.output}"
+        )
+    return summary
+
+
+if __name__ == "__main__":
+    benchmark_file()

@@ -1,0 +1,135 @@
+"""Forging against the real registry: a failed build pushes nothing and leaves no temp files."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import docker
+import pytest
+
+from infra.errors import InfraError
+from infra.forge.alpine import AlpineRecipe
+from infra.forge.apt import AptIndex
+from infra.forge.forge import forge
+from infra.forge.recipe import (
+    LABEL_HASH,
+    LABEL_PACKAGES,
+    LABEL_UPSTREAM,
+    Output,
+    Recipe,
+    Rootfs,
+)
+from infra.paths import DEFAULT_APT_SOURCES
+from infra.registry_api import RegistryAPI
+from infra.up import InfraState, up
+
+pytestmark = pytest.mark.integration
+
+
+class TinyRecipe(Recipe):
+    """A one-file image in two tags; ``fail`` breaks the build after writing files."""
+
+    def __init__(self, tag: str, fail: bool = False) -> None:
+        self.repository = "basebench-test/tiny"
+        self.upstream = "docker.io/basebench-test/tiny"
+        self.outputs = (Output(tag, ("ENV TINY=1",)), Output(f"{tag}-b", ("USER 65532",)))
+        self.fail = fail
+
+    def resolve(self, apt: AptIndex) -> dict[str, str]:
+        return {"tiny": "1.0"}
+
+    def build(self, apt: AptIndex, packages: dict[str, str], workdir: Path) -> Rootfs:
+        (workdir / "hello").write_text("hello\n")
+        tarball = workdir / "rootfs.tar"
+        with tarfile.open(tarball, "w") as tar:
+            tar.add(workdir / "hello", arcname="hello")
+        if self.fail:
+            raise InfraError("tiny: build broke on purpose")
+        return Rootfs(tarball, dict(packages))
+
+
+@pytest.fixture
+def apt(infra: InfraState) -> AptIndex:
+    return AptIndex(DEFAULT_APT_SOURCES, infra.cache_dir / "apt")
+
+
+def test_failed_build_pushes_nothing_and_cleans_up(
+    infra: InfraState, docker_client: docker.DockerClient, apt: AptIndex, tmp_path: Path
+) -> None:
+    with pytest.raises(InfraError, match="broke on purpose"):
+        forge(TinyRecipe("broken", fail=True), apt, docker_client, infra.registry, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    assert "broken" not in RegistryAPI(infra.registry).tags("basebench-test/tiny")
+
+
+def test_built_then_reused_then_rebuilt_when_the_hash_changes(
+    infra: InfraState, docker_client: docker.DockerClient, apt: AptIndex, tmp_path: Path
+) -> None:
+    api = RegistryAPI(infra.registry)
+    recipe = TinyRecipe("t1")
+    try:
+        first = forge(recipe, apt, docker_client, infra.registry, tmp_path)
+        assert first.rebuilt
+        assert {"t1", "t1-b"} <= set(api.tags("basebench-test/tiny"))
+        assert (api.labels("basebench-test/tiny", "t1-b") or {})[LABEL_HASH] == first.recipe_hash
+        assert forge(recipe, apt, docker_client, infra.registry, tmp_path).rebuilt is False
+        # Drop one of the two tags: the recipe is incomplete, so it is built again.
+        api.delete("basebench-test/tiny", "t1-b")
+        assert forge(recipe, apt, docker_client, infra.registry, tmp_path).rebuilt is True
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        for tag in ("t1", "t1-b"):
+            api.delete("basebench-test/tiny", tag)
+        for image in docker_client.images.list(f"{infra.registry}/basebench-test/tiny"):
+            docker_client.images.remove(image.id, force=True)
+
+
+def _minirootfs(path: Path, release: str | None) -> Path:
+    """A stand-in Alpine minirootfs: release file, apk database and one script."""
+    files = {
+        "lib/apk/db/installed": "P:musl\nV:1.2.5-r0\n\nP:busybox\nV:1.36.1-r29\n\n",
+        "etc/motd": "Welcome to Alpine!\n",
+    }
+    if release:
+        files["etc/alpine-release"] = release + "\n"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo("./" + name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return path
+
+
+def test_alpine_minirootfs_is_imported_with_apk_packages(
+    infra: InfraState, docker_client: docker.DockerClient, apt: AptIndex, tmp_path: Path
+) -> None:
+    rootfs = _minirootfs(tmp_path / "alpine-minirootfs-3.20.3-x86_64.tar.gz", "3.20.3")
+    recipe = AlpineRecipe(rootfs, repository="basebench-test/alpine")
+    api = RegistryAPI(infra.registry)
+    try:
+        result = forge(recipe, apt, docker_client, infra.registry, tmp_path / "work")
+        assert result.refs == (f"{infra.registry}/basebench-test/alpine:3.20",)
+        labels = api.labels("basebench-test/alpine", "3.20") or {}
+        assert labels[LABEL_UPSTREAM] == "docker.io/library/alpine:3.20"
+        assert labels[LABEL_PACKAGES] == "busybox=1.36.1-r29,musl=1.2.5-r0"
+        assert rootfs.exists()  # the user's file is left alone
+    finally:
+        api.delete("basebench-test/alpine", "3.20")
+        for image in docker_client.images.list(f"{infra.registry}/basebench-test/alpine"):
+            docker_client.images.remove(image.id, force=True)
+
+
+def test_a_tarball_without_alpine_release_is_rejected_before_anything(
+    tmp_path: Path, infra: InfraState
+) -> None:
+    rootfs = _minirootfs(tmp_path / "not-alpine.tar.gz", None)
+    cache = tmp_path / "cache"
+    with pytest.raises(InfraError, match=r"not-alpine\.tar\.gz: not an Alpine minirootfs"):
+        up([], cache_dir=cache, port=infra_port(infra), alpine_rootfs=rootfs)
+    assert not cache.exists()
+
+
+def infra_port(infra: InfraState) -> int:
+    return int(infra.registry.rsplit(":", 1)[1])
