@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,13 +14,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import artifacts, build, compare, inspect, probe, publish, scan, stores
-from tasks.docker_host import HostConfig, HostUnavailable, connect
-from tasks.host_pool import HostPool
+from tasks.docker_host import HostConfig, HostUnavailable
+from tasks.host_limits import host_limit, server_in_use
+from tasks.host_pool import HostPool, host_lost, run_with_failover
 from tasks.matrix import CellFilter, MatrixConfig, expand
-from tasks.pipeline import CellContext, Stages, run_pipeline
-from tasks.records import Cell, CellResult, RunRecord, ScanResult, Status
-
-MAX_ATTEMPTS = 3  # a cell moves to another host at most twice when its host is lost
+from tasks.pipeline import CellContext, Stages, close_context, open_context, run_pipeline
+from tasks.records import Cell, CellResult, RunRecord, ScanResult
 
 # Observers of finished cells (the CLI's progress bar); called in worker threads.
 cell_listeners: list[Callable[[CellResult], None]] = []
@@ -52,69 +50,37 @@ def open_host(
     cells: list[Cell],
     scanner: scan.Scanner,
     layer_sizes: inspect.LayerSizes,
-) -> CellContext:
-    """Connect, create the run's network and pull every base the cells need, once per host."""
-    client = connect(host)
-    refs = sorted({c.builder_ref for c in cells} | {c.base_ref for c in cells})
-    pulled: dict[str, build.PulledImage | build.BaseUnavailable] = {}
-    for ref in refs:
-        try:
-            pulled[ref] = build.pull_image(client, ref)
-        except build.BaseUnavailable as exc:
-            pulled[ref] = exc
-    return CellContext(
-        client=client,
-        host=host,
-        run_id=run_id,
-        probe=probe.ProbeTarget(
-            network=probe.run_network(client, run_id),
-            address=host.publish_address,
-            timeout=config.probe_timeout_seconds,
-        ),
-        scanner=scanner,
-        repeat=config.repeat,
-        apps_dir=config.apps_dir,
-        engine_version=str(client.version().get("Version", "")),
-        layer_sizes=layer_sizes,
-        pulled=pulled,
-    )
+) -> CellContext | HostUnavailable:
+    """Ready ``host`` for the run; an unreachable host is a value, not a failed task."""
+    try:
+        return open_context(host, config, run_id, cells, scanner, layer_sizes)
+    except HostUnavailable as exc:
+        return exc
 
 
 @task(name="close-host", cache_policy=NO_CACHE)
-def close_host(ctx: CellContext, keep_images: bool) -> None:
-    """Remove what the run left on the host (unless told to keep its images)."""
-    try:
-        if not keep_images:
-            build.remove_run_images(ctx.client, ctx.run_id)
-        probe.remove_network(ctx.client, ctx.run_id)
-    except Exception as exc:  # a lost host keeps its leftovers; the run goes on
-        get_run_logger().warning("cleanup of %s failed: %s", ctx.host.name, exc)
-    finally:
-        ctx.client.close()
-
-
-def _host_lost(ctx: CellContext) -> bool:
-    try:
-        ctx.client.ping()
-    except Exception:
-        return True
-    return False
+def close_host(ctx: CellContext, keep_images: bool, pool: HostPool) -> None:
+    """Remove what the run left on the host (unless it was lost, or told to keep images)."""
+    lost = ctx.host.name in pool.dead or host_lost(ctx.host)
+    warning = close_context(ctx, keep_images, lost)
+    if warning:
+        get_run_logger().warning(warning)
 
 
 @task(name="cell", task_run_name="{cell.label}", cache_policy=NO_CACHE)
 def run_cell(cell: Cell, pool: HostPool, contexts: dict[str, CellContext]) -> CellResult:
     """Run one cell on a free host; when the host is lost mid-cell, move to another."""
-    tried: frozenset[str] = frozenset()
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        with pool.slot(avoid=tried) as host:
-            result = run_pipeline(cell, contexts[host.name], STAGES)
-        lost = result.status is Status.FAILED and _host_lost(contexts[host.name])
-        if not lost or attempt == MAX_ATTEMPTS:
-            break
-        get_run_logger().warning("host %s lost during %s; moving it", host.name, cell.label)
-        pool.mark_dead(host.name)
-        tried |= {host.name}
-    result = dataclasses.replace(result, attempts=attempt)
+
+    limited = server_in_use()  # other flow runs on the same server share the hosts
+
+    def run(host: HostConfig) -> CellResult:
+        with host_limit(host.name, enabled=limited):
+            return run_pipeline(cell, contexts[host.name], STAGES)
+
+    def moved(host: HostConfig, result: CellResult) -> None:
+        get_run_logger().warning("%s: host %s lost; moving the cell", cell.label, host.name)
+
+    result = run_with_failover(cell, pool, run, on_moved=moved)
     for listener in cell_listeners:
         listener(result)
     return result
@@ -144,13 +110,13 @@ def benchmark(
     cells = expand(config, only)
     scanner = scan.make_scanner(config.scanner, config.cache_dir)
     contexts = _open_hosts(config, run_id, cells, scanner)
+    pool = HostPool([ctx.host for ctx in contexts.values()])
     try:
-        pool = HostPool([ctx.host for ctx in contexts.values()])
         futures = run_cell.map(cells, unmapped(pool), unmapped(contexts))
         results = tuple(future.result() for future in futures)
     finally:
         for ctx in contexts.values():
-            close_host(ctx, config.keep_images)
+            close_host(ctx, config.keep_images, pool)
     record = RunRecord(
         run_id=run_id,
         matrix=config.name,
@@ -188,17 +154,20 @@ def _open_hosts(
     config: MatrixConfig, run_id: str, cells: list[Cell], scanner: scan.Scanner
 ) -> dict[str, CellContext]:
     sizes = inspect.LayerSizes(config.cache_dir / "layer-sizes.json")
-    futures = {
-        h.name: open_host.submit(h, config, run_id, cells, scanner, sizes) for h in config.hosts
-    }
+    futures = [open_host.submit(h, config, run_id, cells, scanner, sizes) for h in config.hosts]
     contexts: dict[str, CellContext] = {}
-    for name, future in futures.items():
-        try:
-            contexts[name] = future.result()
-        except HostUnavailable as exc:
-            get_run_logger().warning("dropping host %s: %s", name, exc)
+    dropped: list[str] = []
+    for future in futures:
+        opened = future.result()
+        if isinstance(opened, HostUnavailable):
+            get_run_logger().warning("dropping host %s", opened)
+            dropped.append(str(opened))
+        else:
+            contexts[opened.host.name] = opened
     if not contexts:
-        raise HostUnavailable("no Docker host answered; nothing was built or published")
+        raise HostUnavailable(
+            f"no Docker host answered, nothing was built or published: {'; '.join(dropped)}"
+        )
     return contexts
 
 

@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flows.deploy_command import add_parser as add_deploy_parser
+from flows.hosts_command import HOST_OPTION, parse_host_options
 from flows.hosts_command import add_parser as add_hosts_parser
 from flows.report_command import add_parser as add_report_parser
 from infra.cli import add_parser as add_infra_parser
+from tasks.docker_host import HostUnavailable
 from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, load_matrix
 
 # Prefect runs embedded: a temporary local server, in-memory database, nothing sent out.
@@ -41,6 +44,8 @@ def _load(args: argparse.Namespace) -> MatrixConfig:
         overrides["output"] = args.output
     if getattr(args, "upstream", False):
         overrides["mirrors"] = {}
+    if getattr(args, "host", None):
+        overrides["hosts"] = parse_host_options(args.host)
     return load_matrix(Path(args.config), overrides)
 
 
@@ -86,8 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--only", action="append", default=[], metavar="KEY=GLOB")
         sub.add_argument("--upstream", action="store_true", help="pull from upstream registries")
         sub.add_argument("--output", help="results folder or s3://bucket/prefix")
+        sub.add_argument(
+            "--host",
+            action="append",
+            default=[],
+            metavar=HOST_OPTION,
+            help="use this Docker host instead of the matrix's hosts (repeatable)",
+        )
         sub.set_defaults(func=func)
-    for add_parser in (add_infra_parser, add_hosts_parser, add_report_parser):
+    for add_parser in (add_infra_parser, add_hosts_parser, add_report_parser, add_deploy_parser):
         add_parser(commands)
     return parser
 
@@ -97,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, HostUnavailable) as exc:
         print(f"basebench: {exc}", file=sys.stderr)
         return 2
 

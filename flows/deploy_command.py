@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,6 +161,10 @@ def ensure_work_pool(name: str) -> bool:
             return True
 
 
+class ServerUnreachable(ConfigError):
+    """The Prefect server named by --api-url / PREFECT_API_URL did not answer."""
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Validate, create pool and limits, then ``prefect deploy --all``; Prefect's exit code."""
     env = server_env(args.api_url)
@@ -170,7 +176,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     from tasks.host_limits import ensure_host_limits
 
-    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), reaching(env):
         for pool in sorted({spec.work_pool for spec in specs}):
             if ensure_work_pool(pool):
                 print(f"created process work pool {pool!r}")
@@ -182,6 +188,20 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     # The repository root: entrypoints are relative to it and workers run from it.
     done = subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, **env}, check=False)
     return done.returncode
+
+
+@contextmanager
+def reaching(env: dict[str, str]) -> Iterator[None]:
+    """Turn a refused or failed connection to the server into a one-line error."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise ServerUnreachable(
+            f"cannot reach the Prefect server at {env['PREFECT_API_URL']}: {exc}; "
+            "is `prefect server start` running there?"
+        ) from exc
 
 
 def trigger_parameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -213,7 +233,7 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
     from flows.deployments import FLOW_NAME
 
-    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), reaching(env):
         run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync in a sync context
             f"{FLOW_NAME}/{args.deployment}", parameters=parameters, timeout=0
         )

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from tasks.docker_host import HostHealth, check_hosts
-from tasks.matrix import load_matrix
+from tasks.matrix import ConfigError, load_matrix
+
+HOST_OPTION = "NAME=URL[,max_parallel=N][,tls=DIR][,insecure=true]"
+TLS_FILES = {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"}  # the Docker CLI's names
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -55,3 +58,42 @@ def format_bytes(count: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"
+
+
+def parse_host_options(values: list[str]) -> list[dict[str, Any]]:
+    """``--host`` values -> raw ``hosts:`` entries (validated later with the matrix).
+
+    ``tls=DIR`` means DIR/ca.pem, DIR/cert.pem and DIR/key.pem, as ``docker --tlsverify``
+    reads them from ``DOCKER_CERT_PATH``.
+    """
+    entries = [parse_host_option(value) for value in values]
+    names = [entry["name"] for entry in entries]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"--host: host name {duplicates[0]!r} given twice")
+    return entries
+
+
+def parse_host_option(value: str) -> dict[str, Any]:
+    """One ``--host NAME=URL[,max_parallel=N][,tls=DIR][,insecure=true]`` value."""
+    head, *options = value.split(",")
+    name, sep, url = head.partition("=")
+    if not sep or not name or not url:
+        raise ConfigError(f"--host {value!r}: expected {HOST_OPTION}")
+    entry: dict[str, Any] = {"name": name, "url": url}
+    for option in options:
+        key, sep, setting = option.partition("=")
+        if not sep or key not in ("max_parallel", "tls", "insecure"):
+            raise ConfigError(
+                f"--host {value!r}: unknown option {option!r}; allowed: max_parallel=N, "
+                "tls=DIR, insecure=true"
+            )
+        if key == "tls":
+            entry["tls"] = {k: str(Path(setting) / f) for k, f in TLS_FILES.items()}
+        elif key == "insecure":
+            if setting not in ("true", "false"):
+                raise ConfigError(f"--host {value!r}: insecure must be true or false")
+            entry["insecure"] = setting == "true"
+        else:
+            entry["max_parallel"] = setting  # pydantic checks the number and its bounds
+    return entry

@@ -250,7 +250,10 @@ def describe_error(exc: BaseException) -> str:
             "TLS: certificate verify failed: the engine's certificate is not signed by tls.ca"
             " (or does not name this address)"
         )
-    if "certificate required" in chain or "bad certificate" in chain:
+    # TLS 1.3: an engine refusing our client certificate sends an alert, or (depending on
+    # timing) the client only sees the connection close mid-handshake.
+    rejected = ("certificate required", "bad certificate", "EOF occurred in violation of protocol")
+    if any(text in chain for text in rejected):
         return "TLS: the engine rejected the client certificate (tls.cert/tls.key) or got none"
     if "client_cert" in chain and "must be provided" in chain:
         return "TLS: client certificate or key file missing (tls.cert, tls.key)"

@@ -1,12 +1,23 @@
-"""Slots on a pool of Docker hosts: each cell runs in a slot of the least-loaded live host."""
+"""Slots on a pool of Docker hosts: each cell runs in a slot of the least-loaded live host.
+
+``run_with_failover`` moves a cell to another host when its host stops answering
+mid-cell; a cell that fails while its host still answers failed for its own reasons
+(a build error) and is not retried.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
-from tasks.docker_host import HostConfig
+from tasks.docker_host import HostConfig, responds
+from tasks.records import Cell, CellResult, Stage, Status
+
+MAX_ATTEMPTS = 3  # a cell moves to another host at most twice
+LOST_PING_SECONDS = 5.0  # a host that does not answer a fresh ping within this is lost
 
 
 class NoHostLeft(RuntimeError):
@@ -41,6 +52,17 @@ class HostPool:
                 self._busy[host.name] -= 1
                 self._changed.notify_all()
 
+    @property
+    def dead(self) -> frozenset[str]:
+        """Names of the hosts marked dead."""
+        with self._changed:
+            return frozenset(self._dead)
+
+    def busy(self, name: str) -> int:
+        """How many slots of ``name`` are held right now."""
+        with self._changed:
+            return self._busy[name]
+
     def mark_dead(self, name: str) -> None:
         """Give ``name`` no new cells; waiting cells move to the other hosts."""
         with self._changed:
@@ -56,6 +78,68 @@ class HostPool:
         if not free:
             return None
         return min(free, key=lambda h: self._busy[h.name] / h.max_parallel)
+
+
+def host_lost(host: HostConfig) -> bool:
+    """True when ``host`` does not answer a fresh ping within ``LOST_PING_SECONDS``."""
+    return not responds(host, LOST_PING_SECONDS)
+
+
+def run_with_failover(
+    cell: Cell,
+    pool: HostPool,
+    run: Callable[[HostConfig], CellResult],
+    lost: Callable[[HostConfig], bool] = host_lost,
+    max_attempts: int = MAX_ATTEMPTS,
+    on_moved: Callable[[HostConfig, CellResult], None] | None = None,
+) -> CellResult:
+    """Run ``cell`` (``run(host)``) in a pool slot, moving it when its host is lost.
+
+    A failed result whose host no longer answers marks that host dead (before its slot
+    is freed, so no waiting cell lands there) and runs the cell again, from scratch, on
+    another host: at most ``max_attempts`` runs in all. The result carries ``attempts``.
+    When no live host is left, the last result (or a failed one) is returned; never raises.
+    """
+    result: CellResult | None = None
+    tried: frozenset[str] = frozenset()
+    for attempt in range(1, max_attempts + 1):
+        try:
+            with pool.slot(avoid=tried) as host:
+                result = dataclasses.replace(run(host), attempts=attempt)
+                moved = result.status is Status.FAILED and lost(host)
+                if moved:
+                    pool.mark_dead(host.name)
+        except NoHostLeft as exc:
+            return _no_host_left(cell, result, exc)
+        if not moved:
+            return result
+        result = _lost_on(result, host)
+        tried |= {host.name}
+        if on_moved is not None and attempt < max_attempts:
+            on_moved(host, result)
+    assert result is not None  # max_attempts >= 1
+    return result
+
+
+def _lost_on(result: CellResult, host: HostConfig) -> CellResult:
+    note = f"host {host.name} stopped answering"
+    return dataclasses.replace(result, error=f"{result.error} ({note})" if result.error else note)
+
+
+def _no_host_left(cell: Cell, last: CellResult | None, exc: NoHostLeft) -> CellResult:
+    if last is not None:
+        return last
+    now = datetime.now(UTC)
+    return CellResult(
+        cell=cell,
+        status=Status.FAILED,
+        host="",
+        started_at=now,
+        finished_at=now,
+        attempts=0,
+        failed_stage=Stage.BUILD,
+        error=f"build: {exc}",
+    )
 
 
 class QuietLock:

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from tasks.config_file import read_mapping, validate
 from tasks.docker_host import HostConfig
 from tasks.records import Cell
 
@@ -169,32 +169,10 @@ def apply_mirror(ref: str, mirrors: dict[str, str]) -> str:
 
 def load_matrix(path: Path, overrides: dict[str, Any] | None = None) -> MatrixConfig:
     """Read and validate a matrix file; ``overrides`` are top-level keys from the CLI."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(raw).__name__}")
-    raw.update(overrides or {})
-    try:
-        config = MatrixConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_describe(path, exc)) from exc
+    raw = {**read_mapping(path, ConfigError), **(overrides or {})}
+    config = validate(MatrixConfig, raw, path, ConfigError)
     _check_names(path, config)
     return config
-
-
-def _describe(path: Path, exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        if error["type"] == "extra_forbidden":
-            lines.append(f"{path}: {key}: unknown key")
-        else:
-            lines.append(f"{path}: {key}: {error['msg']} (got {error['input']!r})")
-    return "\n".join(lines)
 
 
 def _check_names(path: Path, config: MatrixConfig) -> None:
@@ -218,11 +196,8 @@ def load_app(name: str, apps_dir: Path = APPS_DIR) -> App:
     if not app_file.is_file():
         known = sorted(p.parent.name for p in apps_dir.glob("*/app.yaml"))
         raise ConfigError(f"unknown app {name!r}; allowed: {', '.join(known)}")
-    raw = yaml.safe_load(app_file.read_text()) or {}
-    try:
-        return App.model_validate({**raw, "name": name, "directory": app_file.parent})
-    except ValidationError as exc:
-        raise ConfigError(_describe(app_file, exc)) from exc
+    raw = read_mapping(app_file, ConfigError)
+    return validate(App, {**raw, "name": name, "directory": app_file.parent}, app_file, ConfigError)
 
 
 def cell_id(app: str, language: str, version: str, base: str) -> str:

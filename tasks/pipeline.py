@@ -3,6 +3,9 @@
 A failing stage ends the cell with status ``failed``, the stage and the error; whatever
 the earlier stages measured is kept. A base image that no registry can supply makes the
 cell ``skipped`` with the reason: it is a fact about this site, not a failure of the app.
+
+``open_context`` readies one host for a run (health check, network, base pulls) and
+``close_context`` removes what the run left there, unless the host is gone.
 """
 
 from __future__ import annotations
@@ -15,12 +18,20 @@ from typing import Any
 
 import docker
 
-from tasks.build import BaseUnavailable, PulledImage
-from tasks.docker_host import HostConfig
-from tasks.host_pool import QuietLock
+from tasks.build import BaseUnavailable, PulledImage, pull_image, remove_run_images
+from tasks.docker_host import (
+    HostConfig,
+    HostHealth,
+    HostUnavailable,
+    check_host,
+    connect,
+    describe_error,
+    responds,
+)
+from tasks.host_pool import LOST_PING_SECONDS, QuietLock
 from tasks.inspect import LayerSizes
-from tasks.matrix import BASES, load_app
-from tasks.probe import ProbeTarget
+from tasks.matrix import BASES, MatrixConfig, load_app
+from tasks.probe import ProbeTarget, remove_network, run_network
 from tasks.records import (
     BuildResult,
     Cell,
@@ -59,6 +70,90 @@ class CellContext:
     layer_sizes: LayerSizes | None = None
     quiet: QuietLock = field(default_factory=QuietLock)  # probes run alone on the host
     pulled: dict[str, PulledImage | BaseUnavailable] = field(default_factory=dict)
+    health: HostHealth | None = None  # what the host said when the run opened it
+
+
+HEALTH_SECONDS = 10.0  # the health check before any work waits this long per host
+
+
+def open_context(
+    host: HostConfig,
+    config: MatrixConfig,
+    run_id: str,
+    cells: list[Cell],
+    scanner: Scanner,
+    layer_sizes: LayerSizes | None = None,
+) -> CellContext:
+    """Check ``host``, connect, create the run's network and pull every base the cells
+    need (once per host per run).
+
+    Raises ``HostUnavailable`` (one line naming the host) when it does not answer, or
+    stops answering while this runs; a base no registry serves is kept as a value.
+    """
+    health = check_host(host, timeout=HEALTH_SECONDS)
+    if not health.ok:
+        raise HostUnavailable(health.error or f"{host.name} ({host.url}): no answer")
+    client = connect(host)
+    try:
+        pulled = _pull_all(
+            client, sorted({c.builder_ref for c in cells} | {c.base_ref for c in cells})
+        )
+        target = ProbeTarget(
+            network=run_network(client, run_id),
+            address=host.publish_address,
+            timeout=config.probe_timeout_seconds,
+        )
+    except Exception as exc:
+        client.close()
+        if responds(host, LOST_PING_SECONDS):
+            raise
+        raise HostUnavailable(
+            f"{host.name} ({host.url}): stopped answering while opening: {describe_error(exc)}"
+        ) from exc
+    return CellContext(
+        client=client,
+        host=host,
+        run_id=run_id,
+        probe=target,
+        scanner=scanner,
+        repeat=config.repeat,
+        apps_dir=config.apps_dir,
+        engine_version=health.version or "",
+        layer_sizes=layer_sizes,
+        pulled=pulled,
+        health=health,
+    )
+
+
+def _pull_all(
+    client: docker.DockerClient, refs: list[str]
+) -> dict[str, PulledImage | BaseUnavailable]:
+    pulled: dict[str, PulledImage | BaseUnavailable] = {}
+    for ref in refs:
+        try:
+            pulled[ref] = pull_image(client, ref)
+        except BaseUnavailable as exc:
+            pulled[ref] = exc
+    return pulled
+
+
+def close_context(ctx: CellContext, keep_images: bool, lost: bool) -> str | None:
+    """Remove the run's images (unless ``keep_images``) and network from the host.
+
+    A ``lost`` host is not touched (its leftovers stay; asking it would only wait).
+    Returns a one-line warning when something stayed behind, else None.
+    """
+    try:
+        if lost:
+            return f"host {ctx.host.name} was lost: the run's images and network stay there"
+        if not keep_images:
+            remove_run_images(ctx.client, ctx.run_id)
+        remove_network(ctx.client, ctx.run_id)
+    except Exception as exc:
+        return f"cleanup of {ctx.host.name} failed: {describe_error(exc)}"
+    finally:
+        ctx.client.close()
+    return None
 
 
 def _pulled(ctx: CellContext, ref: str) -> PulledImage:

@@ -24,10 +24,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from infra.trivydb import boltdb
+from tasks.config_file import read_mapping, validate
 
 DEFAULT_ADVISORIES = Path(__file__).resolve().parent / "advisories.yaml"
 
@@ -79,38 +79,9 @@ class Advisories(BaseModel):
 
 def load_advisories(path: Path) -> Advisories:
     """Read and validate an advisories file; ``FixtureError`` on anything wrong."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise FixtureError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise FixtureError(f"{path}: not valid YAML: {_one_line(str(exc))}") from exc
-    if not isinstance(raw, dict):
-        raise FixtureError(
-            f"{path}: top level must be a mapping with data_source and advisories,"
-            f" got {type(raw).__name__}"
-        )
-    try:
-        advisories = Advisories.model_validate(raw)
-    except ValidationError as exc:
-        raise FixtureError(_describe(path, exc)) from exc
+    advisories = validate(Advisories, read_mapping(path, FixtureError), path, FixtureError)
     _check_unique(path, advisories)
     return advisories
-
-
-def _describe(path: Path, exc: ValidationError) -> str:
-    """The first validation error as one line: file, key path, cause, what is allowed."""
-    error = exc.errors()[0]
-    key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in error["loc"])
-    key = key.replace(".[", "[") or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"{path}: {key}: unknown key"
-    if error["type"] == "missing":
-        return f"{path}: {key}: required key is missing"
-    if error["type"] == "literal_error" and key.endswith("severity"):
-        allowed = "/".join(reversed(SEVERITY_NUMBERS))
-        return f"{path}: {key}: severity must be one of {allowed} (got {error['input']!r})"
-    return f"{path}: {key}: {error['msg']} (got {error['input']!r})"
 
 
 def _check_unique(path: Path, advisories: Advisories) -> None:
@@ -131,10 +102,6 @@ def _check_unique(path: Path, advisories: Advisories) -> None:
                 f"{path}: advisories[{index}].severity: {advisory.id} is {first} elsewhere;"
                 " one severity per vulnerability id"
             )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def build_tree(advisories: Advisories) -> boltdb.Tree:

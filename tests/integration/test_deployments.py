@@ -12,6 +12,7 @@ after a failure. A sampler watches their sockets the whole time: nothing may lea
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ipaddress
 import itertools
 import os
@@ -60,6 +61,7 @@ class Stack:
     marker: str
     home: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    sockets_seen: int = 0  # sampled sockets of the stack's processes, any peer
     foreign: list[str] = field(default_factory=list)  # connections leaving 127.0.0.0/8
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -109,23 +111,25 @@ def peer_is_loopback(peer: str) -> bool:
     return ip.is_loopback
 
 
-def foreign_sockets(pids: set[int]) -> list[str]:
-    """TCP and UDP sockets of ``pids`` (any state) whose peer is outside 127.0.0.0/8."""
+def sockets_of(pids: set[int]) -> list[tuple[str, bool]]:
+    """TCP and UDP sockets of ``pids`` (any state), each with: is its peer on loopback?"""
     listing = subprocess.run(
         ["ss", "-tuanpH"], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     found = []
     for line in listing:
         owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
-        columns = line.split()
-        if owners & pids and len(columns) >= 6 and not peer_is_loopback(columns[5]):
-            found.append(line)
+        columns = line.split()  # netid state recv-q send-q local peer process
+        if owners & pids and len(columns) >= 6:
+            found.append((line, peer_is_loopback(columns[5])))
     return found
 
 
 def watch_sockets(stack: Stack, stop: threading.Event) -> None:
     while not stop.wait(0.5):
-        stack.foreign += foreign_sockets(marked_pids(stack.marker))
+        sockets = sockets_of(marked_pids(stack.marker))
+        stack.sockets_seen += len(sockets)
+        stack.foreign += [line for line, loopback in sockets if not loopback]
 
 
 def start(stack: Stack, command: list[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
@@ -429,7 +433,10 @@ def test_host_limit_admits_one_holder_at_a_time_on_the_server(stack: Stack) -> N
             spans.append((began, time.monotonic()))
 
     with temporary_settings({PREFECT_API_URL: stack.api_url}):
-        threads = [threading.Thread(target=hold) for _ in range(3)]
+        # Each thread runs in a copy of this context: Prefect settings live in context vars.
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(hold,)) for _ in range(3)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -463,4 +470,5 @@ def test_trigger_rejects_a_bad_matrix_before_contacting_the_server(
 def test_nothing_left_127_0_0_0_slash_8(stack: Stack) -> None:
     time.sleep(1)  # one more sample after the last test's traffic
     assert marked_pids(stack.marker), "the sampler watches the stack's processes"
+    assert stack.sockets_seen > 100, "the sampler saw the stack's own loopback traffic"
     assert stack.foreign == []

@@ -148,8 +148,8 @@ HEAD = "data_source: {bucket: debian 12, id: debian, name: fixture}\nadvisories:
     [
         (
             HEAD + GOOD_ENTRY + GOOD_ENTRY.replace("LOW", "SEVERE").replace("-1", "-2"),
-            r"advisories\[1\]\.severity: severity must be one of"
-            r" CRITICAL/HIGH/MEDIUM/LOW/UNKNOWN \(got 'SEVERE'\)",
+            r"advisories\[1\]\.severity: Input should be 'CRITICAL', 'HIGH', 'MEDIUM', 'LOW'"
+            r" or 'UNKNOWN' \(got 'SEVERE'\)",
         ),
         (
             HEAD + "  - {id: CVE-2026-10001, severity: LOW, title: t}\n",
@@ -157,7 +157,7 @@ HEAD = "data_source: {bucket: debian 12, id: debian, name: fixture}\nadvisories:
         ),
         (HEAD + GOOD_ENTRY.replace("t}", "t, cwe: 79}"), r"advisories\[0\]\.cwe: unknown key"),
         ("data_source: [unclosed\n", "not valid YAML"),
-        ("- just\n- a list\n", "top level must be a mapping with data_source and advisories"),
+        ("- just\n- a list\n", "top level must be a mapping of keys, got list"),
         (HEAD + GOOD_ENTRY + GOOD_ENTRY, r"advisories\[1\]: CVE-2026-10001 on glibc repeats"),
         (
             HEAD + GOOD_ENTRY + GOOD_ENTRY.replace("glibc", "apt").replace("LOW", "HIGH"),

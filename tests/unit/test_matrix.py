@@ -90,7 +90,7 @@ def test_apply_mirror_only_rewrites_known_registries() -> None:
         (MINIMAL.replace("alpine", "windows"), "bases: unknown base 'windows'; allowed: bookworm"),
         (
             MINIMAL.replace('"1.25.5"', '"1.25.5; rm -rf /"'),
-            "toolchains.1: String should match pattern",
+            "toolchains[1]: String should match pattern",
         ),
         (
             MINIMAL.replace("[go-hello]", "[rust-hello]"),

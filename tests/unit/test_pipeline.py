@@ -1,0 +1,224 @@
+"""Pipeline status logic with fake stage functions: ok, failed (stage, error, partial
+results kept), skipped, and closing a host's context. No Docker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+import docker
+import pytest
+
+from tasks.build import BaseUnavailable, BuildError, PulledImage
+from tasks.docker_host import HostConfig
+from tasks.matrix import APPS_DIR
+from tasks.pipeline import CellContext, Stages, close_context, run_pipeline
+from tasks.probe import ProbeError, ProbeTarget
+from tasks.records import (
+    BuildResult,
+    Cell,
+    InspectResult,
+    ProbeResult,
+    ScanResult,
+    Stage,
+    Status,
+)
+from tasks.scan import Scanner
+from tests.records_factory import make_cell
+
+BUILD = BuildResult("run-1", "sha256:abc", "basebench/go-hello:run-1-x", 12.5, "sha256:b", None)
+INSPECT = InspectResult(
+    size_bytes=6_900_000,
+    compressed_bytes=3_100_000,
+    layers=3,
+    user="nonroot",
+    runs_as_root=False,
+    has_shell=False,
+    has_package_manager=False,
+    setuid_files=0,
+    files=120,
+    base_forged=True,
+    builder_forged=True,
+)
+SCAN = ScanResult("debian", "12", (), (), "trivy", "0.76.0", None)
+PROBE = ProbeResult(startup_seconds=(0.25, 0.22), idle_memory_bytes=4_000_000)
+
+
+class FakeClient:
+    """Records what was asked of it; ``fail`` makes every image call raise."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.closed = False
+        self.calls: list[str] = []
+        self.fail = fail
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("images", "networks"):
+            self.calls.append(name)
+            if self.fail:
+                raise self.fail
+            return self
+        raise AttributeError(name)
+
+    def list(self, **kwargs: Any) -> list[Any]:
+        return []
+
+    def prune(self, **kwargs: Any) -> None:
+        return None
+
+
+def context(cell: Cell, client: FakeClient | None = None, **pulled: Any) -> CellContext:
+    images: dict[str, PulledImage | BaseUnavailable] = {
+        cell.builder_ref: PulledImage(cell.builder_ref, "sha256:b", forged=True),
+        cell.base_ref: PulledImage(cell.base_ref, None, forged=True),
+    }
+    images.update(pulled.get("override", {}))
+    return CellContext(
+        client=cast(docker.DockerClient, client or FakeClient()),
+        host=HostConfig(name="tls-a", url="unix:///nowhere.sock"),
+        run_id="run-1",
+        probe=ProbeTarget(network="net", address="127.0.0.1", timeout=5),
+        scanner=cast(Scanner, object()),
+        repeat=2,
+        apps_dir=APPS_DIR,
+        pulled=images,
+    )
+
+
+def stages(**raising: Exception) -> tuple[Stages, list[str]]:
+    """Fake stages returning canned results; ``scan=ProbeError(...)`` makes scan raise."""
+    called: list[str] = []
+    canned = {"build": BUILD, "inspect": INSPECT, "scan": SCAN, "probe": PROBE}
+
+    def fake(name: str) -> Any:
+        def stage(*args: Any) -> Any:
+            called.append(name)
+            if name in raising:
+                raise raising[name]
+            return canned[name]
+
+        return stage
+
+    return Stages(**{name: fake(name) for name in canned}), called
+
+
+def test_all_stages_ok() -> None:
+    cell = make_cell("distroless-static")
+    fakes, called = stages()
+    result = run_pipeline(cell, context(cell), fakes)
+    assert called == ["build", "inspect", "scan", "probe"]
+    assert (result.status, result.failed_stage, result.error) == (Status.OK, None, None)
+    assert (result.build, result.inspect, result.scan, result.probe) == (
+        BUILD,
+        INSPECT,
+        SCAN,
+        PROBE,
+    )
+    assert result.host == "tls-a"
+    assert result.attempts == 1
+    assert result.started_at <= result.finished_at
+
+
+def test_failed_stage_keeps_earlier_results() -> None:
+    cell = make_cell("distroless-static")
+    fakes, called = stages(scan=RuntimeError("trivy exited 1: no such image"))
+    result = run_pipeline(cell, context(cell), fakes)
+    assert called == ["build", "inspect", "scan"]
+    assert (result.status, result.failed_stage) == (Status.FAILED, Stage.SCAN)
+    assert result.error == "scan: trivy exited 1: no such image"
+    assert (result.build, result.inspect) == (BUILD, INSPECT)
+    assert (result.scan, result.probe) == (None, None)
+
+
+def test_stage_prefix_is_not_doubled() -> None:
+    cell = make_cell("bookworm")
+    fakes, _ = stages(build=BuildError("build: exit status 1: undefined: this"))
+    result = run_pipeline(cell, context(cell), fakes)
+    assert (result.status, result.failed_stage) == (Status.FAILED, Stage.BUILD)
+    assert result.error == "build: exit status 1: undefined: this"
+    assert result.build is None
+
+
+def test_probe_failure_is_recorded_with_all_measurements() -> None:
+    cell = make_cell("distroless-base")
+    fakes, _ = stages(probe=ProbeError("probe: no HTTP 200 on / within 5 s (last: reset)"))
+    result = run_pipeline(cell, context(cell), fakes)
+    assert (result.status, result.failed_stage) == (Status.FAILED, Stage.PROBE)
+    assert result.error == "probe: no HTTP 200 on / within 5 s (last: reset)"
+    assert (result.build, result.inspect, result.scan, result.probe) == (BUILD, INSPECT, SCAN, None)
+
+
+def test_unforgeable_base_is_skipped_with_the_reason() -> None:
+    cell = make_cell("alpine")
+    missing = BaseUnavailable(f"pull {cell.base_ref}: manifest unknown")
+    fakes, called = stages()
+    result = run_pipeline(cell, context(cell, override={cell.base_ref: missing}), fakes)
+    assert called == []
+    assert (result.status, result.failed_stage) == (Status.SKIPPED, None)
+    assert result.error is not None
+    assert result.error.startswith(f"alpine is not available here: pull {cell.base_ref}")
+    assert "cannot be forged from Debian packages" in result.error
+
+
+def test_missing_forgeable_base_is_a_build_failure() -> None:
+    cell = make_cell("bookworm")
+    missing = BaseUnavailable(f"pull {cell.base_ref}: manifest unknown")
+    fakes, called = stages()
+    result = run_pipeline(cell, context(cell, override={cell.base_ref: missing}), fakes)
+    assert called == []
+    assert (result.status, result.failed_stage) == (Status.FAILED, Stage.BUILD)
+    assert result.error == f"pull {cell.base_ref}: manifest unknown"
+
+
+def test_unknown_app_fails_at_build(tmp_path: Path) -> None:
+    cell = make_cell("bookworm")
+    ctx = context(cell)
+    ctx = CellContext(**{**ctx.__dict__, "apps_dir": tmp_path})
+    fakes, called = stages()
+    result = run_pipeline(cell, ctx, fakes)
+    assert called == []
+    assert (result.status, result.failed_stage) == (Status.FAILED, Stage.BUILD)
+    assert result.error is not None and "unknown app 'go-hello'" in result.error
+
+
+# --- closing a host --------------------------------------------------------------------
+
+
+def test_close_cleans_a_live_host() -> None:
+    cell = make_cell("bookworm")
+    client = FakeClient()
+    assert close_context(context(cell, client), keep_images=False, lost=False) is None
+    assert client.calls == ["images", "images", "networks"]
+    assert client.closed
+
+
+def test_close_keeps_images_when_asked() -> None:
+    cell = make_cell("bookworm")
+    client = FakeClient()
+    assert close_context(context(cell, client), keep_images=True, lost=False) is None
+    assert client.calls == ["networks"]
+
+
+def test_close_does_not_touch_a_lost_host() -> None:
+    cell = make_cell("bookworm")
+    client = FakeClient(fail=AssertionError("a lost host must not be asked"))
+    warning = close_context(context(cell, client), keep_images=False, lost=True)
+    assert warning == "host tls-a was lost: the run's images and network stay there"
+    assert client.calls == []
+    assert client.closed
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_close_reports_a_failed_cleanup_in_one_line(keep: bool) -> None:
+    cell = make_cell("bookworm")
+    client = FakeClient(
+        fail=ConnectionError(
+            "('Connection aborted.', ConnectionRefusedError(111, 'Connection refused'))"
+        )
+    )
+    warning = close_context(context(cell, client), keep_images=keep, lost=False)
+    assert warning == "cleanup of tls-a failed: connection refused: nothing listens there"
+    assert client.closed
