@@ -88,5 +88,6 @@ def test_missing_tls_files_are_named(tmp_path: Path) -> None:
 
 def test_bad_max_parallel_is_refused(tmp_path: Path) -> None:
     entries = parse_host_options(["a=unix:///x.sock,max_parallel=0"])
-    with pytest.raises(ConfigError, match=r"hosts\[0\]\.max_parallel: .*greater than or equal to 1"):
+    expected = r"hosts\[0\]\.max_parallel: .*greater than or equal to 1"
+    with pytest.raises(ConfigError, match=expected):
         load_matrix(matrix(tmp_path), {"hosts": entries})
