@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from tasks.config_file import read_mapping
 from tasks.matrix import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -94,13 +93,7 @@ def server_env(api_url: str | None) -> dict[str, str]:
 
 def read_deployments(prefect_file: Path) -> list[DeploymentSpec]:
     """The deployments of ``prefect_file`` whose entrypoint is the basebench flow."""
-    try:
-        raw = yaml.safe_load(prefect_file.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{prefect_file}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{prefect_file}: not valid YAML: {exc}") from exc
-    entries = raw.get("deployments") if isinstance(raw, dict) else None
+    entries = read_mapping(prefect_file, ConfigError).get("deployments")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{prefect_file}: deployments: expected a non-empty list")
     specs = []
@@ -262,19 +255,3 @@ def wait_for_flow_run(flow_run_id: Any, timeout: float | None = None) -> Any:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"flow run {flow_run_id} not finished after {timeout} s")
             time.sleep(POLL_SECONDS)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m flows.deploy_command deploy|trigger ...``: the commands without the full CLI."""
-    parser = argparse.ArgumentParser(prog="basebench")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"basebench: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from infra.process import running_pid, start_daemon, stop_daemon, wait_until
 DEFAULT_URL = "unix:///var/run/docker.sock"
 PIDFILE = "dockerd.pid"
 LOGFILE = "dockerd.log"
+BRIDGEFILE = "dockerd.bridge"
 
 
 def engine_answers(url: str) -> bool:
@@ -59,7 +61,12 @@ def ensure_engine(state_dir: Path, url: str | None = None, timeout: float = 60.0
 
 def stop_engine(state_dir: Path) -> bool:
     """Stop the dockerd that ``ensure_engine`` started with this ``state_dir`` (if any)."""
-    return stop_daemon(state_dir / PIDFILE, "dockerd", timeout=30)
+    stopped = stop_daemon(state_dir / PIDFILE, "dockerd", timeout=30)
+    bridge_file = state_dir / BRIDGEFILE
+    if bridge_file.exists():
+        subprocess.run(["ip", "link", "delete", bridge_file.read_text().strip()], check=False)
+        bridge_file.unlink()
+    return stopped
 
 
 def engine_pid(state_dir: Path) -> int | None:
@@ -72,6 +79,7 @@ def _start_dockerd(state_dir: Path, url: str) -> None:
     argv = ["dockerd", "-H", url, "--pidfile", str(state_dir / "dockerd.self.pid")]
     if url != DEFAULT_URL:
         argv += _isolation_args(state_dir / "engine", Path(socket).stem)
+        argv += ["--bridge", _own_bridge(state_dir, url)]
     Path(socket).parent.mkdir(parents=True, exist_ok=True)
     start_daemon(argv, state_dir / LOGFILE, state_dir / PIDFILE)
 
@@ -89,8 +97,22 @@ def _isolation_args(root: Path, name: str) -> list[str]:
         "--containerd-namespace", f"basebench-{name}",
         "--containerd-plugins-namespace", f"basebench-{name}-plugins",
         "--iptables=false",
-        "--bridge=none",
     ]  # fmt: skip
+
+
+def _own_bridge(state_dir: Path, url: str) -> str:
+    # Not --bridge=none: a dockerd started so deletes the host's docker0 (it assumes it
+    # owns the network namespace), breaking the system engine's default network.
+    digest = hashlib.sha256(url.encode()).digest()
+    name = f"bb-e-{digest.hex()[:8]}"
+    address = f"10.212.{digest[0] % 250 + 1}.1/24"
+    for argv in (["link", "add", name, "type", "bridge"], ["addr", "add", address, "dev", name]):
+        proc = subprocess.run(["ip", *argv], capture_output=True, text=True)
+        if proc.returncode != 0 and "File exists" not in proc.stderr:
+            raise InfraError(f"ip {' '.join(argv)} failed: {proc.stderr.strip()}")
+    subprocess.run(["ip", "link", "set", name, "up"], check=True)
+    (state_dir / BRIDGEFILE).write_text(name)
+    return name
 
 
 def apt_install(packages: list[str]) -> None:

@@ -45,6 +45,7 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable  # the repo's .venv python: the worker runs flows with it
+BASEBENCH = str(Path(PYTHON).parent / "basebench")
 HOST = "solo"  # the test matrix's only Docker host, max_parallel 1
 MARKER_VAR = "BASEBENCH_TEST_PREFECT_STACK"
 RUN_TIMEOUT = 1200.0  # two runs of 2 cells each, serialised on one host, on 2 cores
@@ -193,9 +194,9 @@ def write_matrix(path: Path, infra: InfraState, s3: S3Server, output: str) -> No
 
 
 def basebench(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    """``basebench deploy|trigger`` (the commands of flows/deploy_command.py) as a process."""
+    """``basebench deploy|trigger`` as a process."""
     return subprocess.run(
-        [PYTHON, "-m", "flows.deploy_command", *args, "--api-url", stack.api_url],
+        [BASEBENCH, *args, "--api-url", stack.api_url],
         cwd=REPO_ROOT,
         env=stack.env(),
         capture_output=True,
@@ -296,9 +297,7 @@ def adhoc_runs(stack: Stack, prefect_client: Any) -> list[Any]:
     triggered = [
         subprocess.Popen(
             [
-                PYTHON,
-                "-m",
-                "flows.deploy_command",
+                BASEBENCH,
                 "trigger",
                 "adhoc",
                 "--matrix",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +32,16 @@ def test_running_engine_is_used_as_is(tmp_path: Path) -> None:
     assert engine_answers(DEFAULT_URL)
 
 
+def links() -> set[str]:
+    out = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True)
+    return {line.split()[0].split("@")[0] for line in out.stdout.splitlines()}
+
+
 def test_starts_and_stops_its_own_dockerd(short_dir: Path) -> None:
     url = f"unix://{short_dir}/d.sock"
     state = short_dir / "s"
+    state.mkdir()
+    links_before = links()
     assert not engine_answers(url)
     try:
         assert ensure_engine(state, url) == url
@@ -51,6 +59,8 @@ def test_starts_and_stops_its_own_dockerd(short_dir: Path) -> None:
     assert not engine_answers(url)
     assert engine_pid(state) is None
     assert (state / "dockerd.log").stat().st_size > 0
+    # The system engine's bridge (docker0) survives a second engine, whose own is gone.
+    assert links() == links_before
 
 
 def test_no_engine_and_not_startable_is_a_clear_error(tmp_path: Path) -> None:
