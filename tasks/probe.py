@@ -15,7 +15,7 @@ from tasks.matrix import App
 from tasks.records import BuildResult, ProbeResult
 
 POLL_SECONDS = 0.005
-SETTLE_SECONDS = 1.0
+SETTLE_SECONDS = 0.5  # the app answered; let it finish start-up work before reading memory
 
 
 class ProbeError(RuntimeError):
@@ -65,7 +65,8 @@ def _published_port(container: Container, app: App) -> int:
 
 
 def _memory_bytes(container: Container) -> int:
-    stats = container.stats(stream=False)["memory_stats"]
+    # one_shot: memory needs one sample; the default waits a second for a CPU delta.
+    stats = container.stats(stream=False, one_shot=True)["memory_stats"]
     usage = int(stats.get("usage", 0))
     details = stats.get("stats", {})
     # Page cache is reclaimable; what the app holds is usage minus inactive file pages.

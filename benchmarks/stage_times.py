@@ -1,0 +1,61 @@
+"""Seconds per stage for each cell of a matrix, run directly (no Prefect, no publish).
+
+Explains where `basebench run` spends time beyond a shell loop's build + scan + curl.
+
+    .venv/bin/python benchmarks/stage_times.py configs/default.yaml --only toolchain=1.22.*
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from flows.cli import parse_only
+from tasks.build import build_image, pull_image, remove_run_images
+from tasks.docker_host import connect
+from tasks.inspect import LayerSizes, inspect_image
+from tasks.matrix import expand, load_app, load_matrix
+from tasks.probe import ProbeTarget, probe_image, remove_network, run_network
+from tasks.scan import make_scanner
+
+RUN_ID = "stage-times"
+STAGES = ("build", "inspect", "scan", "probe")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("--only", action="append", default=[], metavar="KEY=GLOB")
+    args = parser.parse_args()
+    config = load_matrix(Path(args.config))
+    host = config.hosts[0]
+    client = connect(host)
+    scanner = make_scanner(config.scanner, config.cache_dir)
+    sizes = LayerSizes(config.cache_dir / "layer-sizes.json")
+    target = ProbeTarget(run_network(client, RUN_ID), host.publish_address, 30)
+    print(f"{'base':<18}" + "".join(f"{s:>9}" for s in STAGES) + "  (seconds)")
+    try:
+        for cell in expand(config, parse_only(args.only)):
+            app = load_app(cell.app, config.apps_dir)
+            builder, base = pull_image(client, cell.builder_ref), pull_image(client, cell.base_ref)
+            started = time.perf_counter()
+            built = build_image(client, cell, app, RUN_ID, builder, base)
+            marks = [time.perf_counter()]
+            inspect_image(client, built, builder, base, sizes)
+            marks.append(time.perf_counter())
+            scanner.scan(built.tag, host)
+            marks.append(time.perf_counter())
+            probe_image(client, built, app, target, config.repeat)
+            marks.append(time.perf_counter())
+            spans = [b - a for a, b in zip([started, *marks], marks, strict=False)]
+            print(f"{cell.base:<18}" + "".join(f"{s:>9.1f}" for s in spans))
+    finally:
+        remove_run_images(client, RUN_ID)
+        remove_network(client, RUN_ID)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
