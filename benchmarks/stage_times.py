@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from flows.cli import parse_only
-from tasks.build import build_image, pull_image, remove_run_images
+from tasks.build import BaseUnavailable, build_image, pull_image, remove_run_images
 from tasks.docker_host import connect
 from tasks.inspect import LayerSizes, inspect_image
 from tasks.matrix import expand, load_app, load_matrix
@@ -39,7 +39,12 @@ def main() -> int:
     try:
         for cell in expand(config, parse_only(args.only)):
             app = load_app(cell.app, config.apps_dir)
-            builder, base = pull_image(client, cell.builder_ref), pull_image(client, cell.base_ref)
+            try:
+                builder = pull_image(client, cell.builder_ref)
+                base = pull_image(client, cell.base_ref)
+            except BaseUnavailable as exc:
+                print(f"{cell.base:<18} skipped: {exc}")
+                continue
             started = time.perf_counter()
             built = build_image(client, cell, app, RUN_ID, builder, base)
             marks = [time.perf_counter()]
