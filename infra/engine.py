@@ -9,10 +9,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import docker
-
 from infra.errors import InfraError
 from infra.process import running_pid, start_daemon, stop_daemon, wait_until
+from tasks.docker_host import HostConfig, responds
 
 DEFAULT_URL = "unix:///var/run/docker.sock"
 PIDFILE = "dockerd.pid"
@@ -23,16 +22,10 @@ BRIDGEFILE = "dockerd.bridge"
 def engine_answers(url: str) -> bool:
     """True when a Docker engine at ``url`` answers a ping within a few seconds."""
     try:
-        client = docker.DockerClient(base_url=url, timeout=5)
-    except docker.errors.DockerException:
+        host = HostConfig(name="engine", url=url, insecure=True)  # only pinged, never used
+    except ValueError:
         return False
-    client.api.trust_env = False  # this machine's CA bundle variables break TLS hosts
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
-    finally:
-        client.close()
+    return responds(host, timeout=5.0)
 
 
 def ensure_engine(state_dir: Path, url: str | None = None, timeout: float = 60.0) -> str:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from tasks.config_file import read_mapping, validate
 from tasks.docker_host import HostConfig
@@ -23,6 +23,7 @@ from tasks.records import Cell
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 Version = Annotated[str, StringConstraints(pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")]
 Registry = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+(:[0-9]{1,5})?$")]
+UserPath = Annotated[Path, AfterValidator(Path.expanduser)]  # "~/x" means what a shell means
 Glob = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.*?-]{1,64}$")]
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"
@@ -149,8 +150,8 @@ class MatrixConfig(BaseModel):
     hosts: list[HostConfig] = Field([HostConfig()], min_length=1)
     output: str = "results"
     s3: S3Config = S3Config()
-    cache_dir: Path = DEFAULT_CACHE
-    apps_dir: Path = APPS_DIR
+    cache_dir: UserPath = DEFAULT_CACHE
+    apps_dir: UserPath = APPS_DIR
 
     def config_hash(self) -> str:
         """Stable hash of the settings that define what is measured."""
