@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.__main__ import main
+from flows.cli import main
 from infra.errors import InfraError
 from infra.paths import DEFAULT_APT_SOURCES
 from infra.registry_api import RegistryAPI
@@ -95,7 +95,7 @@ def test_port_in_use_names_the_port(tmp_path: Path, busy_port: int) -> None:
 def test_cli_error_is_one_line_and_exit_code_2(
     tmp_path: Path, busy_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["up", "--port", str(busy_port), "--cache-dir", str(tmp_path / "c")])
+    code = main(["infra", "up", "--port", str(busy_port), "--cache-dir", str(tmp_path / "c")])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1
@@ -107,7 +107,7 @@ def test_cli_takes_go_versions_from_a_matrix(
 ) -> None:
     matrix = tmp_path / "m.yaml"
     matrix.write_text("name: m\napps: [go-hello]\ntoolchains: ['1.99.1']\nbases: [bookworm]\n")
-    code = main(["up", "--config", str(matrix), "--port", str(free_port),
+    code = main(["infra", "up", "--config", str(matrix), "--port", str(free_port),
                  "--cache-dir", str(tmp_path / "c")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2
@@ -118,7 +118,7 @@ def test_cli_takes_go_versions_from_a_matrix(
 def test_status_lists_forged_images_with_their_hash(
     infra: InfraState, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["status"]) == 0
+    assert main(["infra", "status"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith(f"registry  {infra.registry}: running")
     expected = RegistryAPI(infra.registry).labels("library/golang", "1.22.10-bookworm")
