@@ -193,8 +193,14 @@ class DockerHostSuite:
             }
         )
         client.images.build(fileobj=context, custom_context=True, tag=tag, network_mode="none")
+        # A network of the test's own, as runs create: the engine's default bridge is
+        # not something basebench relies on.
+        network = client.networks.create(f"basebench-test-{uuid.uuid4().hex[:8]}")
         container = client.containers.run(
-            tag, detach=True, ports={"8080/tcp": (host.publish_address, None)}
+            tag,
+            detach=True,
+            network=network.name,
+            ports={"8080/tcp": (host.publish_address, None)},
         )
         cleanup.append(container.id)
         container.reload()
@@ -203,6 +209,7 @@ class DockerHostSuite:
         body = http_get(f"http://{host.publish_address}:{binding['HostPort']}/", timeout=10)
         assert body == "hello from a docker host"
         container.remove(force=True)
+        network.remove()
         with pytest.raises(docker.errors.NotFound):
             client.containers.get(container.id)
 
