@@ -14,7 +14,6 @@ Several test processes may start daemons at once: bridge and cgroup names carry 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
@@ -23,16 +22,17 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from infra.certs import make_ca, make_client_cert, make_server_cert
 from infra.errors import InfraError
-from infra.process import running_pid, start_daemon, stop_daemon, wait_until
+from infra.process import exclusive_lock, running_pid, start_daemon, stop_daemon, wait_until
 from tasks.docker_host import HostConfig, HostUnavailable, TlsFiles, connect
 
 PROGRAM = "dockerd"
+# Between choosing a free subnet slot and creating the bridge that marks it taken,
+# another process must not choose the same slot.
 SLOT_LOCK = Path(tempfile.gettempdir()) / "basebench-tls-hosts.lock"
 # Bridge subnets 10.213.<slot>.0/24; user-defined networks from 10.<214+slot>.0.0/16.
 # 10.0.0.0/8 is clear of the system engine's default pools (172.17-31/16, 192.168/16).
@@ -124,7 +124,7 @@ def start_tls_host(name: str, root: Path, port: int, timeout: float = 60.0) -> T
     root = root.resolve()
     if len(str(root / "exec") + LONGEST_SOCKET) > SOCKET_PATH_MAX:
         raise InfraError(f"tls host root {root} is too long for dockerd's unix sockets")
-    with _slot_lock():
+    with exclusive_lock(SLOT_LOCK):
         host = TlsHost(name=name, root=root, port=port, slot=_free_slot())
         try:
             _create_bridge(host)  # its address marks the slot as taken
@@ -154,7 +154,7 @@ def restart_tls_host(host: TlsHost, timeout: float = 60.0) -> None:
     _unmount_under(host.root)
     _remove_cgroups(host.cgroup_parent)
     (host.root / "dockerd.self.pid").unlink(missing_ok=True)  # dockerd refuses a stale one
-    with _slot_lock():
+    with exclusive_lock(SLOT_LOCK):
         _delete_links(host)
         _create_bridge(host)
     try:
@@ -169,18 +169,6 @@ def _start(host: TlsHost, timeout: float) -> None:
     start_daemon(_dockerd_argv(host), host.log, host.pidfile)
     if not wait_until(lambda: _answers(host), timeout, interval=0.1):
         raise InfraError(f"dockerd {host.name} did not answer on {host.url} in {timeout:.0f} s")
-
-
-@contextlib.contextmanager
-def _slot_lock() -> Iterator[None]:
-    # Between choosing a free subnet slot and creating the bridge that marks it taken,
-    # another process must not choose the same slot.
-    with SLOT_LOCK.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def kill_tls_host(host: TlsHost) -> None:

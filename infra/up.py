@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from infra.forge.golang import GolangRecipe, go_wheel
 from infra.forge.recipe import Recipe
 from infra.forge.sources import check_sources
 from infra.paths import DEFAULT_APT_SOURCES, DEFAULT_CACHE_DIR, DEFAULT_REGISTRY_PORT, state_dir
+from infra.process import exclusive_lock
 from infra.registry import LocalRegistry, check_port_free
 
 
@@ -100,7 +99,7 @@ def up(
         steps.done("docker engine", "started" if ours and ours != ours_before else "running", url)
         wheels = {v: _keep(w, cache_dir / "wheels") for v, w in wheels.items()}
     # One `up` at a time per cache dir: concurrent test sessions share the registry.
-    with _exclusive(state_dir(cache_dir) / "up.lock"):
+    with exclusive_lock(state_dir(cache_dir) / "up.lock"):
         steps.done("registry", "started" if registry.start() else "running", registry.address)
         apt = AptIndex(sources, cache_dir / "apt")
         apt.update()
@@ -140,17 +139,6 @@ def _forge_all(
             steps.done(recipe.name, "built" if result.rebuilt else "reused", detail)
     finally:
         client.close()
-
-
-@contextlib.contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _wheel(version: str, cache: Path, tmp: Path) -> Path:

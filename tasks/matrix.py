@@ -209,7 +209,7 @@ def cell_id(app: str, language: str, version: str, base: str) -> str:
 
 def make_cell(config: MatrixConfig, app_name: str, version: str, base: str) -> Cell:
     app = load_app(app_name, config.apps_dir)
-    builder = config_ref(BUILDERS[app.language].format(version=version), config)
+    builder = apply_mirror(BUILDERS[app.language].format(version=version), config.mirrors)
     single = base == SINGLE_STAGE
     spec = None if single else BASES[base]
     return Cell(
@@ -220,13 +220,9 @@ def make_cell(config: MatrixConfig, app_name: str, version: str, base: str) -> C
         base=base,
         variant="single-stage" if single else "multi-stage",
         builder_ref=builder,
-        base_ref=builder if spec is None else config_ref(spec.ref, config),
+        base_ref=builder if spec is None else apply_mirror(spec.ref, config.mirrors),
         cgo_enabled=single or (spec is not None and spec.has_libc),
     )
-
-
-def config_ref(ref: str, config: MatrixConfig) -> str:
-    return apply_mirror(ref, config.mirrors)
 
 
 def expand(config: MatrixConfig, only: list[CellFilter] | None = None) -> list[Cell]:

@@ -26,6 +26,7 @@ import pytest
 
 from flows import hosts_command
 from infra.tls_hosts import TlsHost, kill_tls_host, leftovers, start_tls_host, stop_tls_host
+from infra.up import InfraState
 from tasks.docker_host import HostConfig, HostUnavailable, check_host, check_hosts, connect
 from tests.docker_daemons import free_port
 
@@ -63,23 +64,9 @@ def tar_context(files: dict[str, tuple[bytes, int]]) -> io.BytesIO:
     return buffer
 
 
-def registry_has(repository: str, tag: str) -> bool:
-    """Whether the local registry serves ``repository:tag`` (asks the catalog first)."""
-    try:
-        with urllib.request.urlopen(f"http://{REGISTRY}/v2/_catalog", timeout=5) as response:
-            if repository not in json.load(response)["repositories"]:
-                return False
-        with urllib.request.urlopen(f"http://{REGISTRY}/v2/{repository}/tags/list") as response:
-            return tag in (json.load(response).get("tags") or [])
-    except (OSError, ValueError):
-        return False
-
-
 @pytest.fixture(scope="session")
-def hello_binary() -> bytes:
+def hello_binary(infra: InfraState) -> bytes:
     """A static Go HTTP server on :8080, compiled once in the forged golang builder."""
-    if not registry_has("library/golang", "1.22.10-bookworm"):
-        pytest.fail(f"{GOLANG} is not in the local registry: run the image forge first")
     client = connect(HostConfig())
     client.images.pull(GOLANG)
     tag = f"basebench-test-hello-build:{uuid.uuid4().hex[:8]}"
@@ -169,9 +156,8 @@ class DockerHostSuite:
         assert len(image.attrs["RootFS"]["Layers"]) == 1
         assert client.images.get(tag).id == image.id
 
-    def test_pull_from_local_registry(self, client: docker.DockerClient) -> None:
-        if not registry_has("distroless/static-debian12", "latest"):
-            pytest.skip(f"{STATIC} not in the local registry yet (forge not run)")
+    def test_pull_from_local_registry(self, client: docker.DockerClient, infra: InfraState) -> None:
+        # ``infra`` puts the forged images in the local registry (a no-op when there).
         image = client.images.pull(STATIC)
         assert STATIC in image.tags
         assert image.attrs["Os"] == "linux"

@@ -28,53 +28,49 @@ pytestmark = pytest.mark.integration
 FAST = RetryPolicy(attempts=3, first_delay=0.01, factor=2.0, max_delay=0.05)
 
 
-class DiesOnManifest:
-    """A store that crashes the way a killed process would: data files written, no manifest."""
+class WrappedStore:
+    """Passes every call to ``inner``; subclasses change ``write``."""
 
     def __init__(self, inner: ResultStore) -> None:
         self.inner = inner
+
+    def write(self, path: str, data: bytes) -> None:
+        self.inner.write(path, data)
+
+    def read(self, path: str) -> bytes:
+        return self.inner.read(path)
+
+    def list(self, prefix: str = "") -> list[str]:
+        return self.inner.list(prefix)
+
+    def delete(self, prefix: str) -> int:
+        return self.inner.delete(prefix)
+
+    def location(self, path: str = "") -> str:
+        return self.inner.location(path)
+
+
+class DiesOnManifest(WrappedStore):
+    """A store that crashes the way a killed process would: data files written, no manifest."""
 
     def write(self, path: str, data: bytes) -> None:
         if path.startswith("manifests/"):
             raise KeyboardInterrupt("killed between data files and manifest")
         self.inner.write(path, data)
 
-    def read(self, path: str) -> bytes:
-        return self.inner.read(path)
 
-    def list(self, prefix: str = "") -> list[str]:
-        return self.inner.list(prefix)
-
-    def delete(self, prefix: str) -> int:
-        return self.inner.delete(prefix)
-
-    def location(self, path: str = "") -> str:
-        return self.inner.location(path)
-
-
-class FailsFirstWrites:
+class FailsFirstWrites(WrappedStore):
     """A store whose first ``failures`` writes fail like a flaky network."""
 
     def __init__(self, inner: ResultStore, failures: int) -> None:
-        self.inner, self.failures, self.writes = inner, failures, 0
+        super().__init__(inner)
+        self.failures, self.writes = failures, 0
 
     def write(self, path: str, data: bytes) -> None:
         self.writes += 1
         if self.writes <= self.failures:
             raise StoreError(f"cannot write {self.inner.location(path)}: connection reset")
         self.inner.write(path, data)
-
-    def read(self, path: str) -> bytes:
-        return self.inner.read(path)
-
-    def list(self, prefix: str = "") -> list[str]:
-        return self.inner.list(prefix)
-
-    def delete(self, prefix: str) -> int:
-        return self.inner.delete(prefix)
-
-    def location(self, path: str = "") -> str:
-        return self.inner.location(path)
 
 
 @pytest.fixture(params=["local", "s3"])
