@@ -1,6 +1,7 @@
 """Seconds per stage for each cell of a matrix, run directly (no Prefect, no publish).
 
 Explains where `basebench run` spends time beyond a shell loop's build + scan + curl.
+Stages run one after the other here (a run does inspect and scan side by side).
 
     .venv/bin/python benchmarks/stage_times.py configs/default.yaml --only toolchain=1.22.*
 """
@@ -9,19 +10,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from flows.cli import parse_only
+from tasks.archive import save_image
 from tasks.build import BaseUnavailable, build_image, pull_image, remove_run_images
 from tasks.docker_host import connect
-from tasks.inspect import LayerSizes, inspect_image
+from tasks.inspect import LayerCache, inspect_image
 from tasks.matrix import expand, load_app, load_matrix
 from tasks.probe import ProbeTarget, probe_image, remove_network, run_network
 from tasks.scan import make_scanner
 
 RUN_ID = "stage-times"
-STAGES = ("build", "inspect", "scan", "probe")
+STAGES = ("build", "save", "inspect", "scan", "probe")
 
 
 def main() -> int:
@@ -33,7 +36,7 @@ def main() -> int:
     host = config.hosts[0]
     client = connect(host)
     scanner = make_scanner(config.scanner, config.cache_dir)
-    sizes = LayerSizes(config.cache_dir / "layer-sizes.json")
+    cache = LayerCache(config.cache_dir / "layers")
     target = ProbeTarget(run_network(client, RUN_ID), host.publish_address, 30)
     print(f"{'base':<18}" + "".join(f"{s:>9}" for s in STAGES) + "  (seconds)")
     try:
@@ -48,10 +51,13 @@ def main() -> int:
             started = time.perf_counter()
             built = build_image(client, cell, app, RUN_ID, builder, base)
             marks = [time.perf_counter()]
-            inspect_image(client, built, builder, base, sizes)
-            marks.append(time.perf_counter())
-            scanner.scan(built.tag, host)
-            marks.append(time.perf_counter())
+            with tempfile.TemporaryDirectory(dir=config.cache_dir) as folder:
+                archive = save_image(client, built.image_id, Path(folder))
+                marks.append(time.perf_counter())
+                inspect_image(client, built, builder, base, archive, cache)
+                marks.append(time.perf_counter())
+                scanner.scan(archive)
+                marks.append(time.perf_counter())
             probe_image(client, built, app, target, config.repeat)
             marks.append(time.perf_counter())
             spans = [b - a for a, b in zip([started, *marks], marks, strict=False)]

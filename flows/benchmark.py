@@ -7,13 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import artifacts, build, compare, inspect, probe, publish, scan, stores
+from tasks import archive, artifacts, build, compare, inspect, probe, publish, scan, stores
 from tasks.docker_host import HostConfig, HostUnavailable
 from tasks.host_limits import host_limit, server_in_use
 from tasks.host_pool import HostPool, host_lost, run_with_failover
@@ -30,12 +31,13 @@ def _stage(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return task(name=name, cache_policy=NO_CACHE)
 
 
-def _scan(scanner: scan.Scanner, image: str, host: HostConfig) -> ScanResult:
-    return scanner.scan(image, host)
+def _scan(scanner: scan.Scanner, saved: Path) -> ScanResult:
+    return scanner.scan(saved)
 
 
 STAGES = Stages(
     build=_stage("build")(build.build_image),
+    save=_stage("save")(archive.save_image),
     inspect=_stage("inspect")(inspect.inspect_image),
     scan=_stage("scan")(_scan),
     probe=_stage("probe")(probe.probe_image),
@@ -49,11 +51,10 @@ def open_host(
     run_id: str,
     cells: list[Cell],
     scanner: scan.Scanner,
-    layer_sizes: inspect.LayerSizes,
 ) -> CellContext | HostUnavailable:
     """Ready ``host`` for the run; an unreachable host is a value, not a failed task."""
     try:
-        return open_context(host, config, run_id, cells, scanner, layer_sizes)
+        return open_context(host, config, run_id, cells, scanner)
     except HostUnavailable as exc:
         return exc
 
@@ -68,13 +69,16 @@ def close_host(ctx: CellContext, keep_images: bool, pool: HostPool) -> None:
 
 
 @task(name="cell", task_run_name="{cell.label}", cache_policy=NO_CACHE)
-def run_cell(cell: Cell, pool: HostPool, contexts: dict[str, CellContext]) -> CellResult:
-    """Run one cell on a free host; when the host is lost mid-cell, move to another."""
+def run_cell(
+    cell: Cell, pool: HostPool, contexts: dict[str, CellContext], host_limits: bool
+) -> CellResult:
+    """Run one cell on a free host; when the host is lost mid-cell, move to another.
 
-    limited = server_in_use()  # other flow runs on the same server share the hosts
+    With ``host_limits`` the cell also holds a slot of its host's global limit.
+    """
 
     def run(host: HostConfig) -> CellResult:
-        with host_limit(host.name, enabled=limited):
+        with host_limit(host.name, enabled=host_limits):
             return run_pipeline(cell, contexts[host.name], STAGES)
 
     def moved(host: HostConfig, result: CellResult) -> None:
@@ -102,9 +106,17 @@ class BenchmarkOutcome:
 
 @flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=64))  # type: ignore[arg-type]
 def benchmark(
-    config: MatrixConfig, only: list[CellFilter] | None = None, run_id: str | None = None
+    config: MatrixConfig,
+    only: list[CellFilter] | None = None,
+    run_id: str | None = None,
+    host_limits: bool | None = None,
 ) -> BenchmarkOutcome:
-    """Build, inspect, scan and probe every cell of ``config``; publish one run."""
+    """Build, inspect, scan and probe every cell of ``config``; publish one run.
+
+    ``host_limits``: hold the server's per-host concurrency limits around each cell, so
+    that other flow runs on the same server share the hosts; by default, whenever a
+    Prefect server is configured (``PREFECT_API_URL``).
+    """
     run_id = run_id or new_run_id()
     started = datetime.now(UTC)
     cells = expand(config, only)
@@ -112,7 +124,8 @@ def benchmark(
     contexts = _open_hosts(config, run_id, cells, scanner)
     pool = HostPool([ctx.host for ctx in contexts.values()])
     try:
-        futures = run_cell.map(cells, unmapped(pool), unmapped(contexts))
+        limited = server_in_use() if host_limits is None else host_limits
+        futures = run_cell.map(cells, unmapped(pool), unmapped(contexts), unmapped(limited))
         results = tuple(future.result() for future in futures)
     finally:
         for ctx in contexts.values():
@@ -153,8 +166,7 @@ def publish_run(
 def _open_hosts(
     config: MatrixConfig, run_id: str, cells: list[Cell], scanner: scan.Scanner
 ) -> dict[str, CellContext]:
-    sizes = inspect.LayerSizes(config.cache_dir / "layer-sizes.json")
-    futures = [open_host.submit(h, config, run_id, cells, scanner, sizes) for h in config.hosts]
+    futures = [open_host.submit(h, config, run_id, cells, scanner) for h in config.hosts]
     contexts: dict[str, CellContext] = {}
     dropped: list[str] = []
     for future in futures:

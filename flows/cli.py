@@ -6,9 +6,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.deploy_command import add_parser as add_deploy_parser
+from flows.embedded_prefect import EmbeddedPrefect, EmbeddedPrefectError
 from flows.hosts_command import HOST_OPTION, parse_host_options
 from flows.hosts_command import add_parser as add_hosts_parser
 from flows.report_command import add_parser as add_report_parser
@@ -16,13 +17,15 @@ from infra.cli import add_parser as add_infra_parser
 from tasks.docker_host import HostUnavailable
 from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, load_matrix
 
+if TYPE_CHECKING:
+    from flows.benchmark import BenchmarkOutcome
+
 # Prefect runs embedded: a temporary local server on a SQLite file under the cache dir
 # (after the first run its schema is in place, which halves the server's start-up
 # compared with an in-memory database), and nothing is sent out.
 PREFECT_DEFAULTS = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
     "PREFECT_LOGGING_LEVEL": "WARNING",
 }
 
@@ -64,17 +67,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     only = parse_only(args.only)
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    os.environ.setdefault("PREFECT_HOME", str(config.cache_dir / "prefect"))
-    from flows.benchmark import benchmark  # imported late: Prefect reads the env on import
-    from flows.summary import progress_bar, render_summary
+    home = os.environ.setdefault("PREFECT_HOME", str(config.cache_dir / "prefect"))
+    Path(home).mkdir(parents=True, exist_ok=True)
+    # Without a configured server, start the embedded one now: it comes up while the
+    # flow's modules load (they import Prefect, which reads the env set above).
+    server = None if os.environ.get("PREFECT_API_URL") else EmbeddedPrefect()
+    try:
+        if server:
+            server.start()
+        outcome = _run_flow(config, only, server)
+    finally:
+        if server:
+            server.stop()
+    from flows.summary import render_summary
 
-    with progress_bar(len(expand(config, only))):
-        outcome = benchmark(config=config, only=only)
     render_summary(outcome)
     if not outcome.published.published:
         print(f"basebench: {outcome.published.message}", file=sys.stderr)
         return 3
     return 1 if any(c.status == "failed" for c in outcome.record.cells) else 0
+
+
+def _run_flow(
+    config: MatrixConfig, only: list[CellFilter], server: EmbeddedPrefect | None
+) -> BenchmarkOutcome:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.benchmark import benchmark
+    from flows.summary import progress_bar
+
+    settings = {}
+    if server:
+        server.wait_ready()
+        settings = {PREFECT_API_URL: server.api_url}
+    with temporary_settings(settings), progress_bar(len(expand(config, only))):
+        # Host limits belong to a configured server, shared with its other runs.
+        return benchmark(config=config, only=only, host_limits=False if server else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, HostUnavailable) as exc:
+    except (ConfigError, HostUnavailable, EmbeddedPrefectError) as exc:
         print(f"basebench: {exc}", file=sys.stderr)
         return 2
 

@@ -28,6 +28,7 @@ class PulledImage:
     ref: str
     digest: str | None  # repo digest (sha256:...) when the image came from a registry
     forged: bool  # carries the forge's stand-in label
+    layers: tuple[str, ...] = ()  # diff ids, bottom to top
 
 
 def pull_image(client: docker.DockerClient, ref: str) -> PulledImage:
@@ -40,7 +41,8 @@ def pull_image(client: docker.DockerClient, ref: str) -> PulledImage:
     digests = [d for d in image.attrs.get("RepoDigests", []) if d.startswith(repository + "@")]
     digest = digests[0].split("@", 1)[1] if digests else None
     forged = (image.labels or {}).get(FORGED_LABEL) == "true"
-    return PulledImage(ref=ref, digest=digest, forged=forged)
+    layers = tuple(image.attrs["RootFS"].get("Layers") or ())
+    return PulledImage(ref=ref, digest=digest, forged=forged, layers=layers)
 
 
 def image_tag(cell: Cell, run_id: str) -> str:

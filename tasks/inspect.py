@@ -1,21 +1,23 @@
 """Inspect stage: what is inside a built image, read from its layers.
 
-The image is read through ``docker save``, so the same code works on every base,
-including those with no shell to run commands in. Each layer tar is parsed as it streams
-past and gzip-compressed on the fly: the compressed size is what a registry push would
-transfer. Whiteouts are applied in layer order to get the final filesystem.
+The image is read from the archive the save stage wrote (``docker save``), so the same
+code works on every base, including those with no shell to run commands in. Each new
+layer tar is parsed and gzip-compressed on the fly: the compressed size is what a
+registry push would transfer. Whiteouts are applied in layer order to get the final
+filesystem. Layers of the base and builder images recur in every cell, so their
+summaries are cached by diff id and those layers are not read again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import posixpath
 import tarfile
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
@@ -32,75 +34,74 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class LayerSummary:
-    """One layer: its digest, its gzip size and what it adds, changes or deletes."""
+    """One layer: its gzip size and what it adds, changes or deletes."""
 
-    digest: str  # sha256 of the uncompressed layer tar (the image's diff_id)
     compressed_bytes: int
     entries: dict[str, int]  # path -> tar mode bits, with the file type in the high bits
     whiteouts: tuple[str, ...]  # paths this layer deletes
     opaque_dirs: tuple[str, ...]  # directories this layer empties first
 
 
-class LayerSizes:
-    """Gzip sizes of layers already seen, persisted in a JSON file.
+class LayerCache:
+    """Summaries of base and builder layers, one JSON file per diff id in ``folder``.
 
-    Compressing is most of the cost of inspecting an image, and base layers recur in
-    every cell. Keys are the names ``docker save`` gives layers (content-derived ids);
-    each entry keeps the layer digest too, and a digest that does not match on reuse
-    invalidates the cache for that image.
+    A diff id is the sha256 of the uncompressed layer, so an entry can never describe
+    other content; an unreadable entry is treated as missing and written again.
     """
 
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._sizes: dict[str, tuple[str, int]] = {}
-        if path and path.is_file():
-            self._sizes = {k: (d, n) for k, (d, n) in json.loads(path.read_text()).items()}
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
 
-    def get(self, key: str) -> tuple[str, int] | None:
-        with self._lock:
-            return self._sizes.get(key)
+    def _path(self, diff_id: str) -> Path:
+        return self.folder / f"{diff_id.removeprefix('sha256:')}.json"
 
-    def update(self, entries: dict[str, tuple[str, int]]) -> None:
-        with self._lock:
-            self._sizes.update(entries)
-            if self._path:
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                temporary = self._path.with_suffix(f".{threading.get_ident()}.tmp")
-                temporary.write_text(json.dumps(self._sizes))
-                temporary.replace(self._path)
+    def get(self, diff_id: str) -> LayerSummary | None:
+        try:
+            raw = json.loads(self._path(diff_id).read_text())
+            return LayerSummary(
+                compressed_bytes=int(raw["compressed_bytes"]),
+                entries={str(k): int(v) for k, v in raw["entries"].items()},
+                whiteouts=tuple(raw["whiteouts"]),
+                opaque_dirs=tuple(raw["opaque_dirs"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def put(self, diff_id: str, summary: LayerSummary) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(diff_id)
+        # Written aside, then renamed: a reader in another thread never sees half a file.
+        temporary = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
+        temporary.write_text(json.dumps(asdict(summary)))
+        temporary.replace(path)
 
 
-class _LayerReader:
-    """A read-through file object that hashes what passes and, optionally, gzips it."""
+class _GzipCounter:
+    """A read-through file object that counts the gzip size of what passes."""
 
-    def __init__(self, source: IO[bytes], compress: bool) -> None:
+    def __init__(self, source: IO[bytes]) -> None:
         self._source = source
-        self._sha256 = hashlib.sha256()
-        self._gzip = zlib.compressobj(6, zlib.DEFLATED, 31) if compress else None
+        self._gzip = zlib.compressobj(6, zlib.DEFLATED, 31)
         self.compressed = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._source.read(size)
-        self._sha256.update(data)
-        if self._gzip:
-            self.compressed += len(self._gzip.compress(data))
+        self.compressed += len(self._gzip.compress(data))
         return data
 
-    def finish(self) -> str:
+    def finish(self) -> int:
         while self.read(_CHUNK):
             pass
-        if self._gzip:
-            self.compressed += len(self._gzip.flush())
-        return f"sha256:{self._sha256.hexdigest()}"
+        self.compressed += len(self._gzip.flush())
+        return self.compressed
 
 
 _TYPE_BITS = {tarfile.DIRTYPE: 0o040000, tarfile.SYMTYPE: 0o120000, tarfile.LNKTYPE: 0o100000}
 
 
-def summarize_layer(stream: IO[bytes], known_size: int | None = None) -> LayerSummary:
-    """Read one uncompressed layer tar from ``stream``; gzip it unless its size is known."""
-    reader = _LayerReader(stream, compress=known_size is None)
+def summarize_layer(stream: IO[bytes]) -> LayerSummary:
+    """Read one uncompressed layer tar from ``stream``, gzipping it to count its size."""
+    reader = _GzipCounter(stream)
     entries: dict[str, int] = {}
     whiteouts: list[str] = []
     opaque: list[str] = []
@@ -114,9 +115,7 @@ def summarize_layer(stream: IO[bytes], known_size: int | None = None) -> LayerSu
                 whiteouts.append(posixpath.join(directory, name[4:]))
             else:
                 entries[path] = member.mode | _TYPE_BITS.get(member.type, 0o100000)
-    digest = reader.finish()
-    size = reader.compressed if known_size is None else known_size
-    return LayerSummary(digest, size, entries, tuple(whiteouts), tuple(opaque))
+    return LayerSummary(reader.finish(), entries, tuple(whiteouts), tuple(opaque))
 
 
 def merge_layers(layers: Iterable[LayerSummary]) -> dict[str, int]:
@@ -137,64 +136,47 @@ def _delete_below(tree: dict[str, int], path: str, keep_self: bool) -> None:
         del tree[existing]
 
 
-class StaleLayerSizes(ValueError):
-    """A cached layer size belongs to different content than the layer read."""
-
-
-def read_saved_image(
-    chunks: Iterator[bytes], sizes: LayerSizes | None = None
+def read_archive(
+    archive: Path,
+    diff_ids: Sequence[str],
+    cache: LayerCache | None = None,
+    cacheable: Collection[str] = (),
 ) -> list[LayerSummary]:
-    """Layer summaries, bottom to top, from a ``docker save`` stream of one image.
+    """Layer summaries, bottom to top, of the one image in a ``docker save`` archive.
 
-    Handles both the legacy layout (``<id>/layer.tar``, repeated layers as symlinks)
-    and the OCI layout of newer engines (``blobs/sha256/<digest>``, where non-layer
-    blobs are skipped).
+    ``diff_ids`` are the image's layers as the engine lists them (``RootFS.Layers``),
+    in the order of the archive's manifest. Layers in ``cacheable`` are taken from (or
+    added to) ``cache``. Handles the legacy layout (``<id>/layer.tar``, repeated layers
+    as symlinks) and the OCI layout of newer engines (``blobs/sha256/<digest>``).
     """
-    summaries: dict[str, LayerSummary] = {}
-    links: dict[str, str] = {}
-    manifest: list[dict[str, list[str]]] = []
-    with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as saved:  # type: ignore[call-overload]
-        for member in saved:
-            if member.issym():
-                target = posixpath.dirname(member.name) + "/" + member.linkname
-                links[member.name] = posixpath.normpath(target)
-            elif not member.isfile():
-                continue
-            elif member.name == "manifest.json":
-                manifest = json.load(saved.extractfile(member))
-            elif member.name.endswith("layer.tar") or member.name.startswith("blobs/"):
-                known = sizes.get(member.name) if sizes else None
-                try:
-                    summary = summarize_layer(saved.extractfile(member), known and known[1])
-                except tarfile.ReadError:
-                    continue  # a config or index blob, not a layer
-                if known and known[0] != summary.digest:
-                    raise StaleLayerSizes(member.name)
-                summaries[member.name] = summary
-    if not manifest:
-        raise ValueError("inspect: docker save stream has no manifest.json")
-    if sizes:
-        sizes.update({k: (v.digest, v.compressed_bytes) for k, v in summaries.items()})
-    return [summaries[links.get(name, name)] for name in manifest[0]["Layers"]]
+    with tarfile.open(archive) as saved:
+        manifest = saved.extractfile("manifest.json")
+        if manifest is None:
+            raise ValueError(f"inspect: {archive.name} has no manifest.json")
+        paths = json.load(manifest)[0]["Layers"]
+        if len(paths) != len(diff_ids):
+            raise ValueError(
+                f"inspect: {archive.name} has {len(paths)} layers, the image {len(diff_ids)}"
+            )
+        summaries: dict[str, LayerSummary] = {}
+        for path, diff_id in zip(paths, diff_ids, strict=True):
+            if diff_id not in summaries:
+                summaries[diff_id] = _summary(saved, path, diff_id, cache, diff_id in cacheable)
+    return [summaries[diff_id] for diff_id in diff_ids]
 
 
-class _ChunkReader:
-    """Adapts the SDK's chunk iterator to the ``read`` that tarfile's stream mode uses."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, b"")
-            if not chunk:
-                break
-            self._buffer += chunk
-        if size < 0:
-            size = len(self._buffer)
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
+def _summary(
+    saved: tarfile.TarFile, path: str, diff_id: str, cache: LayerCache | None, cacheable: bool
+) -> LayerSummary:
+    if cache and cacheable and (known := cache.get(diff_id)):
+        return known
+    layer = saved.extractfile(path)
+    if layer is None:
+        raise ValueError(f"inspect: layer {path} is not a file in the archive")
+    summary = summarize_layer(layer)
+    if cache and cacheable:
+        cache.put(diff_id, summary)
+    return summary
 
 
 def has_any(tree: dict[str, int], candidates: Iterable[str]) -> bool:
@@ -207,20 +189,19 @@ def inspect_image(
     build: BuildResult,
     builder: PulledImage,
     base: PulledImage,
-    sizes: LayerSizes | None = None,
+    archive: Path,
+    cache: LayerCache | None = None,
 ) -> InspectResult:
-    """Size, layers, user and content facts of a built image."""
+    """Size, layers, user and content facts of a built image saved at ``archive``."""
     image = client.images.get(build.image_id)
-    try:
-        layers = read_saved_image(image.save(chunk_size=_CHUNK), sizes)
-    except StaleLayerSizes:
-        layers = read_saved_image(image.save(chunk_size=_CHUNK))
+    diff_ids = image.attrs["RootFS"]["Layers"]
+    layers = read_archive(archive, diff_ids, cache, {*builder.layers, *base.layers})
     tree = merge_layers(layers)
     user = image.attrs["Config"].get("User") or ""
     return InspectResult(
         size_bytes=int(image.attrs["Size"]),
         compressed_bytes=sum(layer.compressed_bytes for layer in layers),
-        layers=len(image.attrs["RootFS"]["Layers"]),
+        layers=len(diff_ids),
         user=user,
         runs_as_root=user in ROOT_USERS,
         has_shell=has_any(tree, SHELLS),

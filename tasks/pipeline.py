@@ -1,7 +1,9 @@
-"""One cell's way through the stages: build -> inspect -> scan -> probe.
+"""One cell's way through the stages: build -> save -> (inspect and scan) -> probe.
 
-A failing stage ends the cell with status ``failed``, the stage and the error; whatever
-the earlier stages measured is kept. A base image that no registry can supply makes the
+The save stage writes the image once to a local archive that inspect and scan both
+read, side by side; the probe then runs alone on the host. A failing stage ends the
+cell with status ``failed``, the stage and the error (a failed save counts as inspect);
+whatever the other stages measured is kept. A base image that no registry can supply makes the
 cell ``skipped`` with the reason: it is a fact about this site, not a failure of the app.
 
 ``open_context`` readies one host for a run (health check, network, base pulls) and
@@ -10,7 +12,10 @@ cell ``skipped`` with the reason: it is a fact about this site, not a failure of
 
 from __future__ import annotations
 
+import contextvars
+import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +34,7 @@ from tasks.docker_host import (
     responds,
 )
 from tasks.host_pool import LOST_PING_SECONDS, QuietLock
-from tasks.inspect import LayerSizes
+from tasks.inspect import LayerCache
 from tasks.matrix import BASES, MatrixConfig, load_app
 from tasks.probe import ProbeTarget, remove_network, run_network
 from tasks.records import (
@@ -50,6 +55,7 @@ class Stages:
     """The stage functions a pipeline calls; the flow passes them wrapped as Prefect tasks."""
 
     build: Callable[..., BuildResult]
+    save: Callable[..., Path]
     inspect: Callable[..., InspectResult]
     scan: Callable[..., ScanResult]
     probe: Callable[..., ProbeResult]
@@ -67,7 +73,8 @@ class CellContext:
     repeat: int
     apps_dir: Path
     engine_version: str = ""
-    layer_sizes: LayerSizes | None = None
+    layer_cache: LayerCache | None = None
+    archive_dir: Path | None = None  # where saved images go; None: the system's temp dir
     quiet: QuietLock = field(default_factory=QuietLock)  # probes run alone on the host
     pulled: dict[str, PulledImage | BaseUnavailable] = field(default_factory=dict)
     health: HostHealth | None = None  # what the host said when the run opened it
@@ -82,7 +89,6 @@ def open_context(
     run_id: str,
     cells: list[Cell],
     scanner: Scanner,
-    layer_sizes: LayerSizes | None = None,
 ) -> CellContext:
     """Check ``host``, connect, create the run's network and pull every base the cells
     need (once per host per run).
@@ -119,7 +125,8 @@ def open_context(
         repeat=config.repeat,
         apps_dir=config.apps_dir,
         engine_version=health.version or "",
-        layer_sizes=layer_sizes,
+        layer_cache=LayerCache(config.cache_dir / "layers"),
+        archive_dir=config.cache_dir / "archives",
         pulled=pulled,
         health=health,
     )
@@ -185,13 +192,12 @@ def run_pipeline(cell: Cell, ctx: CellContext, stages: Stages) -> CellResult:
         with ctx.quiet.shared():
             done["build"] = stages.build(ctx.client, cell, app, ctx.run_id, builder, base)
         stage = Stage.INSPECT
-        with ctx.quiet.shared():
-            done["inspect"] = stages.inspect(
-                ctx.client, done["build"], builder, base, ctx.layer_sizes
-            )
-        stage = Stage.SCAN
-        with ctx.quiet.shared():
-            done["scan"] = stages.scan(ctx.scanner, done["build"].tag, ctx.host)
+        outcomes = _inspect_and_scan(ctx, stages, done["build"], builder, base)
+        done |= {s.value: o for s, o in outcomes.items() if not isinstance(o, Exception)}
+        failed = [(s, o) for s, o in outcomes.items() if isinstance(o, Exception)]
+        if failed:
+            stage, error = failed[0]  # the first in stage order names the cell's failure
+            raise error
         stage = Stage.PROBE
         with ctx.quiet.exclusive():
             done["probe"] = stages.probe(ctx.client, done["build"], app, ctx.probe, ctx.repeat)
@@ -203,6 +209,41 @@ def run_pipeline(cell: Cell, ctx: CellContext, stages: Stages) -> CellResult:
         message = str(exc) if str(exc).startswith(f"{stage}:") else f"{stage}: {exc}"
         return _result(cell, ctx, started, done, Status.FAILED, stage, message)
     return _result(cell, ctx, started, done, Status.OK, None, None)
+
+
+def _inspect_and_scan(
+    ctx: CellContext, stages: Stages, build: BuildResult, builder: PulledImage, base: PulledImage
+) -> dict[Stage, Any]:
+    """Save the image once, then inspect and scan the archive side by side; what each
+    stage returned or raised (a failed save raises, as part of inspect)."""
+    with ctx.quiet.shared(), _archive_folder(ctx) as folder:
+        archive = stages.save(ctx.client, build.image_id, Path(folder))
+        inspected, scanned = _side_by_side(
+            lambda: stages.inspect(ctx.client, build, builder, base, archive, ctx.layer_cache),
+            lambda: stages.scan(ctx.scanner, archive),
+        )
+    return {Stage.INSPECT: inspected, Stage.SCAN: scanned}
+
+
+def _archive_folder(ctx: CellContext) -> tempfile.TemporaryDirectory[str]:
+    if ctx.archive_dir is not None:
+        ctx.archive_dir.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix="image-", dir=ctx.archive_dir)
+
+
+def _side_by_side(*calls: Callable[[], Any]) -> list[Any]:
+    """Run ``calls`` at once, each in a thread with the caller's context (Prefect's run
+    context among it); what each returned or raised."""
+
+    def outcome(call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as threads:
+        futures = [threads.submit(contextvars.copy_context().run, outcome, c) for c in calls]
+        return [future.result() for future in futures]
 
 
 def _result(

@@ -47,6 +47,8 @@ class Run:
     runs: list[dict[str, Any]]
     leftovers: int
     built_images: int
+    archives_left: list[Path]
+    prefect_servers_left: list[str]
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,22 @@ s3: {{endpoint_url: "{s3_server.endpoint_url}"}}
         samples=read_table(store, "samples"),
         runs=runs,
         leftovers=len(leftovers),
+        archives_left=list((infra.cache_dir / "archives").glob("*/*")),
+        prefect_servers_left=_processes_running("flows.embedded_prefect"),
     )
+
+
+def _processes_running(marker: str) -> list[str]:
+    """Command lines of live processes that mention ``marker``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # the process ended meanwhile
+            continue
+        if any(marker in arg for arg in args):
+            found.append(" ".join(args))
+    return found
 
 
 def _exists(client: docker.DockerClient, image_id: str) -> bool:
@@ -196,3 +213,8 @@ def test_failures_are_recorded_and_the_rest_completes(run: Run) -> None:
 def test_nothing_left_behind(run: Run) -> None:
     assert run.built_images == 5  # four ok cells and the silent one
     assert run.leftovers == 0
+
+
+def test_archives_and_the_embedded_prefect_server_are_gone(run: Run) -> None:
+    assert run.archives_left == []
+    assert run.prefect_servers_left == []

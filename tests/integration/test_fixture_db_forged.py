@@ -14,12 +14,14 @@ to 127.0.0.1:5000 under the upstream repository paths. The default advisories
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
 
 from infra.trivydb import DEFAULT_ADVISORIES, write_fixture_db
+from tasks.archive import save_image
 from tasks.docker_host import HostConfig, connect
 from tasks.matrix import DEFAULT_REGISTRY
 from tasks.scan import TrivyScanner
@@ -71,6 +73,14 @@ def forged_image(engine: docker.DockerClient) -> Iterator[Callable[[str], str]]:
                 raise
 
 
+@pytest.fixture
+def saved(
+    engine: docker.DockerClient, forged_image: Callable[[str], str], tmp_path: Path
+) -> Callable[[str], Path]:
+    """Pull ``127.0.0.1:5000/<path>`` and save it to an archive for the scanner."""
+    return lambda path: save_image(engine, engine.images.get(forged_image(path)).id, tmp_path)
+
+
 @pytest.fixture(scope="module")
 def scanner(tmp_path_factory: pytest.TempPathFactory) -> TrivyScanner:
     cache = tmp_path_factory.mktemp("forged-scan")
@@ -87,12 +97,12 @@ def scanner(tmp_path_factory: pytest.TempPathFactory) -> TrivyScanner:
     ],
 )
 def test_fixture_cves_per_image(
-    forged_image: Callable[[str], str],
+    saved: Callable[[str], Path],
     scanner: TrivyScanner,
     path: str,
     expected: set[tuple[str, str, str]],
 ) -> None:
-    result = scanner.scan(forged_image(path), HOST)
+    result = scanner.scan(saved(path))
     assert (result.os_family, result.os_version.split(".")[0]) == ("debian", "12")
     found = {(f.vulnerability_id, f.package, f.severity) for f in result.findings}
     assert found == expected
@@ -101,18 +111,18 @@ def test_fixture_cves_per_image(
 
 
 def test_static_packages_come_from_status_d(
-    forged_image: Callable[[str], str], scanner: TrivyScanner
+    saved: Callable[[str], Path], scanner: TrivyScanner
 ) -> None:
-    result = scanner.scan(forged_image("distroless/static-debian12:latest"), HOST)
+    result = scanner.scan(saved("distroless/static-debian12:latest"))
     assert {p.name for p in result.packages} == STATIC_PACKAGES
     assert {p.type for p in result.packages} == {"debian"}
     assert "base-files" in {p.source_name for p in result.packages}
 
 
 def test_base_packages_are_static_plus_libc_and_libssl(
-    forged_image: Callable[[str], str], scanner: TrivyScanner
+    saved: Callable[[str], Path], scanner: TrivyScanner
 ) -> None:
-    result = scanner.scan(forged_image("distroless/base-debian12:latest"), HOST)
+    result = scanner.scan(saved("distroless/base-debian12:latest"))
     assert {p.name for p in result.packages} == STATIC_PACKAGES | {"libc6", "libssl3"}
     sources = {p.name: p.source_name for p in result.packages}
     assert (sources["libc6"], sources["libssl3"]) == ("glibc", "openssl")

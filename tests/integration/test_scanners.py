@@ -1,6 +1,7 @@
 """One conformance suite for every Scanner, run against the real engine and real trivy.
 
-The suite builds three small images itself (FROM scratch, no network):
+The suite builds three small images itself (FROM scratch, no network) and saves each
+to an archive, the scanners' input:
 - ``dpkg``: Debian 12 os-release and a ``var/lib/dpkg/status`` (debian:bookworm layout);
 - ``statusd``: ``var/lib/dpkg/status.d/<pkg>`` control files (distroless layout);
 - ``noos``: no OS at all, one Python package.
@@ -24,6 +25,7 @@ import docker
 import pytest
 
 from infra.trivydb import write_fixture_db
+from tasks.archive import save_image
 from tasks.docker_host import HostConfig, connect
 from tasks.records import Package
 from tasks.scan import (
@@ -131,24 +133,29 @@ def engine() -> Iterator[docker.DockerClient]:
 
 
 @pytest.fixture(scope="module")
-def images(engine: docker.DockerClient) -> Iterator[dict[str, str]]:
-    """Tag per kind ("dpkg", "statusd", "noos"); removed afterwards."""
+def images(
+    engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Path]]:
+    """The saved archive per kind ("dpkg", "statusd", "noos"); the images are removed."""
     suffix = uuid.uuid4().hex[:10]
-    tags = {}
+    folder = tmp_path_factory.mktemp("scan-archives")
+    tags, archives = [], {}
     try:
         for kind in ("dpkg", "statusd", "noos"):
             tag = f"basebench-scantest-{kind}:{suffix}"
-            engine.images.build(
+            image, _ = engine.images.build(
                 fileobj=build_context(image_files(kind)),
                 custom_context=True,
                 tag=tag,
                 network_mode="none",
                 rm=True,
             )
-            tags[kind] = tag
-        yield tags
+            tags.append(tag)
+            (folder / kind).mkdir()
+            archives[kind] = save_image(engine, image.id, folder / kind)
+        yield archives
     finally:
-        for tag in tags.values():
+        for tag in tags:
             engine.images.remove(tag, force=True)
 
 
@@ -169,8 +176,8 @@ def server(db_cache: Path) -> Iterator[TrivyServer]:
         yield running
 
 
-def findings(scanner: Scanner, image: str) -> set[tuple[str, str, str, str, str, str]]:
-    result = scanner.scan(image, HOST)
+def findings(scanner: Scanner, archive: Path) -> set[tuple[str, str, str, str, str, str]]:
+    result = scanner.scan(archive)
     return {
         (f.vulnerability_id, f.package, f.installed_version, f.fixed_version, f.severity, f.status)
         for f in result.findings
@@ -188,21 +195,15 @@ class ScannerConformance:
     def scanner(self) -> Scanner:
         raise NotImplementedError
 
-    def test_dpkg_image_findings(self, scanner: Scanner, images: dict[str, str]) -> None:
+    def test_dpkg_image_findings(self, scanner: Scanner, images: dict[str, Path]) -> None:
         assert findings(scanner, images["dpkg"]) == {
             (GLIBC[0], "libc-bin", *GLIBC[1:]),
             (GLIBC[0], "libc6", *GLIBC[1:]),
             TZDATA,
         }
 
-    def test_scan_by_image_id(
-        self, scanner: Scanner, images: dict[str, str], engine: docker.DockerClient
-    ) -> None:
-        image_id = engine.images.get(images["dpkg"]).id
-        assert findings(scanner, image_id) == findings(scanner, images["dpkg"])
-
-    def test_dpkg_image_packages_and_os(self, scanner: Scanner, images: dict[str, str]) -> None:
-        result = scanner.scan(images["dpkg"], HOST)
+    def test_dpkg_image_packages_and_os(self, scanner: Scanner, images: dict[str, Path]) -> None:
+        result = scanner.scan(images["dpkg"])
         assert (result.os_family, result.os_version) == ("debian", "12.11")
         assert sorted(result.packages, key=lambda p: p.name) == [
             Package(name, version, source or name, "debian")
@@ -216,8 +217,8 @@ class ScannerConformance:
             "UNKNOWN": 0,
         }
 
-    def test_status_d_image(self, scanner: Scanner, images: dict[str, str]) -> None:
-        result = scanner.scan(images["statusd"], HOST)
+    def test_status_d_image(self, scanner: Scanner, images: dict[str, Path]) -> None:
+        result = scanner.scan(images["statusd"])
         assert sorted((p.name, p.version, p.source_name) for p in result.packages) == [
             (name, version, source or name) for name, source, version in STATUSD_PACKAGES
         ]
@@ -226,30 +227,35 @@ class ScannerConformance:
             TZDATA,
         }
 
-    def test_image_without_os(self, scanner: Scanner, images: dict[str, str]) -> None:
-        result = scanner.scan(images["noos"], HOST)
+    def test_image_without_os(self, scanner: Scanner, images: dict[str, Path]) -> None:
+        result = scanner.scan(images["noos"])
         assert (result.os_family, result.os_version) == ("unknown", "")
         assert result.packages == (Package("fixturepkg", "1.2.3", "fixturepkg", "python-pkg"),)
         assert result.findings == ()
 
     def test_version_and_db_date(
-        self, scanner: Scanner, images: dict[str, str], db_cache: Path
+        self, scanner: Scanner, images: dict[str, Path], db_cache: Path
     ) -> None:
-        result = scanner.scan(images["noos"], HOST)
+        result = scanner.scan(images["noos"])
         metadata = json.loads((db_cache / "db" / "metadata.json").read_text())
         assert (result.scanner, result.scanner_version) == ("trivy", "0.76.0")
         assert isinstance(result.db_updated_at, datetime)
         assert result.db_updated_at == _parse_time(metadata["UpdatedAt"])
 
-    def test_parallel_scans(self, scanner: Scanner, images: dict[str, str]) -> None:
-        tags = [images["dpkg"], images["statusd"]] * 2
+    def test_parallel_scans(self, scanner: Scanner, images: dict[str, Path]) -> None:
+        archives = [images["dpkg"], images["statusd"]] * 2
         with ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(pool.map(lambda tag: scanner.scan(tag, HOST), tags))
+            results = list(pool.map(scanner.scan, archives))
         assert [len(r.findings) for r in results] == [3, 2, 3, 2]
 
-    def test_missing_image_is_a_scan_error(self, scanner: Scanner) -> None:
-        with pytest.raises(ScanError, match=r"^scan: basebench-no-such-image:x: .*No such image"):
-            scanner.scan("basebench-no-such-image:x", HOST)
+    def test_missing_archive_is_a_scan_error(self, scanner: Scanner, tmp_path: Path) -> None:
+        with pytest.raises(ScanError, match=r"^scan: gone.tar: .*no such file or directory"):
+            scanner.scan(tmp_path / "gone.tar")
+
+    def test_file_that_is_no_image_is_a_scan_error(self, scanner: Scanner, tmp_path: Path) -> None:
+        (tmp_path / "notes.tar").write_text("not a docker save archive")
+        with pytest.raises(ScanError, match=r"^scan: notes.tar: "):
+            scanner.scan(tmp_path / "notes.tar")
 
 
 class TestTrivyScanner(ScannerConformance):
@@ -257,10 +263,12 @@ class TestTrivyScanner(ScannerConformance):
     def scanner(self, db_cache: Path) -> Scanner:
         return TrivyScanner(db_cache, TIMEOUT)
 
-    def test_cache_without_db_is_a_scan_error(self, tmp_path: Path, images: dict[str, str]) -> None:
+    def test_cache_without_db_is_a_scan_error(
+        self, tmp_path: Path, images: dict[str, Path]
+    ) -> None:
         scanner = TrivyScanner(tmp_path, TIMEOUT)
         with pytest.raises(ScanError, match="--skip-db-update cannot be specified on the first"):
-            scanner.scan(images["noos"], HOST)
+            scanner.scan(images["noos"])
 
 
 class TestTrivyServerScanner(ScannerConformance):
@@ -268,17 +276,17 @@ class TestTrivyServerScanner(ScannerConformance):
     def scanner(self, server: TrivyServer) -> Scanner:
         return TrivyServerScanner(server, TIMEOUT)
 
-    def test_warm_scan_is_fast(self, scanner: Scanner, images: dict[str, str]) -> None:
-        scanner.scan(images["dpkg"], HOST)  # warm the server's layer cache
+    def test_warm_scan_is_fast(self, scanner: Scanner, images: dict[str, Path]) -> None:
+        scanner.scan(images["dpkg"])  # warm the server's layer cache
         started = time.monotonic()
-        scanner.scan(images["dpkg"], HOST)
+        scanner.scan(images["dpkg"])
         assert time.monotonic() - started < 1.0
 
-    def test_wrong_token_is_refused(self, server: TrivyServer, images: dict[str, str]) -> None:
+    def test_wrong_token_is_refused(self, server: TrivyServer, images: dict[str, Path]) -> None:
         impostor = TrivyServer(server.cache_dir)
         impostor.url = server.url  # the real server, the wrong token
         with pytest.raises(ScanError, match=r"^scan: .*unauthenticated: invalid token"):
-            TrivyServerScanner(impostor, TIMEOUT).scan(images["noos"], HOST)
+            TrivyServerScanner(impostor, TIMEOUT).scan(images["noos"])
 
     def test_scans_fail_once_stopped(self, db_cache: Path) -> None:
         with TrivyServer(db_cache) as server:
@@ -286,4 +294,4 @@ class TestTrivyServerScanner(ScannerConformance):
         assert server.url == url
         scanner = TrivyServerScanner(server, TIMEOUT)
         with pytest.raises(ScanError, match=r"^scan: "):
-            scanner.scan("anything:latest", HOST)
+            scanner.scan(Path("anything.tar"))

@@ -1,4 +1,5 @@
-"""Layer reading: whiteouts, opaque dirs, gzip size and the docker save layout."""
+"""Layer reading: whiteouts, opaque dirs, gzip size, the docker save layout and the
+layer cache."""
 
 from __future__ import annotations
 
@@ -6,8 +7,19 @@ import gzip
 import io
 import json
 import tarfile
+from pathlib import Path
 
-from tasks.inspect import SHELLS, has_any, merge_layers, read_saved_image, summarize_layer
+import pytest
+
+from tasks.inspect import (
+    SHELLS,
+    LayerCache,
+    LayerSummary,
+    has_any,
+    merge_layers,
+    read_archive,
+    summarize_layer,
+)
 
 
 def layer_tar(files: dict[str, bytes | None], setuid: tuple[str, ...] = ()) -> bytes:
@@ -65,21 +77,56 @@ def test_whiteouts_and_opaque_dirs_apply_in_order() -> None:
     assert setuid == ["bin/su"]
 
 
-def test_read_saved_image_orders_layers_by_manifest() -> None:
-    first = layer_tar({"a": b"1"})
-    second = layer_tar({"b": b"2"})
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as saved:
-        # Members in the opposite order of the manifest, as engines may write them.
-        for name, data in [("l2/layer.tar", second), ("l1/layer.tar", first)]:
+def saved_archive(folder: Path, layers: dict[str, bytes], order: list[str]) -> Path:
+    """A docker save archive whose manifest lists ``order``; members in reverse order,
+    as engines may write them."""
+    path = folder / "image.tar"
+    with tarfile.open(path, mode="w") as saved:
+        for name, data in reversed(layers.items()):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             saved.addfile(info, io.BytesIO(data))
-        manifest = json.dumps([{"Layers": ["l1/layer.tar", "l2/layer.tar"]}]).encode()
+        manifest = json.dumps([{"Layers": order}]).encode()
         info = tarfile.TarInfo("manifest.json")
         info.size = len(manifest)
         saved.addfile(info, io.BytesIO(manifest))
-    data = buffer.getvalue()
-    chunks = iter([data[i : i + 777] for i in range(0, len(data), 777)])
-    layers = read_saved_image(chunks)
-    assert [list(layer.entries) for layer in layers] == [["a"], ["b"]]
+    return path
+
+
+def test_read_archive_orders_layers_by_manifest(tmp_path: Path) -> None:
+    layers = {"l1/layer.tar": layer_tar({"a": b"1"}), "l2/layer.tar": layer_tar({"b": b"2"})}
+    archive = saved_archive(tmp_path, layers, ["l1/layer.tar", "l2/layer.tar"])
+    summaries = read_archive(archive, ["sha256:1", "sha256:2"])
+    assert [list(layer.entries) for layer in summaries] == [["a"], ["b"]]
+
+
+def test_read_archive_rejects_a_layer_count_that_differs_from_the_image(tmp_path: Path) -> None:
+    archive = saved_archive(tmp_path, {"l1/layer.tar": layer_tar({"a": b"1"})}, ["l1/layer.tar"])
+    with pytest.raises(ValueError, match=r"^inspect: image\.tar has 1 layers, the image 2$"):
+        read_archive(archive, ["sha256:1", "sha256:2"])
+
+
+def test_cacheable_layers_are_summarised_once(tmp_path: Path) -> None:
+    base, app = layer_tar({"bin/sh": b"#!"}), layer_tar({"hello": b"x" * 100})
+    archive = saved_archive(tmp_path, {"base.tar": base, "app.tar": app}, ["base.tar", "app.tar"])
+    cache = LayerCache(tmp_path / "layers")
+    first = read_archive(archive, ["sha256:base", "sha256:app"], cache, {"sha256:base"})
+    # Only the base layer is kept, under its diff id; the app layer is new every build.
+    assert sorted(p.name for p in cache.folder.iterdir()) == ["base.json"]
+    assert cache.get("sha256:base") == first[0]
+    assert cache.get("sha256:app") is None
+    # A cached summary is used as is: the layer is not read again.
+    planted = LayerSummary(1, {"planted": 0o100644}, (), ())
+    cache.put("sha256:base", planted)
+    again = read_archive(archive, ["sha256:base", "sha256:app"], cache, {"sha256:base"})
+    assert again == [planted, first[1]]
+
+
+def test_an_unreadable_cache_entry_is_summarised_again(tmp_path: Path) -> None:
+    archive = saved_archive(tmp_path, {"base.tar": layer_tar({"etc": None})}, ["base.tar"])
+    cache = LayerCache(tmp_path / "layers")
+    cache.folder.mkdir()
+    (cache.folder / "base.json").write_text("{not json")
+    [summary] = read_archive(archive, ["sha256:base"], cache, {"sha256:base"})
+    assert summary.entries == {"etc": 0o040755}
+    assert cache.get("sha256:base") == summary

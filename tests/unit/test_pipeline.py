@@ -70,7 +70,9 @@ class FakeClient:
         return None
 
 
-def context(cell: Cell, client: FakeClient | None = None, **pulled: Any) -> CellContext:
+def context(
+    cell: Cell, client: FakeClient | None = None, archive_dir: Path | None = None, **pulled: Any
+) -> CellContext:
     images: dict[str, PulledImage | BaseUnavailable] = {
         cell.builder_ref: PulledImage(cell.builder_ref, "sha256:b", forged=True),
         cell.base_ref: PulledImage(cell.base_ref, None, forged=True),
@@ -84,32 +86,50 @@ def context(cell: Cell, client: FakeClient | None = None, **pulled: Any) -> Cell
         scanner=cast(Scanner, object()),
         repeat=2,
         apps_dir=APPS_DIR,
+        archive_dir=archive_dir,
         pulled=images,
     )
 
 
 def stages(**raising: Exception) -> tuple[Stages, list[str]]:
-    """Fake stages returning canned results; ``scan=ProbeError(...)`` makes scan raise."""
+    """Fake stages returning canned results; ``scan=ProbeError(...)`` makes scan raise.
+
+    The fake save writes an archive file; inspect and scan record ``+archive`` when
+    that file exists as they run.
+    """
     called: list[str] = []
     canned = {"build": BUILD, "inspect": INSPECT, "scan": SCAN, "probe": PROBE}
 
+    def save(client: Any, image_id: str, folder: Path) -> Path:
+        called.append("save")
+        if "save" in raising:
+            raise raising["save"]
+        archive = folder / "image.tar"
+        archive.write_bytes(b"saved image")
+        return archive
+
     def fake(name: str) -> Any:
         def stage(*args: Any) -> Any:
-            called.append(name)
+            archives = [a for a in args if isinstance(a, Path) and a.name == "image.tar"]
+            called.append(name + ("+archive" if archives and archives[0].is_file() else ""))
             if name in raising:
                 raise raising[name]
             return canned[name]
 
         return stage
 
-    return Stages(**{name: fake(name) for name in canned}), called
+    return Stages(save=save, **{name: fake(name) for name in canned}), called
 
 
-def test_all_stages_ok() -> None:
+def test_all_stages_ok(tmp_path: Path) -> None:
     cell = make_cell("distroless-static")
     fakes, called = stages()
-    result = run_pipeline(cell, context(cell), fakes)
-    assert called == ["build", "inspect", "scan", "probe"]
+    result = run_pipeline(cell, context(cell, archive_dir=tmp_path), fakes)
+    # inspect and scan run side by side on the one archive, removed before the probe.
+    assert called[:2] == ["build", "save"]
+    assert sorted(called[2:4]) == ["inspect+archive", "scan+archive"]
+    assert called[4:] == ["probe"]
+    assert list(tmp_path.iterdir()) == []
     assert (result.status, result.failed_stage, result.error) == (Status.OK, None, None)
     assert (result.build, result.inspect, result.scan, result.probe) == (
         BUILD,
@@ -126,11 +146,32 @@ def test_failed_stage_keeps_earlier_results() -> None:
     cell = make_cell("distroless-static")
     fakes, called = stages(scan=RuntimeError("trivy exited 1: no such image"))
     result = run_pipeline(cell, context(cell), fakes)
-    assert called == ["build", "inspect", "scan"]
+    assert sorted(called) == ["build", "inspect+archive", "save", "scan+archive"]
     assert (result.status, result.failed_stage) == (Status.FAILED, Stage.SCAN)
     assert result.error == "scan: trivy exited 1: no such image"
     assert (result.build, result.inspect) == (BUILD, INSPECT)
     assert (result.scan, result.probe) == (None, None)
+
+
+def test_failed_inspect_keeps_the_scan_beside_it() -> None:
+    cell = make_cell("bookworm")
+    fakes, called = stages(inspect=ValueError("inspect: image.tar has 1 layers, the image 2"))
+    result = run_pipeline(cell, context(cell), fakes)
+    assert "probe" not in called
+    assert (result.status, result.failed_stage) == (Status.FAILED, Stage.INSPECT)
+    assert result.error == "inspect: image.tar has 1 layers, the image 2"
+    assert (result.build, result.inspect, result.scan) == (BUILD, None, SCAN)
+
+
+def test_failed_save_is_an_inspect_failure_and_leaves_no_archive(tmp_path: Path) -> None:
+    cell = make_cell("bookworm")
+    fakes, called = stages(save=OSError("No space left on device"))
+    result = run_pipeline(cell, context(cell, archive_dir=tmp_path), fakes)
+    assert called == ["build", "save"]
+    assert (result.status, result.failed_stage) == (Status.FAILED, Stage.INSPECT)
+    assert result.error == "inspect: No space left on device"
+    assert (result.build, result.inspect, result.scan) == (BUILD, None, None)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_stage_prefix_is_not_doubled() -> None:
