@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if server:
             server.stop()
-    from flows.summary import render_summary
+    from flows.summary import render_summary  # imports the flow, and with it Prefect
 
     render_summary(outcome)
     if not outcome.published.published:
@@ -96,10 +96,11 @@ def _run_flow(
     from flows.benchmark import benchmark
     from flows.summary import progress_bar
 
-    settings = {}
+    settings: dict[Any, Any] = {}
     if server:
         server.wait_ready()
-        settings = {PREFECT_API_URL: server.api_url}
+        # No heartbeats: only a long-lived server watches them for crashed runs.
+        settings = {PREFECT_API_URL: server.api_url, "flows.heartbeat_frequency": None}
     with temporary_settings(settings), progress_bar(len(expand(config, only))):
         # Host limits belong to a configured server, shared with its other runs.
         return benchmark(config=config, only=only, host_limits=False if server else None)

@@ -3,8 +3,9 @@
 The save stage writes the image once to a local archive that inspect and scan both
 read, side by side; the probe then runs alone on the host. A failing stage ends the
 cell with status ``failed``, the stage and the error (a failed save counts as inspect);
-whatever the other stages measured is kept. A base image that no registry can supply makes the
-cell ``skipped`` with the reason: it is a fact about this site, not a failure of the app.
+whatever the other stages measured is kept. A base image that no registry can supply
+makes the cell ``skipped`` with the reason: it is a fact about this site, not a failure
+of the app.
 
 ``open_context`` readies one host for a run (health check, network, base pulls) and
 ``close_context`` removes what the run left there, unless the host is gone.
