@@ -150,7 +150,10 @@ def read_archive(
     as symlinks) and the OCI layout of newer engines (``blobs/sha256/<digest>``).
     """
     with tarfile.open(archive) as saved:
-        manifest = saved.extractfile("manifest.json")
+        try:
+            manifest = saved.extractfile("manifest.json")
+        except KeyError:
+            manifest = None
         if manifest is None:
             raise ValueError(f"inspect: {archive.name} has no manifest.json")
         paths = json.load(manifest)[0]["Layers"]

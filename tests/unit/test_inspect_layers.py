@@ -106,6 +106,15 @@ def test_read_archive_rejects_a_layer_count_that_differs_from_the_image(tmp_path
         read_archive(archive, ["sha256:1", "sha256:2"])
 
 
+def test_archive_without_manifest_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "image.tar"
+    with tarfile.open(path, mode="w") as saved:
+        info = tarfile.TarInfo("l1/layer.tar")
+        saved.addfile(info, io.BytesIO(b""))
+    with pytest.raises(ValueError, match=r"^inspect: image\.tar has no manifest\.json$"):
+        read_archive(path, ["sha256:1"])
+
+
 def test_cacheable_layers_are_summarised_once(tmp_path: Path) -> None:
     base, app = layer_tar({"bin/sh": b"#!"}), layer_tar({"hello": b"x" * 100})
     archive = saved_archive(tmp_path, {"base.tar": base, "app.tar": app}, ["base.tar", "app.tar"])
