@@ -9,13 +9,10 @@ takes about three seconds off every run. The server is Prefect's own ephemeral A
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
-from typing import IO, Any
+from typing import Any
+
+from tasks.child_server import ChildServer, ChildServerError
 
 STARTUP_SECONDS = 60.0
 
@@ -32,66 +29,41 @@ def create_app() -> Any:
 
 
 class EmbeddedPrefect:
-    """A Prefect API server process; ``start`` returns at once, ``wait_ready`` blocks."""
+    """The Prefect API server process; ``start`` returns at once, ``wait_ready`` blocks."""
 
     def __init__(self) -> None:
-        self.api_url = ""
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._child = ChildServer(_uvicorn_argv, "/api/health")
+
+    @property
+    def api_url(self) -> str:
+        return f"{self._child.base_url}/api"
 
     def start(self) -> None:
         """Spawn the server on a free port (inheriting this process's environment)."""
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.api_url = f"http://127.0.0.1:{port}/api"
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives until stop())
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                *("-m", "uvicorn", "--factory", f"{__name__}:create_app"),
-                *("--host", "127.0.0.1", "--port", str(port)),
-                *("--log-level", "error", "--lifespan", "on"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-        )
+        self._child.start()
 
     def wait_ready(self, timeout: float = STARTUP_SECONDS) -> None:
-        """Block until the API answers its health check; ``RuntimeError`` if it never does."""
-        assert self._process is not None and self._log is not None
-        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self._log.seek(0)
-                cause = _error_line(self._log.read().decode(errors="replace"))
-                raise EmbeddedPrefectError(f"embedded Prefect server exited at start-up: {cause}")
-            try:
-                with no_proxy.open(f"{self.api_url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise EmbeddedPrefectError(f"embedded Prefect server not ready after {timeout:g} s")
+        """Block until the API answers its health check."""
+        try:
+            self._child.wait_ready(timeout)
+        except ChildServerError as exc:
+            cause = _error_line(exc.output)
+            raise EmbeddedPrefectError(f"embedded Prefect server {exc}: {cause}") from exc
 
     def stop(self) -> None:
-        """Let this process send its last logs and events, then stop the server
-        (terminate, then kill after 5 s)."""
+        """Let this process send its last logs and events, then stop the server."""
         if "prefect" in sys.modules:
             _drain_prefect_workers()
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._child.stop(grace=5)
+
+
+def _uvicorn_argv(port: int) -> list[str]:
+    return [
+        sys.executable,
+        *("-m", "uvicorn", "--factory", f"{__name__}:create_app"),
+        *("--host", "127.0.0.1", "--port", str(port)),
+        *("--log-level", "error", "--lifespan", "on"),
+    ]
 
 
 def _error_line(output: str) -> str:

@@ -20,17 +20,14 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
+from tasks.child_server import ChildServer, ChildServerError
 from tasks.matrix import ScannerConfig
 from tasks.records import Finding, Package, ScanResult
 
@@ -162,15 +159,16 @@ def _run(args: list[str], timeout: int, what: str, env: dict[str, str] | None = 
     except subprocess.TimeoutExpired as exc:
         raise ScanError(f"scan: {what}: trivy timed out after {timeout} s") from exc
     if done.returncode != 0:
-        raise ScanError(f"scan: {what}: {_trivy_error(done.stderr, done.returncode)}")
+        detail = _trivy_error(done.stderr, f"trivy exited with code {done.returncode}")
+        raise ScanError(f"scan: {what}: {detail}")
     return done.stdout
 
 
-def _trivy_error(stderr: str, returncode: int) -> str:
+def _trivy_error(stderr: str, when_silent: str) -> str:
     """Trivy's error on one line, without its log timestamp and "FATAL Fatal error" prefix."""
     text = " ".join(stderr.split())
     text = re.sub(r"^\S+ FATAL (Fatal error )?", "", text)
-    return text[-2000:] or f"trivy exited with code {returncode}"
+    return text[-2000:] or when_silent
 
 
 class _TrivyBase:
@@ -248,8 +246,7 @@ class TrivyServer:
         self.startup_timeout = startup_timeout
         self.token = secrets.token_urlsafe(24)
         self.url = ""
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._child: ChildServer | None = None
 
     def __enter__(self) -> TrivyServer:
         self.start()
@@ -263,12 +260,8 @@ class TrivyServer:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Start the server and wait until it answers its health check."""
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives until stop())
-        args = [
+    def _argv(self, port: int) -> list[str]:
+        return [
             trivy_binary(),
             "server",
             *("--listen", f"127.0.0.1:{port}", "--token", self.token),
@@ -278,54 +271,24 @@ class TrivyServer:
             *("--cache-backend", "memory"),
             *COMMON_FLAGS,
         ]
-        self._process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=self._log, env=trivy_env()
-        )
-        self._wait_healthy()
 
-    def _wait_healthy(self) -> None:
-        assert self._process is not None
-        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                detail = _trivy_error(self._stderr(), self._process.returncode)
-                raise ScanError(f"scan: trivy server exited at startup: {detail}")
-            try:
-                with no_proxy.open(f"{self.url}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise ScanError(f"scan: trivy server not healthy after {self.startup_timeout} s")
-
-    def _stderr(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
+    def start(self) -> None:
+        """Start the server and wait until it answers its health check."""
+        self._child = ChildServer(self._argv, "/healthz", env=trivy_env())
+        self._child.start()
+        self.url = self._child.base_url
+        try:
+            self._child.wait_ready(self.startup_timeout)
+        except ChildServerError as exc:
+            self.stop()
+            detail = _trivy_error(exc.output, "no output")
+            raise ScanError(f"scan: trivy server {exc}: {detail}") from exc
 
     def stop(self) -> None:
         """Stop the server (terminate, then kill after 10 s)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        if self._child is not None:
+            self._child.stop()
+            self._child = None
 
 
 class TrivyServerScanner(_TrivyBase):

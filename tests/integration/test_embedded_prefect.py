@@ -48,7 +48,7 @@ def test_a_server_that_cannot_start_is_an_error(
     finally:
         server.stop()
     assert str(raised.value) == (
-        "embedded Prefect server exited at start-up: sqlalchemy.exc.OperationalError: "
+        "embedded Prefect server exited at start-up (code 3): sqlalchemy.exc.OperationalError: "
         "(sqlite3.OperationalError) unable to open database file"
     )
 
@@ -67,6 +67,6 @@ def test_the_cli_reports_it_in_one_line(
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     assert main(["run", str(config)]) == 2
     assert capsys.readouterr().err.startswith(
-        "basebench: embedded Prefect server exited at start-up: "
+        "basebench: embedded Prefect server exited at start-up (code 3): "
     )
     assert not (tmp_path / "results").exists()  # nothing was built or published

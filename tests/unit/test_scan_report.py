@@ -118,8 +118,8 @@ def test_trivy_error_is_one_line_without_log_prefix() -> None:
     stderr = (
         "2026-11-27T23:24:20Z\tFATAL\tFatal error\trun error: image scan error:\n no such image\n"
     )
-    assert _trivy_error(stderr, 1) == "run error: image scan error: no such image"
-    assert _trivy_error("", 2) == "trivy exited with code 2"
+    assert _trivy_error(stderr, "silent") == "run error: image scan error: no such image"
+    assert _trivy_error("", "trivy exited with code 2") == "trivy exited with code 2"
 
 
 @pytest.mark.parametrize(
