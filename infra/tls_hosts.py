@@ -144,8 +144,8 @@ def start_tls_host(name: str, root: Path, port: int, timeout: float = 60.0) -> T
 def restart_tls_host(host: TlsHost, timeout: float = 60.0) -> None:
     """Start a killed daemon again on its old root, as a host that comes back.
 
-    What the dead daemon left (processes, mounts, cgroups, run networks' bridges) is
-    swept first; images it had pulled are still there. Raises ``InfraError`` when it
+    What the dead daemon left (processes, mounts, cgroups, networks and their bridges)
+    is swept first; images it had pulled are still there. Raises ``InfraError`` when it
     still runs or does not answer within ``timeout`` seconds.
     """
     if host.pid() is not None:
@@ -154,6 +154,11 @@ def restart_tls_host(host: TlsHost, timeout: float = 60.0) -> None:
     _unmount_under(host.root)
     _remove_cgroups(host.cgroup_parent)
     (host.root / "dockerd.self.pid").unlink(missing_ok=True)  # dockerd refuses a stale one
+    # A dockerd with default-address-pools that finds its old "bridge" network at start
+    # deletes the interface named docker0 (moby's configureNetworking), whatever its own
+    # --bridge is: that is the machine's engine's bridge. Forget the old networks instead;
+    # their bridges are deleted just below.
+    (host.root / "data" / "network" / "files" / "local-kv.db").unlink(missing_ok=True)
     with exclusive_lock(SLOT_LOCK):
         _delete_links(host)
         _create_bridge(host)

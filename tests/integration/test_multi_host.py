@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -244,6 +245,18 @@ def test_each_image_was_built_and_scanned_on_its_own_host(pool_run: PoolRun) -> 
 # --- failover ---------------------------------------------------------------------------
 
 
+def link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def engine_bridge() -> str:
+    """The machine engine's default bridge, seen before any TLS host is killed: restarting
+    one must leave it alone."""
+    assert link_exists("docker0"), "the engine under test has no docker0 to begin with"
+    return "docker0"
+
+
 @pytest.fixture
 def killed(tls_hosts: list[TlsHost]) -> Iterator[list[TlsHost]]:
     """Hosts a test kills go here; they are restarted afterwards, also when it failed."""
@@ -286,6 +299,7 @@ def kill_after_first_cell(
 def test_a_killed_host_loses_no_cell(
     infra: Any,
     tls_hosts: list[TlsHost],
+    engine_bridge: str,
     killed: list[TlsHost],
     tmp_path: Path,
 ) -> None:
@@ -319,8 +333,10 @@ def test_a_killed_host_loses_no_cell(
     assert run_leftovers(survivor, run.run_id) == []
 
 
-def test_restarted_host_answers_again(tls_hosts: list[TlsHost]) -> None:
-    # Runs after the fault test (file order): the killed daemon is back with its images.
+def test_restarted_host_answers_again(tls_hosts: list[TlsHost], engine_bridge: str) -> None:
+    # Runs after the fault test (file order): the killed daemon is back with its images,
+    # and its restart left the machine engine's bridge in place.
+    assert link_exists(engine_bridge)
     for tls_host in tls_hosts:
         client = connect(tls_host.host_config(), ping_timeout=5)
         try:
