@@ -112,9 +112,10 @@ def probe_image(
 ) -> ProbeResult:
     """Start the image ``repeat`` times, each timed to its first good answer.
 
-    Memory is read from the first instance once it has settled: it stays up, idle,
-    while the later starts are timed (an idle server takes no CPU from them), so the
-    settling costs no extra wait when ``repeat`` > 1.
+    Memory is read from the first instance once it has idled ``SETTLE_SECONDS`` and
+    the later starts are timed: it stays up meanwhile (an idle server takes no CPU from
+    them), so settling costs no extra wait when ``repeat`` > 1. Its idle time thus grows
+    a little with ``repeat``; runs of one matrix are alike.
     """
     first, seconds = _start_once(client, build, app, target)
     settled_at = time.monotonic() + SETTLE_SECONDS
