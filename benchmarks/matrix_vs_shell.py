@@ -93,7 +93,11 @@ def main() -> int:
     print(f"{len(BASES)} cells, go {GO}, repeat {args.repeat}, best of {args.rounds}")
     for name, values in walls.items():
         best = min(values)
-        print(f"{name:<28} {best:7.1f} s   ratio to shell loop {best / shell_wall:.2f}")
+        rounds = ", ".join(f"{v:.1f}" for v in values)
+        print(
+            f"{name:<28} {best:7.1f} s   ratio to shell loop {best / shell_wall:.2f}"
+            f"   (rounds: {rounds} s)"
+        )
     print(f"peak RSS: basebench process {own_peak / 2**20:.0f} MiB, ", end="")
     print(f"its largest child (embedded Prefect server) {child_peak / 2**20:.0f} MiB")
     return 0
