@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from infra.errors import InfraError
+from infra.links import create_bridge, ip
 from infra.process import running_pid, start_daemon, stop_daemon, wait_until
 from tasks.docker_host import HostConfig, responds
 
@@ -57,7 +58,7 @@ def stop_engine(state_dir: Path) -> bool:
     stopped = stop_daemon(state_dir / PIDFILE, "dockerd", timeout=30)
     bridge_file = state_dir / BRIDGEFILE
     if bridge_file.exists():
-        subprocess.run(["ip", "link", "delete", bridge_file.read_text().strip()], check=False)
+        ip(["link", "delete", bridge_file.read_text().strip()], check=False)
         bridge_file.unlink()
     return stopped
 
@@ -99,11 +100,7 @@ def _own_bridge(state_dir: Path, url: str) -> str:
     digest = hashlib.sha256(url.encode()).digest()
     name = f"bb-e-{digest.hex()[:8]}"
     address = f"10.212.{digest[0] % 250 + 1}.1/24"
-    for argv in (["link", "add", name, "type", "bridge"], ["addr", "add", address, "dev", name]):
-        proc = subprocess.run(["ip", *argv], capture_output=True, text=True)
-        if proc.returncode != 0 and "File exists" not in proc.stderr:
-            raise InfraError(f"ip {' '.join(argv)} failed: {proc.stderr.strip()}")
-    subprocess.run(["ip", "link", "set", name, "up"], check=True)
+    create_bridge(name, address)
     (state_dir / BRIDGEFILE).write_text(name)
     return name
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from infra.certs import make_ca, make_client_cert, make_server_cert
 from infra.errors import InfraError
+from infra.links import create_bridge, ip, link_names
 from infra.process import exclusive_lock, running_pid, start_daemon, stop_daemon, wait_until
 from tasks.docker_host import HostConfig, HostUnavailable, TlsFiles, connect
 
@@ -274,7 +275,7 @@ def _free_slot() -> int:
 
 
 def _interface_networks() -> list[ipaddress.IPv4Network]:
-    out = _ip(["-j", "-4", "addr", "show"])
+    out = ip(["-j", "-4", "addr", "show"])
     networks = []
     for link in json.loads(out or "[]"):
         for addr in link.get("addr_info", []):
@@ -286,39 +287,24 @@ def _interface_networks() -> list[ipaddress.IPv4Network]:
 
 def _create_bridge(host: TlsHost) -> None:
     gateway = f"{next(host.bridge_network.hosts())}/{host.bridge_network.prefixlen}"
-    if host.bridge in _link_names():
-        _ip(["link", "delete", host.bridge])  # a leftover of an earlier crash
-    _ip(["link", "add", host.bridge, "type", "bridge"])
-    _ip(["addr", "add", gateway, "dev", host.bridge])
-    _ip(["link", "set", host.bridge, "up"])
-
-
-def _link_names() -> list[str]:
-    return [link["ifname"] for link in json.loads(_ip(["-j", "link", "show"]) or "[]")]
+    create_bridge(host.bridge, gateway)
 
 
 def _links_of(host: TlsHost) -> list[str]:
     """Our bridge, plus bridges dockerd made for networks in our pool."""
     names = []
-    for link in json.loads(_ip(["-j", "-4", "addr", "show"]) or "[]"):
+    for link in json.loads(ip(["-j", "-4", "addr", "show"]) or "[]"):
         for addr in link.get("addr_info", []):
             if ipaddress.ip_address(addr["local"]) in host.pool:
                 names.append(link["ifname"])
-    if host.bridge in _link_names():
+    if host.bridge in link_names():
         names.append(host.bridge)
     return sorted(set(names))
 
 
 def _delete_links(host: TlsHost) -> None:
     for name in _links_of(host):
-        _ip(["link", "delete", name], check=False)
-
-
-def _ip(args: list[str], check: bool = True) -> str:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise InfraError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
+        ip(["link", "delete", name], check=False)
 
 
 def _kill_containers(host: TlsHost) -> None:
@@ -362,8 +348,8 @@ def _kill_leftover_processes(host: TlsHost) -> None:
 def _is_our_proxy(argv: list[str], host: TlsHost) -> bool:
     if not argv[0].endswith("docker-proxy") or "-container-ip" not in argv:
         return False
-    ip = ipaddress.ip_address(argv[argv.index("-container-ip") + 1])
-    return ip in host.bridge_network or ip in host.pool
+    address = ipaddress.ip_address(argv[argv.index("-container-ip") + 1])
+    return address in host.bridge_network or address in host.pool
 
 
 def _alive(pid: int) -> bool:

@@ -32,9 +32,8 @@ from tasks.docker_host import (
     check_host,
     connect,
     describe_error,
-    responds,
 )
-from tasks.host_pool import LOST_PING_SECONDS, QuietLock
+from tasks.host_pool import QuietLock, host_lost
 from tasks.inspect import LayerCache
 from tasks.matrix import BASES, MatrixConfig, load_app
 from tasks.probe import ProbeTarget, remove_network, run_network
@@ -112,7 +111,7 @@ def open_context(
         )
     except Exception as exc:
         client.close()
-        if responds(host, LOST_PING_SECONDS):
+        if not host_lost(host):
             raise
         raise HostUnavailable(
             f"{host.name} ({host.url}): stopped answering while opening: {describe_error(exc)}"

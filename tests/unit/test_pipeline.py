@@ -17,29 +17,16 @@ from tasks.probe import ProbeError, ProbeTarget
 from tasks.records import (
     BuildResult,
     Cell,
-    InspectResult,
     ProbeResult,
     ScanResult,
     Stage,
     Status,
 )
 from tasks.scan import Scanner
-from tests.records_factory import make_cell
+from tests.records_factory import make_cell, make_inspect
 
 BUILD = BuildResult("run-1", "sha256:abc", "basebench/go-hello:run-1-x", 12.5, "sha256:b", None)
-INSPECT = InspectResult(
-    size_bytes=6_900_000,
-    compressed_bytes=3_100_000,
-    layers=3,
-    user="nonroot",
-    runs_as_root=False,
-    has_shell=False,
-    has_package_manager=False,
-    setuid_files=0,
-    files=120,
-    base_forged=True,
-    builder_forged=True,
-)
+INSPECT = make_inspect(6_900_000)
 SCAN = ScanResult("debian", "12", (), (), "trivy", "0.76.0", None)
 PROBE = ProbeResult(startup_seconds=(0.25, 0.22), idle_memory_bytes=4_000_000)
 
