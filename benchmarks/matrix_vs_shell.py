@@ -42,7 +42,7 @@ output: {folder / "results"}
 # process itself and of its largest child (the embedded Prefect server).
 PEAK_WRAPPER = """
 import resource, sys
-from flows.cli import main
+from cli.main import main
 code = main(sys.argv[1:])
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

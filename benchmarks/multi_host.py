@@ -23,11 +23,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.cli import PREFECT_DEFAULTS
+from cli.run import PREFECT_DEFAULTS
 from infra.tls_hosts import TlsHost, start_tls_host, stop_tls_host
 from infra.up import up
-from tasks.build import pull_image
-from tasks.docker_host import HostConfig, connect
+from tasks.hosts.config import HostConfig
+from tasks.hosts.connection import connect
+from tasks.hosts.session import pull_image
 from tasks.matrix import APPS_DIR, MatrixConfig, expand, load_matrix
 
 TOOLCHAINS = ["1.22.10", "1.25.5"]

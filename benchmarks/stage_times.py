@@ -14,14 +14,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from flows.cli import parse_only
-from tasks.archive import save_image
-from tasks.build import BaseUnavailable, build_image, pull_image, remove_run_images
-from tasks.docker_host import connect
-from tasks.inspect import LayerCache, inspect_image
-from tasks.matrix import expand, load_app, load_matrix
-from tasks.probe import ProbeTarget, probe_image, remove_network, run_network
-from tasks.scan import make_scanner
+from tasks.hosts.connection import connect
+from tasks.hosts.session import (
+    BaseUnavailable,
+    create_run_network,
+    pull_image,
+    remove_run_images,
+    remove_run_network,
+)
+from tasks.matrix import expand, load_app, load_matrix, parse_only
+from tasks.scanners import make_scanner
+from tasks.stages.build import build_image
+from tasks.stages.inspect import LayerCache, inspect_image
+from tasks.stages.probe import ProbeTarget, probe_image
+from tasks.stages.save import save_image
 
 RUN_ID = "stage-times"
 STAGES = ("build", "save", "inspect", "scan", "probe")
@@ -37,7 +43,7 @@ def main() -> int:
     client = connect(host)
     scanner = make_scanner(config.scanner, config.cache_dir)
     cache = LayerCache(config.cache_dir / "layers")
-    target = ProbeTarget(run_network(client, RUN_ID), host.publish_address, 30)
+    target = ProbeTarget(create_run_network(client, RUN_ID), host.publish_address, 30)
     print(f"{'base':<18}" + "".join(f"{s:>9}" for s in STAGES) + "  (seconds)")
     try:
         for cell in expand(config, parse_only(args.only)):
@@ -64,7 +70,7 @@ def main() -> int:
             print(f"{cell.base:<18}" + "".join(f"{s:>9.1f}" for s in spans))
     finally:
         remove_run_images(client, RUN_ID)
-        remove_network(client, RUN_ID)
+        remove_run_network(client, RUN_ID)
     return 0
 
 

@@ -37,7 +37,7 @@ def load_parameters(
 
     Raises ``ConfigError`` naming the file, key and what is allowed.
     """
-    from flows.cli import parse_only  # late: flows.cli imports the command modules
+    from tasks.matrix import parse_only
 
     overrides: dict[str, Any] = {"output": output} if output else {}
     return load_matrix(matrix_path(matrix), overrides), parse_only(only or [])
@@ -45,9 +45,8 @@ def load_parameters(
 
 def summarize(outcome: BenchmarkOutcome) -> dict[str, Any]:
     """What a flow run returns and logs: run id, where it went, cells by status."""
-    counts = {status.value: 0 for status in Status}
-    for cell in outcome.record.cells:
-        counts[str(cell.status)] += 1
+    tally = outcome.record.cell_counts()
+    counts = {status.value: tally[f"cells_{status}"] for status in Status}
     return {
         "run_id": outcome.record.run_id,
         "published": outcome.published.published,

@@ -12,9 +12,8 @@ from pathlib import Path
 from infra.errors import InfraError
 from infra.links import create_bridge, ip
 from infra.process import running_pid, start_daemon, stop_daemon, wait_until
-from tasks.docker_host import HostConfig, responds
+from tasks.hosts import DEFAULT_URL, HostConfig, responds
 
-DEFAULT_URL = "unix:///var/run/docker.sock"
 PIDFILE = "dockerd.pid"
 LOGFILE = "dockerd.log"
 BRIDGEFILE = "dockerd.bridge"

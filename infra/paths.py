@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "basebench"
+from tasks.matrix import DEFAULT_CACHE
+
+DEFAULT_CACHE_DIR = DEFAULT_CACHE
 # The host's own apt sources: mmdebstrap and apt-get use it as their mirror, so no
 # mirror host is ever written into the repository.
 DEFAULT_APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")

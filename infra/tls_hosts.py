@@ -29,7 +29,7 @@ from infra.certs import make_ca, make_client_cert, make_server_cert
 from infra.errors import InfraError
 from infra.links import create_bridge, ip, link_names
 from infra.process import exclusive_lock, running_pid, start_daemon, stop_daemon, wait_until
-from tasks.docker_host import HostConfig, HostUnavailable, TlsFiles, connect
+from tasks.hosts import HostConfig, HostUnavailable, TlsFiles, connect
 
 PROGRAM = "dockerd"
 # Between choosing a free subnet slot and creating the bridge that marks it taken,

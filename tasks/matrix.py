@@ -14,10 +14,17 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from tasks.config_file import read_mapping, validate
-from tasks.docker_host import HostConfig
+from tasks.hosts.config import HostConfig, default_host
 from tasks.records import Cell
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
@@ -102,6 +109,21 @@ class CellFilter(BaseModel):
         return all(p is None or fnmatch.fnmatchcase(v, p) for p, v in pairs)
 
 
+def parse_only(pairs: list[str]) -> list[CellFilter]:
+    """``--only base=distroless-* --only toolchain=1.22.*`` -> one filter all cells must match."""
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, glob = pair.partition("=")
+        if not sep or key not in CellFilter.model_fields:
+            allowed = ", ".join(CellFilter.model_fields)
+            raise ConfigError(f"--only {pair!r}: expected KEY=GLOB with KEY one of {allowed}")
+        fields[key] = glob
+    try:
+        return [CellFilter.model_validate(fields)] if fields else []
+    except ValidationError as exc:
+        raise ConfigError(f"--only: {exc.errors()[0]['msg']} ({' '.join(pairs)})") from exc
+
+
 class ExtraCell(BaseModel):
     """A cell added by ``include``: every coordinate given."""
 
@@ -117,7 +139,8 @@ class ScannerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["trivy"] = "trivy"
+    # trivy: one process per scan; trivy-server: one warm server for the run.
+    kind: Literal["trivy", "trivy-server"] = "trivy"
     db_dir: Path | None = None  # a Trivy cache dir holding db/trivy.db and db/metadata.json
     db_repository: str | None = None  # an OCI DB mirror for real offline sites
     timeout_seconds: int = Field(300, ge=10, le=3600)
@@ -147,7 +170,8 @@ class MatrixConfig(BaseModel):
     # upstream registry host -> replacement; {} pulls from the upstream registries.
     mirrors: dict[Registry, Registry] = {"docker.io": DEFAULT_REGISTRY, "gcr.io": DEFAULT_REGISTRY}
     scanner: ScannerConfig = ScannerConfig()
-    hosts: list[HostConfig] = Field([HostConfig()], min_length=1)
+    # Default: the engine the docker CLI would use (DOCKER_HOST, DOCKER_CONTEXT, ...).
+    hosts: list[HostConfig] = Field(default_factory=lambda: [default_host()], min_length=1)
     output: str = "results"
     s3: S3Config = S3Config()
     cache_dir: UserPath = DEFAULT_CACHE

@@ -7,9 +7,11 @@ stage formats output itself. Records are frozen: a stage returns a new value.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Status(StrEnum):
@@ -23,6 +25,12 @@ class Stage(StrEnum):
     INSPECT = "inspect"
     SCAN = "scan"
     PROBE = "probe"
+
+
+def cell_label(coordinates: Mapping[str, Any]) -> str:
+    """A cell's short human name from its coordinates (a ``Cell`` or a results row)."""
+    c = coordinates
+    return f"{c['app']} {c['language']}{c['toolchain_version']} {c['base']}"
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,17 @@ class Cell:
     @property
     def label(self) -> str:
         """Short human name, e.g. ``go-hello go1.22.10 distroless-static``."""
-        return f"{self.app} {self.language}{self.toolchain_version} {self.base}"
+        return cell_label(vars(self))
+
+
+@dataclass(frozen=True)
+class PulledImage:
+    """A base or builder image as a host pulled it."""
+
+    ref: str
+    digest: str | None  # repo digest (sha256:...) when the image came from a registry
+    forged: bool  # carries the forge's stand-in label
+    layers: tuple[str, ...] = ()  # diff ids, bottom to top
 
 
 @dataclass(frozen=True)
@@ -153,3 +171,8 @@ class RunRecord:
     versions: dict[str, str] = field(default_factory=dict)  # basebench, docker, trivy...
     hosts: tuple[str, ...] = ()
     cells: tuple[CellResult, ...] = ()
+
+    def cell_counts(self) -> dict[str, int]:
+        """``cells`` and ``cells_<status>`` for every status: the run's tally, everywhere."""
+        counts = Counter(str(result.status) for result in self.cells)
+        return {"cells": len(self.cells)} | {f"cells_{s}": counts[str(s)] for s in Status}

@@ -15,7 +15,7 @@ import pytest
 
 from infra.certs import make_ca
 from infra.tls_hosts import TlsHost, leftovers, start_tls_host, stop_tls_host
-from tasks.docker_host import HostConfig, TlsFiles
+from tasks.hosts.config import HostConfig, TlsFiles
 
 TLS_HOST_NAMES = ("tls-a", "tls-b")
 

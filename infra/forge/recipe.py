@@ -10,15 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.forge.apt import AptIndex
+from tasks import labels
 
 # Bump when the way images are forged changes, so every image is rebuilt once.
 RECIPE_CODE_VERSION = "2"
 
-LABEL_FORGED = "org.basebench.forged"
-LABEL_HASH = "org.basebench.recipe-hash"
-LABEL_UPSTREAM = "org.basebench.upstream"
-LABEL_PACKAGES = "org.basebench.packages"
-LABEL_DEVIATION = "org.basebench.deviation"
+LABEL_FORGED = labels.FORGED
+LABEL_HASH = labels.RECIPE_HASH
+LABEL_UPSTREAM = labels.UPSTREAM
+LABEL_PACKAGES = labels.PACKAGES
+LABEL_DEVIATION = labels.DEVIATION
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tasks.publish import publish
-from tasks.stores import LocalStore, ResultStore, S3Store
+from tasks.dataset.stores import LocalStore, ResultStore, S3Store
+from tasks.dataset.writer import publish
 from tests.records_factory import (
     NIGHTLY_NEW_HIGH,
     T0,

@@ -14,11 +14,11 @@ import docker.errors
 import pandas as pd
 import pytest
 
-from flows.cli import main
-from tasks.build import RUN_LABEL
+from cli.main import main
+from tasks import labels
+from tasks.dataset.reader import list_runs, read_table
+from tasks.dataset.stores import open_store
 from tasks.matrix import APPS_DIR, S3Config
-from tasks.publish import list_runs, read_table
-from tasks.stores import open_store
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ s3: {{endpoint_url: "{s3_server.endpoint_url}"}}
     # Everything the run makes carries its label: images (build stages included),
     # containers and the network.
     client = docker.DockerClient(base_url=infra.docker_url)
-    label = {"label": f"{RUN_LABEL}={run_id}"}
+    label = {"label": f"{labels.RUN}={run_id}"}
     leftovers = [
         *client.containers.list(all=True, filters=label),
         *client.images.list(all=True, filters=label),
@@ -100,7 +100,7 @@ s3: {{endpoint_url: "{s3_server.endpoint_url}"}}
         runs=runs,
         leftovers=len(leftovers),
         archives_left=list((infra.cache_dir / "archives").glob("*/*")),
-        prefect_servers_left=_processes_running("flows.embedded_prefect"),
+        prefect_servers_left=_processes_running("cli.embedded_prefect"),
     )
 
 

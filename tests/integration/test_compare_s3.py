@@ -11,9 +11,9 @@ from datetime import timedelta
 
 import pytest
 
-from flows.report_command import add_parser
-from tasks.publish import publish
-from tasks.stores import S3Store
+from cli.report import add_parser
+from tasks.dataset.stores import S3Store
+from tasks.dataset.writer import publish
 from tests.records_factory import NIGHTLY_NEW_HIGH, T0, make_run, nightly_run
 from tests.s3_server import S3Server
 

@@ -33,12 +33,12 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.deploy_command import wait_for_flow_run
+from cli.deploy import wait_for_flow_run
 from infra.up import InfraState
-from tasks.host_limits import HostLimitMissing, host_limit
+from tasks.dataset.reader import list_runs, read_table
+from tasks.dataset.stores import open_store
+from tasks.hosts.limits import HostLimitMissing, host_limit
 from tasks.matrix import S3Config
-from tasks.publish import list_runs, read_table
-from tasks.stores import open_store
 from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.integration

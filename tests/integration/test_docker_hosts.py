@@ -24,10 +24,12 @@ from pathlib import Path
 import docker
 import pytest
 
-from flows import hosts_command
+from cli import hosts as hosts_cli
 from infra.tls_hosts import TlsHost, kill_tls_host, leftovers, start_tls_host, stop_tls_host
 from infra.up import InfraState
-from tasks.docker_host import HostConfig, HostUnavailable, check_host, check_hosts, connect
+from tasks.hosts.config import HostConfig
+from tasks.hosts.connection import HostUnavailable, connect
+from tasks.hosts.health import check_host, check_hosts
 from tests.docker_daemons import free_port
 
 pytestmark = pytest.mark.integration
@@ -386,7 +388,7 @@ def test_hosts_command_lists_each_host(
 ) -> None:
     dead = HostConfig(name="dead", url=f"tcp://127.0.0.1:{free_port()}", insecure=True)
     config = write_matrix(tmp_path / "m.yaml", [tls_hosts[0].host_config(), dead])
-    code = hosts_command.func(argparse.Namespace(config=str(config), timeout=3.0))
+    code = hosts_cli.func(argparse.Namespace(config=str(config), timeout=3.0))
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
     assert len(lines) == 2
@@ -395,4 +397,4 @@ def test_hosts_command_lists_each_host(
     assert "connection refused" in lines[1]
 
     only_dead = write_matrix(tmp_path / "dead.yaml", [dead])
-    assert hosts_command.func(argparse.Namespace(config=str(only_dead), timeout=3.0)) == 1
+    assert hosts_cli.func(argparse.Namespace(config=str(only_dead), timeout=3.0)) == 1

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
-from flows.embedded_prefect import EmbeddedPrefect, EmbeddedPrefectError
+from cli.embedded_prefect import EmbeddedPrefect, EmbeddedPrefectError
+from cli.main import main
 
 pytestmark = pytest.mark.integration
 

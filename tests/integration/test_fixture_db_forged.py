@@ -20,11 +20,12 @@ import docker
 import docker.errors
 import pytest
 
-from infra.trivydb import DEFAULT_ADVISORIES, write_fixture_db
-from tasks.archive import save_image
-from tasks.docker_host import HostConfig, connect
+from infra.trivydb.fixture import DEFAULT_ADVISORIES, write_fixture_db
+from tasks.hosts.config import HostConfig
+from tasks.hosts.connection import connect
 from tasks.matrix import DEFAULT_REGISTRY
-from tasks.scan import TrivyScanner
+from tasks.scanners.trivy import TrivyScanner
+from tasks.stages.save import save_image
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
+from cli.main import main
 from infra.errors import InfraError
 from infra.paths import DEFAULT_APT_SOURCES
 from infra.registry_api import RegistryAPI

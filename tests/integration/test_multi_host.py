@@ -20,15 +20,16 @@ import docker.errors
 import pandas as pd
 import pytest
 
+from cli.main import main
 from flows import benchmark
-from flows.cli import main
 from infra.tls_hosts import TlsHost, kill_tls_host, restart_tls_host
-from tasks.build import RUN_LABEL
-from tasks.docker_host import HostConfig, TlsFiles, connect
+from tasks import labels
+from tasks.dataset.reader import list_runs, read_table
+from tasks.dataset.stores import open_store
+from tasks.hosts.config import HostConfig, TlsFiles
+from tasks.hosts.connection import connect
 from tasks.matrix import APPS_DIR
-from tasks.publish import list_runs, read_table
 from tasks.records import CellResult
-from tasks.stores import open_store
 from tests.docker_daemons import free_port
 
 pytestmark = pytest.mark.integration
@@ -137,7 +138,7 @@ def peak_parallel(rows: pd.DataFrame) -> int:
 def run_leftovers(host: HostConfig, run_id: str) -> list[str]:
     """Containers, images and networks carrying the run's label on ``host``."""
     client = connect(host)
-    label = {"label": f"{RUN_LABEL}={run_id}"}
+    label = {"label": f"{labels.RUN}={run_id}"}
     try:
         return [
             *(f"container {c.name}" for c in client.containers.list(all=True, filters=label)),
@@ -162,7 +163,7 @@ def has_image(host: HostConfig, image_id: str) -> bool:
 def remove_run_images(hosts: list[HostConfig], run_id: str) -> None:
     for host in hosts:
         client = connect(host)
-        for image in client.images.list(filters={"label": f"{RUN_LABEL}={run_id}"}):
+        for image in client.images.list(filters={"label": f"{labels.RUN}={run_id}"}):
             client.images.remove(image.id, force=True)
         client.close()
 

@@ -13,17 +13,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.publish import (
-    PublishError,
-    list_runs,
-    manifest_path,
-    publish,
-    read_table,
-    table_files,
-    table_path,
-)
-from tasks.stores import LocalStore, ResultStore, S3Store
-from tasks.tables import SCHEMAS, TABLES, build_tables
+from tasks.dataset.layout import PublishError, manifest_path, table_path
+from tasks.dataset.reader import list_runs, read_table, table_files
+from tasks.dataset.schema import SCHEMAS, TABLES, build_tables
+from tasks.dataset.stores import LocalStore, ResultStore, S3Store
+from tasks.dataset.writer import publish
 from tests.records_factory import T0, failed_cell, make_run, ok_cell, skipped_cell
 from tests.s3_server import S3Server
 

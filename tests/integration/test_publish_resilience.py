@@ -9,17 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.publish import (
-    PublishError,
-    RetryPolicy,
-    copy_run,
-    list_runs,
-    publish,
-    publish_with_fallback,
-    read_table,
-)
-from tasks.stores import LocalStore, ResultStore, S3Store, StoreError
-from tasks.tables import TABLES
+from tasks.dataset.layout import PublishError
+from tasks.dataset.reader import list_runs, read_table
+from tasks.dataset.schema import TABLES
+from tasks.dataset.stores import LocalStore, ResultStore, S3Store, StoreError
+from tasks.dataset.writer import RetryPolicy, copy_run, publish, publish_with_fallback
 from tests.records_factory import T0, make_run, nightly_run
 from tests.s3_server import S3Server
 

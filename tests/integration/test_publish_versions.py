@@ -9,9 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import tables
-from tasks.publish import PublishError, publish, read_table, table_path
-from tasks.stores import LocalStore, ResultStore, S3Store
+from tasks.dataset import schema
+from tasks.dataset.layout import PublishError, table_path
+from tasks.dataset.reader import read_table
+from tasks.dataset.stores import LocalStore, ResultStore, S3Store
+from tasks.dataset.writer import publish
 from tests.records_factory import make_run
 from tests.s3_server import S3Server
 
@@ -42,15 +44,15 @@ def stored(store: ResultStore, path: str) -> pa.Table:
 def with_version(table: pa.Table, version: bytes | None) -> pa.Table:
     metadata = dict(table.schema.metadata)
     if version is None:
-        del metadata[tables.SCHEMA_VERSION_KEY]
+        del metadata[schema.SCHEMA_VERSION_KEY]
     else:
-        metadata[tables.SCHEMA_VERSION_KEY] = version
+        metadata[schema.SCHEMA_VERSION_KEY] = version
     return table.replace_schema_metadata(metadata)
 
 
 def test_current_version_reads(store: ResultStore) -> None:
     publish(make_run(), store)
-    assert tables.SCHEMA_VERSION == 1
+    assert schema.SCHEMA_VERSION == 1
     assert stored(store, SAMPLES).schema.metadata[b"basebench.schema_version"] == b"1"
     assert len(read_table(store, "samples")) == 8
 
@@ -88,7 +90,7 @@ def test_file_without_a_later_nullable_column_reads_with_nulls(store: ResultStor
     old = stored(store, RESULTS).drop_columns(["startup_unstable"])
     rewrite(store, RESULTS, old)
     results = read_table(store, "results")
-    assert list(results.columns) == tables.SCHEMAS["results"].names
+    assert list(results.columns) == schema.SCHEMAS["results"].names
     assert results["startup_unstable"].isna().all()
     assert results.set_index("cell_id").loc["id-distroless-base", "size_bytes"] == 26_000_000
 
@@ -107,10 +109,10 @@ def test_old_runs_stay_readable_after_a_version_bump(
     publish(make_run(), store)
     v2 = pa.schema(
         [
-            *(f for f in tables.SAMPLES_SCHEMA if f.name != "startup_seconds"),
+            *(f for f in schema.SAMPLES_SCHEMA if f.name != "startup_seconds"),
             pa.field("seconds", pa.float64(), nullable=False),
         ],
-        metadata={tables.SCHEMA_VERSION_KEY: b"2", tables.TABLE_KEY: b"samples"},
+        metadata={schema.SCHEMA_VERSION_KEY: b"2", schema.TABLE_KEY: b"samples"},
     )
 
     def rename(name: str, table: pa.Table) -> pa.Table:
@@ -120,9 +122,9 @@ def test_old_runs_stay_readable_after_a_version_bump(
             ["seconds" if c == "startup_seconds" else c for c in table.column_names]
         )
 
-    monkeypatch.setattr(tables, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(tables.SCHEMAS, "samples", v2)
-    monkeypatch.setitem(tables.UPGRADES, 1, rename)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(schema.SCHEMAS, "samples", v2)
+    monkeypatch.setitem(schema.UPGRADES, 1, rename)
     samples = read_table(store, "samples")
     assert list(samples.columns) == ["run_id", "cell_id", "repetition", "seconds"]
     assert samples["seconds"].tolist()[:5] == [0.25, 0.22, 0.27, 0.24, 0.26]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tasks.artifacts import attach_artifacts
+from tasks.render.artifacts import attach_artifacts
 from tests.records_factory import make_run
 
 pytestmark = pytest.mark.integration
@@ -28,9 +28,9 @@ from datetime import timedelta
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from tasks.artifacts import attach_artifacts
-from tasks.compare import RunData, compare_runs
-from tasks.tables import build_tables
+from tasks.render.artifacts import attach_artifacts
+from tasks.analysis.compare import RunData, compare_runs
+from tasks.dataset.schema import build_tables
 from tests.records_factory import NIGHTLY_NEW_HIGH, T0, nightly_run
 
 first = nightly_run("night-1", T0)

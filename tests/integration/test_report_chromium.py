@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.report_command import add_parser
-from tasks.charts import BAR_COLOUR
-from tasks.publish import publish
-from tasks.report import CHART_TITLES, SEVERITY_COLOURS
-from tasks.stores import S3Store
+from cli.report import add_parser
+from tasks.dataset.stores import S3Store
+from tasks.dataset.writer import publish
+from tasks.render.charts import BAR_COLOUR
+from tasks.render.html import CHART_TITLES, SEVERITY_COLOURS
 from tests.records_factory import NIGHTLY_NEW_HIGH, T0, nightly_run
 from tests.report_dom import parse_charts
 from tests.s3_server import S3Server

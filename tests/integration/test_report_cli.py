@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.report_command import add_parser
-from tasks.publish import publish
-from tasks.stores import LocalStore
+from cli.report import add_parser
+from tasks.dataset.stores import LocalStore
+from tasks.dataset.writer import publish
 from tests.records_factory import T0, make_run, nightly_run
 from tests.report_dom import parse_charts
 

@@ -24,18 +24,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from infra.trivydb import write_fixture_db
-from tasks.archive import save_image
-from tasks.docker_host import HostConfig, connect
+from infra.trivydb.fixture import write_fixture_db
+from tasks.hosts.config import HostConfig
+from tasks.hosts.connection import connect
 from tasks.records import Package
-from tasks.scan import (
-    ScanError,
-    Scanner,
-    TrivyScanner,
-    TrivyServer,
-    TrivyServerScanner,
-    _parse_time,
-)
+from tasks.scanners.base import ScanError, Scanner
+from tasks.scanners.trivy import TrivyScanner, TrivyServer, TrivyServerScanner, _parse_time
+from tasks.stages.save import save_image
 
 pytestmark = pytest.mark.integration
 

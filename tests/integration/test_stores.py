@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tasks.dataset.stores import LocalStore, ResultStore, S3Store, StoreError, open_store
 from tasks.matrix import S3Config
-from tasks.stores import LocalStore, ResultStore, S3Store, StoreError, open_store
 from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from infra.trivydb import DEFAULT_ADVISORIES, FixtureError, boltdb, write_fixture_db
-from infra.trivydb.fixture import HASH_FILE, load_advisories
+from infra.trivydb import boltdb
+from infra.trivydb.fixture import (
+    DEFAULT_ADVISORIES,
+    HASH_FILE,
+    FixtureError,
+    load_advisories,
+    write_fixture_db,
+)
 
 PAGE = boltdb.PAGE_SIZE
 

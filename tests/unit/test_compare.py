@@ -9,9 +9,10 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from tasks.compare import Comparison, RunData, Thresholds, compare_runs, mann_whitney_u
+from tasks.analysis.compare import Comparison, RunData, Thresholds, compare_runs
+from tasks.analysis.statistics import mann_whitney_u
+from tasks.dataset.schema import build_tables
 from tasks.records import RunRecord
-from tasks.tables import build_tables
 from tests.records_factory import (
     NIGHTLY_HIGH,
     NIGHTLY_LOW,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tasks.tables import SCHEMAS
+from tasks.dataset.schema import SCHEMAS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "dataset.md"
 SECTION = re.compile(r"^## `(?P<table>[a-z_]+)`\s*$")

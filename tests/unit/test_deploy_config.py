@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.deploy_command import (
+from cli.deploy import (
     PREFECT_FILE,
     DeploymentSpec,
     read_deployments,
@@ -17,8 +17,8 @@ from flows.deploy_command import (
     trigger_parameters,
     validate,
 )
-from tasks.docker_host import HostConfig
-from tasks.host_limits import HostLimit, HostLimitConflict, host_limit, host_limits
+from tasks.hosts.config import HostConfig
+from tasks.hosts.limits import HostLimit, HostLimitConflict, host_limit, host_limits
 from tasks.matrix import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ def test_a_disabled_host_limit_never_contacts_a_server(monkeypatch: pytest.Monke
 
 
 def test_the_cli_has_deploy_and_trigger() -> None:
-    from flows.cli import build_parser
+    from cli.main import build_parser
 
     parser = build_parser()
     deploy = parser.parse_args(["deploy", "--api-url", "http://127.0.0.1:4200/api"])

@@ -11,15 +11,12 @@ import pytest
 import requests
 from pydantic import ValidationError
 
-from flows.hosts_command import format_bytes, format_health
-from tasks.docker_host import (
-    DEFAULT_URL,
-    HostConfig,
-    HostHealth,
-    describe_error,
-    resolve_context,
-)
+from cli.hosts import format_health
+from tasks.hosts.config import DEFAULT_URL, HostConfig, resolve_context
+from tasks.hosts.connection import describe_error
+from tasks.hosts.health import HostHealth
 from tasks.matrix import ConfigError, load_matrix
+from tasks.render.units import format_bytes
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasks.docker_host import HostConfig
-from tasks.host_pool import HostPool, NoHostLeft, QuietLock, run_with_failover
+from tasks.hosts.config import HostConfig
+from tasks.hosts.pool import HostPool, NoHostLeft, QuietLock, run_with_failover
 from tasks.records import CellResult, Stage, Status
 from tests.records_factory import make_cell
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.hosts_command import parse_host_option, parse_host_options
+from cli.hosts import parse_host_option, parse_host_options
 from tasks.matrix import ConfigError, load_matrix
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.inspect import (
+from tasks.stages.inspect import (
     SHELLS,
     LayerCache,
     LayerSummary,

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import parse_only
-from tasks.matrix import ConfigError, apply_mirror, cell_id, expand, load_matrix
+from tasks.matrix import ConfigError, apply_mirror, cell_id, expand, load_matrix, parse_only
 
 MINIMAL = """
 name: t

@@ -9,20 +9,22 @@ from typing import Any, cast
 import docker
 import pytest
 
-from tasks.build import BaseUnavailable, BuildError, PulledImage
-from tasks.docker_host import HostConfig
+from tasks.hosts.config import HostConfig
+from tasks.hosts.session import BaseUnavailable, HostSession, close_session
 from tasks.matrix import APPS_DIR
-from tasks.pipeline import CellContext, Stages, close_context, run_pipeline
-from tasks.probe import ProbeError, ProbeTarget
+from tasks.pipeline import Stages, run_pipeline
 from tasks.records import (
     BuildResult,
     Cell,
     ProbeResult,
+    PulledImage,
     ScanResult,
     Stage,
     Status,
 )
-from tasks.scan import Scanner
+from tasks.scanners.base import Scanner
+from tasks.stages.build import BuildError
+from tasks.stages.probe import ProbeError, ProbeTarget
 from tests.records_factory import make_cell, make_inspect
 
 BUILD = BuildResult("run-1", "sha256:abc", "basebench/go-hello:run-1-x", 12.5, "sha256:b", None)
@@ -59,13 +61,13 @@ class FakeClient:
 
 def context(
     cell: Cell, client: FakeClient | None = None, archive_dir: Path | None = None, **pulled: Any
-) -> CellContext:
+) -> HostSession:
     images: dict[str, PulledImage | BaseUnavailable] = {
         cell.builder_ref: PulledImage(cell.builder_ref, "sha256:b", forged=True),
         cell.base_ref: PulledImage(cell.base_ref, None, forged=True),
     }
     images.update(pulled.get("override", {}))
-    return CellContext(
+    return HostSession(
         client=cast(docker.DockerClient, client or FakeClient()),
         host=HostConfig(name="tls-a", url="unix:///nowhere.sock"),
         run_id="run-1",
@@ -204,7 +206,7 @@ def test_missing_forgeable_base_is_a_build_failure() -> None:
 def test_unknown_app_fails_at_build(tmp_path: Path) -> None:
     cell = make_cell("bookworm")
     ctx = context(cell)
-    ctx = CellContext(**{**ctx.__dict__, "apps_dir": tmp_path})
+    ctx = HostSession(**{**ctx.__dict__, "apps_dir": tmp_path})
     fakes, called = stages()
     result = run_pipeline(cell, ctx, fakes)
     assert called == []
@@ -218,7 +220,7 @@ def test_unknown_app_fails_at_build(tmp_path: Path) -> None:
 def test_close_cleans_a_live_host() -> None:
     cell = make_cell("bookworm")
     client = FakeClient()
-    assert close_context(context(cell, client), keep_images=False, lost=False) is None
+    assert close_session(context(cell, client), keep_images=False, lost=False) is None
     assert client.calls == ["images", "images", "networks"]
     assert client.closed
 
@@ -226,14 +228,14 @@ def test_close_cleans_a_live_host() -> None:
 def test_close_keeps_images_when_asked() -> None:
     cell = make_cell("bookworm")
     client = FakeClient()
-    assert close_context(context(cell, client), keep_images=True, lost=False) is None
+    assert close_session(context(cell, client), keep_images=True, lost=False) is None
     assert client.calls == ["networks"]
 
 
 def test_close_does_not_touch_a_lost_host() -> None:
     cell = make_cell("bookworm")
     client = FakeClient(fail=AssertionError("a lost host must not be asked"))
-    warning = close_context(context(cell, client), keep_images=False, lost=True)
+    warning = close_session(context(cell, client), keep_images=False, lost=True)
     assert warning == "host tls-a was lost: the run's images and network stay there"
     assert client.calls == []
     assert client.closed
@@ -247,6 +249,6 @@ def test_close_reports_a_failed_cleanup_in_one_line(keep: bool) -> None:
             "('Connection aborted.', ConnectionRefusedError(111, 'Connection refused'))"
         )
     )
-    warning = close_context(context(cell, client), keep_images=keep, lost=False)
+    warning = close_session(context(cell, client), keep_images=keep, lost=False)
     assert warning == "cleanup of tls-a failed: connection refused: nothing listens there"
     assert client.closed

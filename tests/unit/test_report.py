@@ -8,12 +8,12 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from tasks.artifacts import artifact_key, artifact_rows, summary_markdown
-from tasks.charts import nice_ticks
-from tasks.compare import RunData, compare_runs
+from tasks.analysis.compare import RunData, compare_runs
+from tasks.dataset.schema import build_tables
 from tasks.records import RunRecord
-from tasks.report import CHART_TITLES, render_report
-from tasks.tables import build_tables
+from tasks.render.artifacts import artifact_key, artifact_rows, summary_markdown
+from tasks.render.charts import nice_ticks
+from tasks.render.html import CHART_TITLES, render_report
 from tests.records_factory import NIGHTLY_NEW_HIGH, T0, make_run, nightly_run
 from tests.report_dom import parse_charts
 

@@ -18,7 +18,8 @@ import pytest
 
 from tasks.matrix import ScannerConfig
 from tasks.records import Finding, Package
-from tasks.scan import TrivyScanner, _parse_time, _trivy_error, make_scanner, parse_report
+from tasks.scanners import make_scanner
+from tasks.scanners.trivy import TrivyScanner, _parse_time, _trivy_error, parse_report
 
 DATA = Path(__file__).parent / "data"
 UPDATED = datetime(2026, 11, 27, 23, 22, 25, tzinfo=UTC)

@@ -9,8 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tasks.records import CellResult, Status
-from tasks.tables import (
+from tasks.dataset.schema import (
     SCHEMA_VERSION_KEY,
     SCHEMAS,
     TABLE_KEY,
@@ -19,6 +18,7 @@ from tasks.tables import (
     run_date,
     startup_stats,
 )
+from tasks.records import CellResult, Status
 from tests.records_factory import T0, UNSTABLE, make_cell, make_run
 
 

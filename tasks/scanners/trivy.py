@@ -1,8 +1,4 @@
-"""The scan stage: what a scanner is, and the Trivy implementations of it.
-
-A ``Scanner`` turns a saved image (a ``docker save`` archive, written once per cell by
-the save stage) into a ``ScanResult`` (OS, packages, vulnerability findings). Two
-Trivy implementations pass the same conformance suite:
+"""The Trivy scanners: two implementations of ``Scanner`` that pass the same suite.
 
 - ``TrivyScanner`` runs ``trivy image`` once per scan (standalone);
 - ``TrivyServerScanner`` runs clients against a ``TrivyServer``, which keeps the DB and
@@ -25,11 +21,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from tasks.child_server import ChildServer, ChildServerError
-from tasks.matrix import ScannerConfig
 from tasks.records import Finding, Package, ScanResult
+from tasks.scanners.base import ScanError, Scanner
 
 PACKAGE_CLASSES = ("os-pkgs", "lang-pkgs")
 UNKNOWN_OS = "unknown"
@@ -43,20 +39,6 @@ OFFLINE_FLAGS = (
     "--skip-java-db-update",
     "--offline-scan",
 )
-
-
-class ScanError(RuntimeError):
-    """A scan that did not produce a report; the message starts with ``scan:``."""
-
-
-class Scanner(Protocol):
-    """Scans one saved image."""
-
-    name: str
-
-    def scan(self, archive: Path) -> ScanResult:
-        """OS, packages and vulnerability findings of the image saved at ``archive``."""
-        ...
 
 
 def trivy_binary() -> str:
@@ -171,7 +153,7 @@ def _trivy_error(stderr: str, when_silent: str) -> str:
     return text[-2000:] or when_silent
 
 
-class _TrivyBase:
+class _TrivyBase(Scanner):
     """What both Trivy scanners share: the binary, version info and report handling."""
 
     name = "trivy"
@@ -294,12 +276,20 @@ class TrivyServer:
 class TrivyServerScanner(_TrivyBase):
     """Runs ``trivy image --server`` clients against a running ``TrivyServer``.
 
-    ``cache_dir`` is the server's: ``trivy version`` reads the DB date there.
+    ``cache_dir`` is the server's: ``trivy version`` reads the DB date there. With
+    ``owns_server`` the scanner stops the server when it is closed.
     """
 
-    def __init__(self, server: TrivyServer, timeout_seconds: int) -> None:
+    def __init__(
+        self, server: TrivyServer, timeout_seconds: int, owns_server: bool = False
+    ) -> None:
         super().__init__(server.cache_dir, timeout_seconds)
         self.server = server
+        self.owns_server = owns_server
+
+    def close(self) -> None:
+        if self.owns_server:
+            self.server.stop()
 
     def scan(self, archive: Path) -> ScanResult:
         """Scan the image saved at ``archive``; detection happens in the server."""
@@ -310,13 +300,3 @@ class TrivyServerScanner(_TrivyBase):
             *("--server", self.server.url, "--token", self.server.token),
         ]
         return self._scan(args, archive)
-
-
-def make_scanner(config: ScannerConfig, cache_dir: Path) -> Scanner:
-    """The scanner a matrix config asks for.
-
-    ``config.db_dir`` is a Trivy cache dir holding ``db/``; without it the fixture DB
-    that ``infra up`` writes to ``cache_dir / "trivy"`` is used.
-    """
-    db_cache = config.db_dir if config.db_dir is not None else cache_dir / "trivy"
-    return TrivyScanner(db_cache, config.timeout_seconds, config.db_repository)

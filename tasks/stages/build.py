@@ -1,48 +1,21 @@
-"""Build stage: pull the base images a run needs, then build each cell's image without cache."""
+"""Build stage: a cell's image, built without cache and without network, timed."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import docker
 import docker.errors
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
+from tasks import labels
 from tasks.matrix import App
-from tasks.records import BuildResult, Cell
-
-RUN_LABEL = "org.basebench.run"
-FORGED_LABEL = "org.basebench.forged"
+from tasks.records import BuildResult, Cell, PulledImage
 
 
 class BuildError(RuntimeError):
     """The image could not be built (the app's own failure, not the host's)."""
-
-
-class BaseUnavailable(RuntimeError):
-    """A base or builder image could not be pulled."""
-
-
-@dataclass(frozen=True)
-class PulledImage:
-    ref: str
-    digest: str | None  # repo digest (sha256:...) when the image came from a registry
-    forged: bool  # carries the forge's stand-in label
-    layers: tuple[str, ...] = ()  # diff ids, bottom to top
-
-
-def pull_image(client: docker.DockerClient, ref: str) -> PulledImage:
-    """Pull ``ref`` (once per host per run) and record its digest and provenance."""
-    try:
-        image = client.images.pull(ref)
-    except docker.errors.APIError as exc:
-        raise BaseUnavailable(f"pull {ref}: {exc.explanation or exc}") from exc
-    repository = ref.rsplit(":", 1)[0] if "@" not in ref else ref.split("@", 1)[0]
-    digests = [d for d in image.attrs.get("RepoDigests", []) if d.startswith(repository + "@")]
-    digest = digests[0].split("@", 1)[1] if digests else None
-    forged = (image.labels or {}).get(FORGED_LABEL) == "true"
-    layers = tuple(image.attrs["RootFS"].get("Layers") or ())
-    return PulledImage(ref=ref, digest=digest, forged=forged, layers=layers)
 
 
 def image_tag(cell: Cell, run_id: str) -> str:
@@ -50,6 +23,7 @@ def image_tag(cell: Cell, run_id: str) -> str:
     return f"basebench/{cell.app}:{run_id.lower()}-{cell.cell_id}"
 
 
+@task(name="build", cache_policy=NO_CACHE)  # live clients and images: never cached
 def build_image(
     client: docker.DockerClient,
     cell: Cell,
@@ -72,7 +46,7 @@ def build_image(
             dockerfile=dockerfile.name,
             buildargs=buildargs,
             tag=tag,
-            labels={RUN_LABEL: run_id},
+            labels={labels.RUN: run_id},
             nocache=True,
             pull=False,
             rm=True,
@@ -91,11 +65,3 @@ def build_image(
         builder_digest=builder.digest,
         base_digest=base.digest,
     )
-
-
-def remove_run_images(client: docker.DockerClient, run_id: str) -> None:
-    """Remove every image this run built, and the build stages it left dangling."""
-    for image in client.images.list(filters={"label": f"{RUN_LABEL}={run_id}"}):
-        for tag in image.tags:
-            client.images.remove(tag, force=True)
-    client.images.prune(filters={"dangling": True, "label": f"{RUN_LABEL}={run_id}"})

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from tasks.docker_host import HostConfig
+from tasks.hosts.config import HostConfig
 
 LIMIT_PREFIX = "docker-host:"
 

@@ -1,43 +1,34 @@
-"""Terminal output of a run: a progress bar over cells and the comparison table."""
+"""Terminal output: a progress bar over cells, the run's table, and a comparison."""
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flows import benchmark
-from flows.benchmark import BenchmarkOutcome
-from flows.report_command import render_text
+from tasks.analysis.compare import Comparison
 from tasks.records import CellResult, Status
+from tasks.render.units import format_bytes, format_seconds
+
+if TYPE_CHECKING:
+    from flows.benchmark import BenchmarkOutcome
 
 # Piped output gets room for the whole table rather than rich's 80-column default.
 console = Console(width=None if Console().is_terminal else 140)
 
 
 @contextmanager
-def progress_bar(total: int) -> Iterator[None]:
-    """Show one tick per finished cell while the flow runs."""
+def progress_bar(total: int) -> Iterator[Callable[[CellResult], None]]:
+    """A bar over ``total`` cells; call the yielded function once per finished cell."""
     columns = (TextColumn("cells"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task("cells", total=total)
-
-        def tick(result: CellResult) -> None:
-            progress.advance(bar)
-
-        benchmark.cell_listeners.append(tick)
-        try:
-            yield
-        finally:
-            benchmark.cell_listeners.remove(tick)
-
-
-def _mb(size: int | None) -> str:
-    return f"{size / 1e6:,.1f} MB" if size is not None else "-"
+        yield lambda result: progress.advance(bar)
 
 
 def summary_row(result: CellResult) -> list[str]:
@@ -51,12 +42,12 @@ def summary_row(result: CellResult) -> list[str]:
         cell.app,
         f"{cell.language}{cell.toolchain_version}",
         cell.base,
-        _mb(inspect.size_bytes if inspect else None),
-        _mb(inspect.compressed_bytes if inspect else None),
+        format_bytes(inspect.size_bytes if inspect else None),
+        format_bytes(inspect.compressed_bytes if inspect else None),
         str(len(scan.packages)) if scan else "-",
         vulns,
-        f"{statistics.median(probe.startup_seconds):.3f} s" if probe else "-",
-        _mb(probe.idle_memory_bytes if probe else None),
+        format_seconds(statistics.median(probe.startup_seconds) if probe else None),
+        format_bytes(probe.idle_memory_bytes if probe else None),
         str(result.status) + (f" ({result.failed_stage})" if result.failed_stage else ""),
     ]
 
@@ -83,4 +74,21 @@ def render_summary(outcome: BenchmarkOutcome) -> None:
             console.print(f"{result.cell.label}: {result.status}: {result.error}", highlight=False)
     console.print(outcome.published.message, highlight=False)
     if outcome.comparison is not None:
-        console.print(render_text(outcome.comparison), highlight=False)
+        console.print(render_comparison(outcome.comparison), highlight=False)
+
+
+def render_comparison(comparison: Comparison) -> str:
+    """The human-readable comparison: one line per change, then the verdict."""
+    lines = [f"compare {comparison.base_run} -> {comparison.head_run}"]
+    if comparison.changes:
+        width = max(len(c.cell) for c in comparison.changes)
+        lines += [
+            f"{'REGRESSION' if c.regression else 'change':<10}  {c.kind:<16}  "
+            f"{c.cell:<{width}}  {c.summary}"
+            for c in comparison.changes
+        ]
+    else:
+        lines.append("no changes")
+    count = len(comparison.regressions)
+    lines.append(f"{count} regression(s)" if count else "clean: no regression")
+    return "\n".join(lines)

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 from docker.models.containers import Container
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from tasks.build import RUN_LABEL
+from tasks import labels
 from tasks.matrix import App
 from tasks.records import BuildResult, ProbeResult
 
@@ -20,19 +22,6 @@ SETTLE_SECONDS = 0.5  # the app answered; let it finish start-up work before rea
 
 class ProbeError(RuntimeError):
     """The app did not answer as expected."""
-
-
-def run_network(client: docker.DockerClient, run_id: str) -> str:
-    """A bridge network of the run's own (the engine's default bridge may be absent)."""
-    name = f"basebench-{run_id.lower()}"
-    if not client.networks.list(names=[name]):
-        client.networks.create(name, driver="bridge", labels={RUN_LABEL: run_id})
-    return name
-
-
-def remove_network(client: docker.DockerClient, run_id: str) -> None:
-    for network in client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"}):
-        network.remove()
 
 
 def wait_for_http(address: str, port: int, path: str, timeout: float) -> None:
@@ -91,7 +80,7 @@ def _start_once(
         build.image_id,
         ports={f"{app.port}/tcp": (target.address, None)},
         network=target.network,
-        labels={RUN_LABEL: build.run_id},
+        labels={labels.RUN: build.run_id},
     )
     try:
         started = time.perf_counter()
@@ -107,6 +96,7 @@ def _start_once(
         raise
 
 
+@task(name="probe", cache_policy=NO_CACHE)
 def probe_image(
     client: docker.DockerClient, build: BuildResult, app: App, target: ProbeTarget, repeat: int
 ) -> ProbeResult:

@@ -1,6 +1,6 @@
 """Turn a ``RunRecord`` into the five Arrow tables that basebench publishes.
 
-Pure functions over plain records: no I/O here (``tasks.publish`` writes the tables).
+Pure functions over plain records: no I/O here (``tasks.dataset.writer`` writes the tables).
 Every schema is explicit and carries ``basebench.schema_version`` and ``basebench.table``
 in its metadata, so a Parquet file says what it is without its path.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tasks.records import SEVERITIES, CellResult, RunRecord, ScanResult, Status
+from tasks.records import SEVERITIES, CellResult, RunRecord, ScanResult
 
 SCHEMA_VERSION = 1
 # Files as old as this are still read (upgraded step by step through UPGRADES).
@@ -388,7 +388,6 @@ def _package_rows(run: RunRecord) -> list[Row]:
 
 
 def _run_row(run: RunRecord) -> Row:
-    statuses = [result.status for result in run.cells]
     return {
         "run_id": run.run_id,
         "matrix": run.matrix,
@@ -397,10 +396,7 @@ def _run_row(run: RunRecord) -> Row:
         "finished_at": _utc(run.finished_at),
         "versions": dict(run.versions),
         "hosts": list(run.hosts),
-        "cells": len(statuses),
-        "cells_ok": statuses.count(Status.OK),
-        "cells_failed": statuses.count(Status.FAILED),
-        "cells_skipped": statuses.count(Status.SKIPPED),
+        **run.cell_counts(),
     }
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import docker
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 _CHUNK = 1 << 20
 
 
+@task(name="save", cache_policy=NO_CACHE)
 def save_image(client: docker.DockerClient, image_id: str, folder: Path) -> Path:
     """Write ``image_id`` as a ``docker save`` archive into ``folder``; its path."""
     path = folder / f"{image_id.removeprefix('sha256:')[:12]}.tar"

@@ -114,7 +114,7 @@ def read_deployments(prefect_file: Path) -> list[DeploymentSpec]:
 def validate(specs: list[DeploymentSpec], extra_matrices: list[str]) -> list[Any]:
     """Check every deployment's parameters; return the host limits their matrices need."""
     from flows.deployments import load_parameters
-    from tasks.host_limits import HostLimitConflict, host_limits
+    from tasks.hosts.limits import HostLimitConflict, host_limits
 
     hosts = []
     for spec in specs:
@@ -167,7 +167,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     os.environ.update(env)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks.host_limits import ensure_host_limits
+    from tasks.hosts.limits import ensure_host_limits
 
     with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), reaching(env):
         for pool in sorted({spec.work_pool for spec in specs}):
@@ -199,8 +199,8 @@ def reaching(env: dict[str, str]) -> Iterator[None]:
 
 def trigger_parameters(args: argparse.Namespace) -> dict[str, Any]:
     """Only the parameters given (the deployment's defaults fill the rest), validated."""
-    from flows.cli import parse_only
     from flows.deployments import load_parameters
+    from tasks.matrix import parse_only
 
     parameters: dict[str, Any] = {}
     if args.matrix:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tasks.docker_host import HostHealth, check_hosts
+from tasks.hosts.health import HostHealth, check_hosts
 from tasks.matrix import ConfigError, load_matrix
 
 HOST_OPTION = "NAME=URL[,max_parallel=N][,tls=DIR][,insecure=true]"
@@ -46,18 +46,6 @@ def format_health(health: list[HostHealth]) -> list[str]:
         else:
             lines.append(f"{h.name:<{width}}  unreachable  {h.error}")
     return lines
-
-
-def format_bytes(count: int | None) -> str:
-    """``12.3 GB``; ``?`` when unknown (remote engines do not report free disk)."""
-    if count is None:
-        return "?"
-    value = float(count)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
 
 
 def parse_host_options(values: list[str]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The ``infra`` command: ``up``, ``down``, ``status`` (flows/cli.py wires it into basebench)."""
+"""The ``infra`` command: ``up``, ``down``, ``status`` (cli/main.py wires it into basebench)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from infra.engine import DEFAULT_URL, engine_answers, engine_pid
+from infra.engine import engine_answers, engine_pid
 from infra.errors import InfraError
 from infra.paths import DEFAULT_APT_SOURCES, DEFAULT_CACHE_DIR, DEFAULT_REGISTRY_PORT, state_dir
 from infra.registry_api import RegistryAPI
 from infra.up import StepResult, down, registry_for, up
+from tasks import labels
+from tasks.hosts import DEFAULT_URL
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -143,6 +145,6 @@ def run_status(args: argparse.Namespace) -> int:
     for repository in api.repositories():
         for tag in sorted(api.tags(repository)):
             found = api.labels(repository, tag) or {}
-            digest = found.get("org.basebench.recipe-hash", "-")
+            digest = found.get(labels.RECIPE_HASH, "-")
             print(f"image     {repository}:{tag}  recipe {digest}")
     return 0

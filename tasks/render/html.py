@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.charts import PALETTE, Bar, Segment, Series, bar_chart, line_chart
-from tasks.compare import CompareError, Comparison, cell_label, compare_with_previous
-from tasks.publish import list_runs, read_table
-from tasks.records import SEVERITIES
-from tasks.stores import ResultStore
+from tasks.analysis.compare import CompareError, Comparison, compare_with_previous
+from tasks.dataset.reader import read_table
+from tasks.dataset.stores import ResultStore
+from tasks.records import SEVERITIES, cell_label
+from tasks.render.charts import PALETTE, Bar, Segment, Series, bar_chart, line_chart
+from tasks.render.units import format_bytes, format_count, format_seconds
 
 SEVERITY_COLOURS = {
     "CRITICAL": "#7b0d1e",
@@ -49,18 +50,6 @@ th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .regression { color: #b00020; font-weight: bold; }
 """
-
-
-def _mb(value: float) -> str:
-    return f"{value / 1e6:,.0f} MB" if value >= 10e6 else f"{value / 1e6:,.1f} MB"
-
-
-def _count(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.3f} s"
 
 
 def _present(value: Any) -> bool:
@@ -143,14 +132,14 @@ def _cell_charts(rows: list[dict[str, Any]]) -> list[str]:
             "size",
             CHART_TITLES["size"],
             _bars(rows, _single("size_bytes")),
-            _mb,
+            format_bytes,
             note="uncompressed image size",
         ),
         bar_chart(
             "vulnerabilities",
             CHART_TITLES["vulnerabilities"],
             _bars(rows, _severity_segments),
-            _count,
+            format_count,
             note="unique vulnerability ids",
             legend=legend,
         ),
@@ -158,15 +147,15 @@ def _cell_charts(rows: list[dict[str, Any]]) -> list[str]:
             "startup",
             CHART_TITLES["startup"],
             startup,
-            _seconds,
+            format_seconds,
             note="container start to first HTTP response; whiskers span min to max",
         ),
-        bar_chart("memory", CHART_TITLES["memory"], _bars(rows, _single("idle_memory_bytes")), _mb),
+        bar_chart("memory", CHART_TITLES["memory"], _bars(rows, _single("idle_memory_bytes")), format_bytes),
         bar_chart(
             "packages",
             CHART_TITLES["packages"],
             _bars(rows, _single("packages")),
-            _count,
+            format_count,
             note="packages found by the scanner, all types",
         ),
     ]
@@ -179,8 +168,8 @@ def _trend_charts(history: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]
     history = history.assign(vulns_total=sum(history[f"vulns_{s.lower()}"] for s in SEVERITIES))
     charts = []
     for name, column, fmt in (
-        ("trend-size", "size_bytes", _mb),
-        ("trend-vulnerabilities", "vulns_total", _count),
+        ("trend-size", "size_bytes", format_bytes),
+        ("trend-vulnerabilities", "vulns_total", format_count),
     ):
         series = []
         for index, (cell_id, group) in enumerate(sorted(history.groupby("cell_id"))):
@@ -230,7 +219,7 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         vulns = (
-            "/".join(_count(r[f"vulns_{s.lower()}"]) for s in SEVERITIES)
+            "/".join(format_count(r[f"vulns_{s.lower()}"]) for s in SEVERITIES)
             if _present(r["vulns_critical"])
             else "-"
         )
@@ -238,11 +227,11 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
             cell_label(r),
             r["variant"],
             r["status"] + (f" ({r['failed_stage']})" if _present(r["failed_stage"]) else ""),
-            _mb(r["size_bytes"]) if _present(r["size_bytes"]) else "-",
-            _count(r["packages"]) if _present(r["packages"]) else "-",
+            format_bytes(r["size_bytes"]) if _present(r["size_bytes"]) else "-",
+            format_count(r["packages"]) if _present(r["packages"]) else "-",
             vulns,
-            _seconds(r["startup_seconds"]) if _present(r["startup_seconds"]) else "-",
-            _mb(r["idle_memory_bytes"]) if _present(r["idle_memory_bytes"]) else "-",
+            format_seconds(r["startup_seconds"]) if _present(r["startup_seconds"]) else "-",
+            format_bytes(r["idle_memory_bytes"]) if _present(r["idle_memory_bytes"]) else "-",
         )
         body.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
@@ -282,18 +271,11 @@ class ReportInput:
 
 def load_report_input(store: ResultStore, run_id: str | None = None) -> ReportInput:
     """The run to show (default: the latest), its matrix's earlier runs and the verdict."""
-    manifests = list_runs(store)
-    if not manifests:
-        raise CompareError(f"no complete runs in {store.location()}; nothing to report")
-    by_id = {m["run_id"]: m for m in manifests}
-    if run_id is not None and run_id not in by_id:
-        raise CompareError(f"--run {run_id}: no complete run with that id in {store.location()}")
-    shown = by_id[run_id] if run_id else manifests[-1]
-    same_matrix = [
-        m["run_id"]
-        for m in manifests
-        if m.get("matrix") == shown.get("matrix") and m["started_at"] <= shown["started_at"]
-    ]
+    try:
+        shown = find_run(store, run_id)
+    except RunNotFound as exc:
+        raise CompareError(f"{exc}; nothing to report" if run_id is None else str(exc)) from exc
+    same_matrix = [m["run_id"] for m in matrix_history(store, shown)]
     history = read_table(store, "results", same_matrix)
     comparison = compare_with_previous(store, shown["run_id"])
     return ReportInput(

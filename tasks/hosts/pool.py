@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from tasks.docker_host import HostConfig, responds
+from tasks.hosts.config import HostConfig
+from tasks.hosts.connection import responds
 from tasks.records import Cell, CellResult, Stage, Status
 
 MAX_ATTEMPTS = 3  # a cell moves to another host at most twice

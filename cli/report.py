@@ -13,18 +13,17 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from tasks.compare import (
+from tasks.analysis.compare import (
     CompareError,
-    Comparison,
     Thresholds,
     compare_runs,
     load_run,
     pick_runs,
 )
+from tasks.dataset.layout import PublishError
+from tasks.dataset.stores import ResultStore, StoreError, open_store
 from tasks.matrix import S3Config
-from tasks.publish import PublishError
-from tasks.report import build_report
-from tasks.stores import ResultStore, StoreError, open_store
+from tasks.render.html import build_report
 
 EXIT_CLEAN, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 
@@ -110,22 +109,5 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except (CompareError, PublishError, StoreError, ValueError) as exc:
         print(f"basebench compare: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print(json.dumps(comparison.to_dict(), indent=2) if args.json else render_text(comparison))
+    print(json.dumps(comparison.to_dict(), indent=2) if args.json else render_comparison(comparison))
     return EXIT_REGRESSION if comparison.regressed else EXIT_CLEAN
-
-
-def render_text(comparison: Comparison) -> str:
-    """The human-readable comparison: one line per change, then the verdict."""
-    lines = [f"compare {comparison.base_run} -> {comparison.head_run}"]
-    if comparison.changes:
-        width = max(len(c.cell) for c in comparison.changes)
-        lines += [
-            f"{'REGRESSION' if c.regression else 'change':<10}  {c.kind:<16}  "
-            f"{c.cell:<{width}}  {c.summary}"
-            for c in comparison.changes
-        ]
-    else:
-        lines.append("no changes")
-    count = len(comparison.regressions)
-    lines.append(f"{count} regression(s)" if count else "clean: no regression")
-    return "\n".join(lines)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.compare import Comparison, cell_label
-from tasks.records import SEVERITIES, RunRecord
-from tasks.tables import build_tables
+from tasks.analysis.compare import Comparison
+from tasks.dataset.schema import build_tables
+from tasks.records import SEVERITIES, RunRecord, cell_label
 
 # Columns of the table artifact, in order: the classic comparison, one row per cell.
 ARTIFACT_COLUMNS = (

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import IO
 
 import docker
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from tasks.build import PulledImage
-from tasks.records import BuildResult, InspectResult
+from tasks.records import BuildResult, InspectResult, PulledImage
 
 SHELLS = ("bin/sh", "bin/bash", "bin/ash", "bin/dash", "bin/busybox")
 PACKAGE_MANAGERS = ("bin/dpkg", "bin/apt", "bin/apt-get", "sbin/apk", "bin/rpm", "bin/dnf")
@@ -187,6 +188,7 @@ def has_any(tree: dict[str, int], candidates: Iterable[str]) -> bool:
     return any(path in tree or f"usr/{path}" in tree for path in candidates)
 
 
+@task(name="inspect", cache_policy=NO_CACHE)
 def inspect_image(
     client: docker.DockerClient,
     build: BuildResult,

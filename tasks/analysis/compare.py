@@ -16,21 +16,20 @@ reported as changes but are not regressions.
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from tasks.publish import list_runs, read_table
-from tasks.stores import ResultStore
+from tasks.analysis.statistics import mann_whitney_u
+from tasks.dataset.reader import RunNotFound, find_run, previous_run, read_table
+from tasks.dataset.stores import ResultStore
+from tasks.render.units import format_bytes
 
 SERIOUS = ("CRITICAL", "HIGH")
 # Exact permutation p-values up to this many rank splits; a normal approximation beyond.
-_EXACT_LIMIT = 200_000
 
 
 @dataclass(frozen=True)
@@ -116,11 +115,6 @@ def compare_runs(base: RunData, head: RunData, thresholds: Thresholds | None = N
     return Comparison(base.run_id, head.run_id, limits, tuple(changes))
 
 
-def cell_label(row: pd.Series | dict[str, Any]) -> str:
-    """Short human name of a results row, e.g. ``go-hello go1.22.10 distroless-static``."""
-    return f"{row['app']} {row['language']}{row['toolchain_version']} {row['base']}"
-
-
 def _by_cell(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return {str(row["cell_id"]): row for row in results.to_dict("records")}
 
@@ -170,16 +164,13 @@ def _size_change(old: dict[str, Any], new: dict[str, Any], limits: Thresholds) -
             new["cell_id"],
             cell_label(new),
             regression,
-            f"size {_mb(before)} -> {_mb(after)} ({growth / 1e6:+.1f} MB, {ratio:+.1%})",
+            f"size {format_bytes(before)} -> {format_bytes(after)} "
+            f"({'+' if growth >= 0 else '-'}{format_bytes(abs(growth))}, {ratio:+.1%})",
             int(before),
             int(after),
             {"growth_bytes": growth, "growth_ratio": ratio},
         )
     ]
-
-
-def _mb(size: float) -> str:
-    return f"{size / 1e6:,.1f} MB"
 
 
 def _cves(vulnerabilities: pd.DataFrame, cell_id: str) -> dict[str, tuple[str, list[str]]]:
@@ -269,66 +260,6 @@ def _startup_change(
     ]
 
 
-def mann_whitney_u(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-    """U statistic of ``x`` and the two-sided p-value that x and y come from one distribution.
-
-    Exact (a permutation test over every split of the pooled midranks, so ties are
-    handled) when there are at most 200 000 splits; otherwise the normal approximation
-    with tie and continuity corrections.
-    """
-    n, m = len(x), len(y)
-    if n == 0 or m == 0:
-        raise ValueError("mann_whitney_u needs at least one value in each sample")
-    ranks = _midranks([*x, *y])
-    rank_sum = sum(ranks[:n])
-    u = rank_sum - n * (n + 1) / 2
-    if math.comb(n + m, n) <= _EXACT_LIMIT:
-        return u, _exact_p(ranks, n, rank_sum)
-    return u, _normal_p(ranks, n, m, u)
-
-
-def _midranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for index in order[start : end + 1]:
-            ranks[index] = (start + end) / 2 + 1  # tied values share their mean rank
-        start = end + 1
-    return ranks
-
-
-def _exact_p(ranks: list[float], n: int, observed: float) -> float:
-    expected = n * (len(ranks) + 1) / 2
-    distance = abs(observed - expected) - 1e-9  # tolerate float noise in rank sums
-    splits = extreme = 0
-    for chosen in itertools.combinations(ranks, n):
-        splits += 1
-        if abs(sum(chosen) - expected) >= distance:
-            extreme += 1
-    return extreme / splits
-
-
-def _normal_p(ranks: list[float], n: int, m: int, u: float) -> float:
-    total = n + m
-    ties = sum(t**3 - t for t in _tie_sizes(ranks))
-    variance = n * m / 12 * ((total + 1) - ties / (total * (total - 1)))
-    if variance <= 0:
-        return 1.0  # every value equal: no evidence of a difference
-    z = (abs(u - n * m / 2) - 0.5) / math.sqrt(variance)
-    return min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2)))
-
-
-def _tie_sizes(ranks: list[float]) -> list[int]:
-    counts: dict[float, int] = {}
-    for rank in ranks:
-        counts[rank] = counts.get(rank, 0) + 1
-    return [c for c in counts.values() if c > 1]
-
-
 class CompareError(ValueError):
     """The runs to compare cannot be chosen (too few runs, unknown run id)."""
 
@@ -337,31 +268,17 @@ def pick_runs(
     store: ResultStore, base: str | None = None, head: str | None = None
 ) -> tuple[str, str]:
     """(base, head) run ids; by default the latest run and the previous run of its matrix."""
-    manifests = list_runs(store)
-    known = {m["run_id"]: m for m in manifests}
-    for name, run_id in (("--base", base), ("--head", head)):
-        if run_id is not None and run_id not in known:
-            raise CompareError(
-                f"{name} {run_id}: no complete run with that id in {store.location()}"
-            )
-    if not manifests:
-        raise CompareError(f"no complete runs in {store.location()}; publish two runs first")
-    head_manifest = known[head] if head else manifests[-1]
-    if base is None:
-        earlier = [
-            m
-            for m in manifests
-            if m.get("matrix") == head_manifest.get("matrix")
-            and (m["started_at"], m["run_id"])
-            < (head_manifest["started_at"], head_manifest["run_id"])
-        ]
-        if not earlier:
-            raise CompareError(
-                f"run {head_manifest['run_id']} has no earlier run of matrix "
-                f"{head_manifest.get('matrix')!r} in {store.location()}; pass --base RUN"
-            )
-        base = earlier[-1]["run_id"]
-    return base, head_manifest["run_id"]
+    try:
+        head_run = find_run(store, head, "--head")
+        base_run = find_run(store, base, "--base") if base else previous_run(store, head_run)
+    except RunNotFound as exc:
+        raise CompareError(f"{exc}; publish two runs first" if head is None else str(exc)) from exc
+    if base_run is None:
+        raise CompareError(
+            f"run {head_run['run_id']} has no earlier run of matrix "
+            f"{head_run.get('matrix')!r} in {store.location()}; pass --base RUN"
+        )
+    return base_run["run_id"], head_run["run_id"]
 
 
 def load_run(store: ResultStore, run_id: str) -> RunData:
@@ -379,9 +296,10 @@ def compare_with_previous(
 ) -> Comparison | None:
     """``run_id`` against the previous run of its matrix; None for a matrix's first run."""
     try:
-        base, head = pick_runs(store, head=run_id)
-    except CompareError:
-        if run_id not in {m["run_id"] for m in list_runs(store)}:
-            raise
+        head = find_run(store, run_id)
+    except RunNotFound as exc:
+        raise CompareError(str(exc)) from exc
+    base = previous_run(store, head)
+    if base is None:
         return None
-    return compare_runs(load_run(store, base), load_run(store, head), thresholds)
+    return compare_runs(load_run(store, base["run_id"]), load_run(store, run_id), thresholds)

@@ -1,0 +1,117 @@
+"""``basebench plan`` and ``basebench run``: a matrix file in, cells or one run out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cli.embedded_prefect import EmbeddedPrefect
+from cli.hosts import HOST_OPTION, parse_host_options
+from tasks.matrix import CellFilter, MatrixConfig, expand, load_matrix, parse_only
+
+if TYPE_CHECKING:
+    from flows.benchmark import BenchmarkOutcome
+
+# Prefect runs embedded and quiet, and sends nothing out.
+PREFECT_DEFAULTS = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``plan`` and ``run``."""
+    for name, func, help_text in [
+        ("plan", cmd_plan, "print the cells a matrix expands to, without doing any work"),
+        ("run", cmd_run, "build, inspect, scan and probe every cell; publish the run"),
+    ]:
+        sub = subparsers.add_parser(name, help=help_text)
+        sub.add_argument("config", help="matrix YAML file, e.g. configs/default.yaml")
+        sub.add_argument("--only", action="append", default=[], metavar="KEY=GLOB")
+        sub.add_argument("--upstream", action="store_true", help="pull from upstream registries")
+        sub.add_argument("--output", help="results folder or s3://bucket/prefix")
+        sub.add_argument(
+            "--host",
+            action="append",
+            default=[],
+            metavar=HOST_OPTION,
+            help="use this Docker host instead of the matrix's hosts (repeatable)",
+        )
+        if name == "plan":
+            sub.add_argument("--json", action="store_true", help="one JSON object per cell")
+        sub.set_defaults(func=func)
+
+
+def load(args: argparse.Namespace) -> MatrixConfig:
+    """The matrix file with the command line's overrides, validated."""
+    overrides: dict[str, Any] = {}
+    if args.output:
+        overrides["output"] = args.output
+    if args.upstream:
+        overrides["mirrors"] = {}
+    if args.host:
+        overrides["hosts"] = parse_host_options(args.host)
+    return load_matrix(Path(args.config), overrides)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    cells = expand(load(args), parse_only(args.only))
+    if args.json:
+        print(json.dumps([vars(cell) for cell in cells], indent=2))
+        return 0
+    for cell in cells:
+        print(f"{cell.cell_id}  {cell.label:<42} {cell.variant:<12} {cell.base_ref}")
+    print(f"{len(cells)} cells")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load(args)
+    only = parse_only(args.only)
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    home = os.environ.setdefault("PREFECT_HOME", str(config.cache_dir / "prefect"))
+    Path(home).mkdir(parents=True, exist_ok=True)
+    # Without a configured server, start the embedded one now: it comes up while the
+    # flow's modules load (they import Prefect, which reads the env set above).
+    server = None if os.environ.get("PREFECT_API_URL") else EmbeddedPrefect()
+    try:
+        if server:
+            server.start()
+        outcome = _run_flow(config, only, server)
+    finally:
+        if server:
+            server.stop()
+    from tasks.render.terminal import render_summary  # imports rich
+
+    render_summary(outcome)
+    if not outcome.published.published:
+        print(f"basebench: {outcome.published.message}", file=sys.stderr)
+        return 3
+    return 1 if outcome.record.cell_counts()["cells_failed"] else 0
+
+
+def _run_flow(
+    config: MatrixConfig, only: list[CellFilter], server: EmbeddedPrefect | None
+) -> BenchmarkOutcome:
+    # Imported here: Prefect reads its settings at import, after cmd_run has set them.
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.benchmark import benchmark
+    from tasks.render.terminal import progress_bar
+
+    settings: dict[Any, Any] = {}
+    if server:
+        server.wait_ready()
+        # No heartbeats: only a long-lived server watches them for crashed runs.
+        settings = {PREFECT_API_URL: server.api_url, "flows.heartbeat_frequency": None}
+    with temporary_settings(settings), progress_bar(len(expand(config, only))) as tick:
+        # Host limits belong to a configured server, shared with its other runs.
+        return benchmark(
+            config=config, only=only, host_limits=False if server else None, on_cell=tick
+        )

@@ -1,0 +1,167 @@
+"""A run's session on one Docker host: opened once, shared by every cell, closed once.
+
+``open_session`` checks the host, connects, creates the run's network and pulls every
+base and builder the cells need (once per host per run); ``close_session`` removes what
+the run left there (its images and network), unless the host is gone. Everything a run
+makes carries the label ``org.basebench.run=<run id>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from tasks import labels
+from tasks.hosts.config import HostConfig
+from tasks.hosts.connection import HostUnavailable, connect, describe_error, responds
+from tasks.hosts.health import HostHealth, check_host
+from tasks.hosts.pool import LOST_PING_SECONDS, QuietLock
+from tasks.matrix import MatrixConfig
+from tasks.records import Cell, PulledImage
+from tasks.scanners.base import Scanner
+from tasks.stages.inspect import LayerCache
+from tasks.stages.probe import ProbeTarget
+
+HEALTH_SECONDS = 10.0  # the health check before any work waits this long per host
+
+
+class BaseUnavailable(RuntimeError):
+    """A base or builder image could not be pulled."""
+
+
+@dataclass(frozen=True)
+class HostSession:
+    """What every cell of a run on one host shares: its client, network and pulled bases."""
+
+    client: docker.DockerClient
+    host: HostConfig
+    run_id: str
+    probe: ProbeTarget
+    scanner: Scanner
+    repeat: int
+    apps_dir: Path
+    engine_version: str = ""
+    layer_cache: LayerCache | None = None
+    archive_dir: Path | None = None  # where saved images go; None: the system's temp dir
+    quiet: QuietLock = field(default_factory=QuietLock)  # probes run alone on the host
+    pulled: dict[str, PulledImage | BaseUnavailable] = field(default_factory=dict)
+    health: HostHealth | None = None  # what the host said when the run opened it
+
+    def pulled_image(self, ref: str) -> PulledImage:
+        """The pulled ``ref``; raises its ``BaseUnavailable`` when no registry had it."""
+        outcome = self.pulled[ref]
+        if isinstance(outcome, BaseUnavailable):
+            raise outcome
+        return outcome
+
+
+def open_session(
+    host: HostConfig,
+    config: MatrixConfig,
+    run_id: str,
+    cells: list[Cell],
+    scanner: Scanner,
+) -> HostSession:
+    """Ready ``host`` for the run's ``cells``.
+
+    Raises ``HostUnavailable`` (one line naming the host) when it does not answer, or
+    stops answering while this runs; a base no registry serves is kept as a value.
+    """
+    health = check_host(host, timeout=HEALTH_SECONDS)
+    if not health.ok:
+        raise HostUnavailable(health.error or f"{host.name} ({host.url}): no answer")
+    client = connect(host)
+    try:
+        refs = sorted({c.builder_ref for c in cells} | {c.base_ref for c in cells})
+        pulled = {ref: _pull_or_reason(client, ref) for ref in refs}
+        target = ProbeTarget(
+            network=create_run_network(client, run_id),
+            address=host.publish_address,
+            timeout=config.probe_timeout_seconds,
+        )
+    except Exception as exc:
+        client.close()
+        if responds(host, LOST_PING_SECONDS):
+            raise
+        raise HostUnavailable(
+            f"{host.name} ({host.url}): stopped answering while opening: {describe_error(exc)}"
+        ) from exc
+    return HostSession(
+        client=client,
+        host=host,
+        run_id=run_id,
+        probe=target,
+        scanner=scanner,
+        repeat=config.repeat,
+        apps_dir=config.apps_dir,
+        engine_version=health.version or "",
+        layer_cache=LayerCache(config.cache_dir / "layers"),
+        archive_dir=config.cache_dir / "archives",
+        pulled=pulled,
+        health=health,
+    )
+
+
+def close_session(session: HostSession, keep_images: bool, lost: bool) -> str | None:
+    """Remove the run's images (unless ``keep_images``) and network from the host.
+
+    A ``lost`` host is not touched (its leftovers stay; asking it would only wait).
+    Returns a one-line warning when something stayed behind, else None.
+    """
+    try:
+        if lost:
+            return f"host {session.host.name} was lost: the run's images and network stay there"
+        if not keep_images:
+            remove_run_images(session.client, session.run_id)
+        remove_run_network(session.client, session.run_id)
+    except Exception as exc:
+        return f"cleanup of {session.host.name} failed: {describe_error(exc)}"
+    finally:
+        session.client.close()
+    return None
+
+
+def pull_image(client: docker.DockerClient, ref: str) -> PulledImage:
+    """Pull ``ref`` and record its digest and provenance."""
+    try:
+        image = client.images.pull(ref)
+    except docker.errors.APIError as exc:
+        raise BaseUnavailable(f"pull {ref}: {exc.explanation or exc}") from exc
+    repository = ref.rsplit(":", 1)[0] if "@" not in ref else ref.split("@", 1)[0]
+    digests = [d for d in image.attrs.get("RepoDigests", []) if d.startswith(repository + "@")]
+    digest = digests[0].split("@", 1)[1] if digests else None
+    forged = (image.labels or {}).get(labels.FORGED) == "true"
+    layers = tuple(image.attrs["RootFS"].get("Layers") or ())
+    return PulledImage(ref=ref, digest=digest, forged=forged, layers=layers)
+
+
+def _pull_or_reason(client: docker.DockerClient, ref: str) -> PulledImage | BaseUnavailable:
+    try:
+        return pull_image(client, ref)
+    except BaseUnavailable as exc:
+        return exc
+
+
+def create_run_network(client: docker.DockerClient, run_id: str) -> str:
+    """A bridge network of the run's own (the engine's default bridge may be absent)."""
+    name = f"basebench-{run_id.lower()}"
+    if not client.networks.list(names=[name]):
+        client.networks.create(name, driver="bridge", labels={labels.RUN: run_id})
+    return name
+
+
+def remove_run_network(client: docker.DockerClient, run_id: str) -> None:
+    """Remove the network ``create_run_network`` made."""
+    for network in client.networks.list(filters={"label": f"{labels.RUN}={run_id}"}):
+        network.remove()
+
+
+def remove_run_images(client: docker.DockerClient, run_id: str) -> None:
+    """Remove every image this run built, and the build stages it left dangling."""
+    for image in client.images.list(filters={"label": f"{labels.RUN}={run_id}"}):
+        for tag in image.tags:
+            client.images.remove(tag, force=True)
+    client.images.prune(filters={"dangling": True, "label": f"{labels.RUN}={run_id}"})
