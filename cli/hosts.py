@@ -8,6 +8,7 @@ from typing import Any
 
 from tasks.hosts.health import HostHealth, check_hosts
 from tasks.matrix import ConfigError, load_matrix
+from tasks.render.units import format_bytes
 
 HOST_OPTION = "NAME=URL[,max_parallel=N][,tls=DIR][,insecure=true]"
 TLS_FILES = {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"}  # the Docker CLI's names

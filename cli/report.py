@@ -24,6 +24,7 @@ from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import ResultStore, StoreError, open_store
 from tasks.matrix import S3Config
 from tasks.render.html import build_report
+from tasks.render.terminal import render_comparison
 
 EXIT_CLEAN, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 
@@ -109,5 +110,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except (CompareError, PublishError, StoreError, ValueError) as exc:
         print(f"basebench compare: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print(json.dumps(comparison.to_dict(), indent=2) if args.json else render_comparison(comparison))
+    print(
+        json.dumps(comparison.to_dict(), indent=2) if args.json else render_comparison(comparison)
+    )
     return EXIT_REGRESSION if comparison.regressed else EXIT_CLEAN

@@ -130,7 +130,9 @@ def close_host(session: HostSession, keep_images: bool, pool: HostPool) -> None:
 
 
 @task(name="publish", cache_policy=NO_CACHE)
-def publish_run(record: RunRecord, config: MatrixConfig) -> tuple[PublishOutcome, Comparison | None]:
+def publish_run(
+    record: RunRecord, config: MatrixConfig
+) -> tuple[PublishOutcome, Comparison | None]:
     """Publish the run (or keep it locally when the store fails), then compare it with
     the previous run of its matrix."""
     store = open_store(config.output, config.s3)

@@ -81,7 +81,9 @@ def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None)
             raise error
         stage = Stage.PROBE
         with session.quiet.exclusive():
-            done["probe"] = stages.probe(session.client, done["build"], app, session.probe, session.repeat)
+            done["probe"] = stages.probe(
+                session.client, done["build"], app, session.probe, session.repeat
+            )
     except BaseUnavailable as exc:
         reason = skip_reason(cell, exc)
         status = Status.SKIPPED if reason else Status.FAILED
@@ -93,14 +95,20 @@ def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None)
 
 
 def _inspect_and_scan(
-    session: HostSession, stages: Stages, build: BuildResult, builder: PulledImage, base: PulledImage
+    session: HostSession,
+    stages: Stages,
+    build: BuildResult,
+    builder: PulledImage,
+    base: PulledImage,
 ) -> dict[Stage, Any]:
     """Save the image once, then inspect and scan the archive side by side; what each
     stage returned or raised (a failed save raises, as part of inspect)."""
     with session.quiet.shared(), _archive_folder(session) as folder:
         archive = stages.save(session.client, build.image_id, Path(folder))
         inspected, scanned = _side_by_side(
-            lambda: stages.inspect(session.client, build, builder, base, archive, session.layer_cache),
+            lambda: stages.inspect(
+                session.client, build, builder, base, archive, session.layer_cache
+            ),
             lambda: stages.scan(session.scanner, archive),
         )
     return {Stage.INSPECT: inspected, Stage.SCAN: scanned}

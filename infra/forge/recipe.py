@@ -10,16 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.forge.apt import AptIndex
-from tasks import labels
+from tasks.labels import DEVIATION, FORGED, PACKAGES, RECIPE_HASH, UPSTREAM
 
 # Bump when the way images are forged changes, so every image is rebuilt once.
 RECIPE_CODE_VERSION = "2"
 
-LABEL_FORGED = labels.FORGED
-LABEL_HASH = labels.RECIPE_HASH
-LABEL_UPSTREAM = labels.UPSTREAM
-LABEL_PACKAGES = labels.PACKAGES
-LABEL_DEVIATION = labels.DEVIATION
+LABEL_FORGED, LABEL_HASH, LABEL_UPSTREAM = FORGED, RECIPE_HASH, UPSTREAM
+LABEL_PACKAGES, LABEL_DEVIATION = PACKAGES, DEVIATION
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import pandas as pd
 from tasks.analysis.statistics import mann_whitney_u
 from tasks.dataset.reader import RunNotFound, find_run, previous_run, read_table
 from tasks.dataset.stores import ResultStore
+from tasks.records import cell_label
 from tasks.render.units import format_bytes
 
 SERIOUS = ("CRITICAL", "HIGH")

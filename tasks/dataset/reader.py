@@ -107,7 +107,9 @@ def _read_part(store: ResultStore, path: str, table: str) -> pa.Table:
         raise PublishError(str(exc)) from exc
 
 
-def find_run(store: ResultStore, run_id: str | None = None, option: str = "--run") -> dict[str, Any]:
+def find_run(
+    store: ResultStore, run_id: str | None = None, option: str = "--run"
+) -> dict[str, Any]:
     """The manifest of run ``run_id``, or of the latest complete run when None.
 
     ``option`` names the command-line option in the error, e.g. ``--base``.

@@ -24,6 +24,7 @@ from tasks.dataset.layout import (
     manifest_path,
     table_path,
 )
+from tasks.dataset.reader import read_manifest
 from tasks.dataset.schema import (
     SCHEMA_VERSION,
     TABLES,

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from tasks.hosts.ssh_tunnel import SshOptions
+
 DEFAULT_URL = "unix:///var/run/docker.sock"
 SCHEMES = ("unix", "tcp", "ssh")
 LOOPBACK = "127.0.0.1"
@@ -66,6 +68,7 @@ class HostConfig(BaseModel):
         None
     )
     tls: TlsFiles | None = None
+    ssh: SshOptions | None = None  # identity and known hosts for ssh:// urls
     insecure: bool = False
     max_parallel: int = Field(2, ge=1, le=64)
     labels: dict[LabelKey, str] = {}
@@ -102,6 +105,8 @@ class HostConfig(BaseModel):
         scheme = urlsplit(self.url).scheme
         if self.tls is not None and scheme != "tcp":
             raise ValueError(f"tls: applies to tcp:// urls only, not {scheme}:// ({self.url})")
+        if self.ssh is not None and scheme != "ssh":
+            raise ValueError(f"ssh: applies to ssh:// urls only, not {scheme}:// ({self.url})")
         if scheme == "tcp" and self.tls is None and not self.insecure:
             raise ValueError(
                 f"url {self.url}: plain tcp without tls gives root on the engine to anyone who"

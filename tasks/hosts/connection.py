@@ -9,7 +9,7 @@ nothing else constructs a client.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 import docker
 import docker.constants
@@ -20,7 +20,6 @@ from tasks.hosts.ssh_tunnel import SshTunnel, TunnelError
 
 MIN_API_VERSION = docker.constants.MINIMUM_DOCKER_API_VERSION
 DEFAULT_API_VERSION = docker.constants.DEFAULT_DOCKER_API_VERSION
-Client = TypeVar("Client", bound=docker.DockerClient)
 
 
 class HostUnavailable(ConnectionError):
@@ -89,8 +88,8 @@ def _sdk_client(
     timeout: float,
     version: str,
     tls: TlsFiles | None = None,
-    kind: type[Client] = docker.DockerClient,  # type: ignore[assignment]
-) -> Client:
+    kind: type[docker.DockerClient] = docker.DockerClient,
+) -> docker.DockerClient:
     client = kind(
         base_url=url,
         version=version,
@@ -140,7 +139,7 @@ class SshHost(DockerHost):
         return client
 
 
-class _TunnelledClient(docker.DockerClient):
+class _TunnelledClient(docker.DockerClient):  # type: ignore[misc]  # the SDK is untyped
     """A client that closes its ssh tunnel with itself."""
 
     tunnel: SshTunnel | None = None

@@ -14,6 +14,7 @@ import pandas as pd
 from tasks.analysis.compare import Comparison
 from tasks.dataset.schema import build_tables
 from tasks.records import SEVERITIES, RunRecord, cell_label
+from tasks.render.units import format_bytes
 
 # Columns of the table artifact, in order: the classic comparison, one row per cell.
 ARTIFACT_COLUMNS = (
@@ -78,7 +79,7 @@ def summary_markdown(run_id: str, results: pd.DataFrame, comparison: Comparison 
     if len(sized):
         smallest = sized.loc[sized["size_bytes"].astype("int64").idxmin()]
         lines.append(
-            f"Smallest image: {cell_label(smallest)} ({smallest['size_bytes'] / 1e6:.1f} MB)."
+            f"Smallest image: {cell_label(smallest)} ({format_bytes(smallest['size_bytes'])})."
         )
     lines += ["", "## Compare", ""]
     if comparison is None:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.analysis.compare import CompareError, Comparison, compare_with_previous
-from tasks.dataset.reader import read_table
+from tasks.dataset.reader import RunNotFound, find_run, matrix_history, read_table
 from tasks.dataset.stores import ResultStore
 from tasks.records import SEVERITIES, cell_label
 from tasks.render.charts import PALETTE, Bar, Segment, Series, bar_chart, line_chart
@@ -150,7 +150,12 @@ def _cell_charts(rows: list[dict[str, Any]]) -> list[str]:
             format_seconds,
             note="container start to first HTTP response; whiskers span min to max",
         ),
-        bar_chart("memory", CHART_TITLES["memory"], _bars(rows, _single("idle_memory_bytes")), format_bytes),
+        bar_chart(
+            "memory",
+            CHART_TITLES["memory"],
+            _bars(rows, _single("idle_memory_bytes")),
+            format_bytes,
+        ),
         bar_chart(
             "packages",
             CHART_TITLES["packages"],

@@ -84,7 +84,7 @@ def test_table_output(published: Published, capsys: pytest.CaptureFixture[str]) 
         ["REGRESSION", "size"],
         ["REGRESSION", "new-cve"],
     ]
-    assert lines[1].endswith("size 120.0 MB -> 132.0 MB (+12.0 MB, +10.0%)")
+    assert lines[1].endswith("size 120 MB -> 132 MB (+12.0 MB, +10.0%)")
     assert "go-hello go1.22.10 bookworm" in lines[1]
     assert lines[2].endswith("new HIGH CVE-2024-3000 in libssl3")
     assert lines[3] == "2 regression(s)"

@@ -104,7 +104,7 @@ def test_table_and_markdown_artifacts_are_attached(artifacts: dict[str, Any]) ->
     text = summary["data"]
     assert "Against run night-1: **REGRESSION**." in text
     assert "new HIGH CVE-2024-3000 in libssl3" in text
-    assert "size 120.0 MB -> 132.0 MB" in text
+    assert "size 120 MB -> 132 MB" in text
 
 
 def test_outside_a_flow_run_nothing_is_attached() -> None:

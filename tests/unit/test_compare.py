@@ -63,7 +63,7 @@ def test_grown_image_and_new_high_cve_are_exactly_the_regressions() -> None:
     ]
     size, cve = result.regressions
     assert (size.base, size.head) == (120_000_000, 132_000_000)
-    assert size.summary == "size 120.0 MB -> 132.0 MB (+12.0 MB, +10.0%)"
+    assert size.summary == "size 120 MB -> 132 MB (+12.0 MB, +10.0%)"
     assert cve.summary == "new HIGH CVE-2024-3000 in libssl3"
     assert cve.detail == {
         "vulnerability_id": "CVE-2024-3000",

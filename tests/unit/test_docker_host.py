@@ -204,6 +204,6 @@ def test_format_health_lines() -> None:
     )
     assert lines[0] == "local     ok           20.10.24  linux/amd64  free 80.6 GB  (unix:///s)"
     assert lines[1] == "far-away  unreachable  far-away (...): refused"
-    assert lines[2].endswith("free ?  (ssh://b@r)")
+    assert lines[2].endswith("free -  (ssh://b@r)")
     assert format_bytes(999) == "999 B"
     assert format_bytes(1_500_000) == "1.5 MB"
