@@ -55,16 +55,16 @@ def main() -> int:
                 print(f"{cell.base:<18} skipped: {exc}")
                 continue
             started = time.perf_counter()
-            built = build_image(client, cell, app, RUN_ID, builder, base)
+            built = build_image.fn(client, cell, app, RUN_ID, builder, base)
             marks = [time.perf_counter()]
             with tempfile.TemporaryDirectory(dir=config.cache_dir) as folder:
-                archive = save_image(client, built.image_id, Path(folder))
+                archive = save_image.fn(client, built.image_id, Path(folder))
                 marks.append(time.perf_counter())
-                inspect_image(client, built, builder, base, archive, cache)
+                inspect_image.fn(client, built, builder, base, archive, cache)
                 marks.append(time.perf_counter())
                 scanner.scan(archive)
                 marks.append(time.perf_counter())
-            probe_image(client, built, app, target, config.repeat)
+            probe_image.fn(client, built, app, target, config.repeat)
             marks.append(time.perf_counter())
             spans = [b - a for a, b in zip([started, *marks], marks, strict=False)]
             print(f"{cell.base:<18}" + "".join(f"{s:>9.1f}" for s in spans))

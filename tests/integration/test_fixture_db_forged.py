@@ -79,7 +79,7 @@ def saved(
     engine: docker.DockerClient, forged_image: Callable[[str], str], tmp_path: Path
 ) -> Callable[[str], Path]:
     """Pull ``127.0.0.1:5000/<path>`` and save it to an archive for the scanner."""
-    return lambda path: save_image(engine, engine.images.get(forged_image(path)).id, tmp_path)
+    return lambda path: save_image.fn(engine, engine.images.get(forged_image(path)).id, tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -147,7 +147,7 @@ def images(
             )
             tags.append(tag)
             (folder / kind).mkdir()
-            archives[kind] = save_image(engine, image.id, folder / kind)
+            archives[kind] = save_image.fn(engine, image.id, folder / kind)
         yield archives
     finally:
         for tag in tags:
