@@ -178,9 +178,28 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         print(f"concurrency limit {item.name} = {item.limit}")
     command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"]
     command += ["--prefect-file", str(prefect_file)]
-    # The repository root: entrypoints are relative to it and workers run from it.
-    done = subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, **env}, check=False)
+    source = repository_source()
+    print(f"workers clone {source['BASEBENCH_REPOSITORY']} ({source['BASEBENCH_BRANCH']})")
+    # The repository root: entrypoints are relative to it.
+    run_env = {**source, **os.environ, **env}
+    done = subprocess.run(command, cwd=REPO_ROOT, env=run_env, check=False)
     return done.returncode
+
+
+def repository_source() -> dict[str, str]:
+    """What prefect.yaml's pull step clones: this checkout's ``origin`` (else its path)
+    and its current branch; ``BASEBENCH_REPOSITORY`` / ``BASEBENCH_BRANCH`` override."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {
+        "BASEBENCH_REPOSITORY": git("remote", "get-url", "origin") or str(REPO_ROOT),
+        "BASEBENCH_BRANCH": git("rev-parse", "--abbrev-ref", "HEAD") or "main",
+    }
 
 
 @contextmanager

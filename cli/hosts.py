@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=5.0, help="seconds to wait for each host (default 5)"
     )
+    parser.add_argument("--json", action="store_true", help="one JSON object per host")
     parser.set_defaults(func=func)
     return parser
 
@@ -31,8 +34,10 @@ def func(args: argparse.Namespace) -> int:
     """Print one line per host; 0 when at least one host answers, else 1."""
     config = load_matrix(Path(args.config))
     health = check_hosts(config.hosts, timeout=args.timeout)
-    for line in format_health(health):
-        print(line)
+    if args.json:
+        print(json.dumps([asdict(h) for h in health], indent=2))
+    else:
+        print("\n".join(format_health(health)))
     return 0 if any(h.ok for h in health) else 1
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from infra.engine import engine_answers, engine_pid
 from infra.errors import InfraError
@@ -59,6 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
     status_cmd = commands.add_parser("status", help="show engine, registry and forged images")
     _common(status_cmd)
+    status_cmd.add_argument("--json", action="store_true", help="print the status as JSON")
     status_cmd.set_defaults(func=run_status)
 
 
@@ -131,20 +134,44 @@ def run_down(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    """``infra status``: engine, registry and each forged image's recipe hash."""
-    own = engine_pid(state_dir(args.cache_dir))
+    """``infra status``: engine, registry and each forged image's recipe hash; 1 when the
+    registry is not running."""
+    status = infra_status(args.cache_dir, args.port)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        engine, registry = status["engine"], status["registry"]
+        own = f" (our dockerd pid {engine['pid']})" if engine["pid"] else ""
+        print(f"engine    {engine['url']}: {engine['state']}{own}")
+        pid = f" (pid {registry['pid'] or 'not ours'})" if registry["running"] else ""
+        state = "running" if registry["running"] else "not running"
+        print(f"registry  {registry['address']}: {state}{pid}")
+        for image in status["images"]:
+            print(f"image     {image['ref']}  recipe {image['recipe_hash']}")
+    return 0 if status["registry"]["running"] else 1
+
+
+def infra_status(cache_dir: Path, port: int) -> dict[str, Any]:
+    """What ``infra status`` reports, as plain data."""
     url = os.environ.get("DOCKER_HOST") or DEFAULT_URL
-    engine = "answers" if engine_answers(url) else "not answering"
-    print(f"engine    {url}: {engine}" + (f" (our dockerd pid {own})" if own else ""))
-    registry = registry_for(args.cache_dir, args.port)
+    engine = {
+        "url": url,
+        "state": "answers" if engine_answers(url) else "not answering",
+        "pid": engine_pid(state_dir(cache_dir)),
+    }
+    registry = registry_for(cache_dir, port)
     api = RegistryAPI(registry.address)
-    if not api.healthy():
-        print(f"registry  {registry.address}: not running")
-        return 1
-    print(f"registry  {registry.address}: running (pid {registry.pid() or 'not ours'})")
-    for repository in api.repositories():
-        for tag in sorted(api.tags(repository)):
-            found = api.labels(repository, tag) or {}
-            digest = found.get(labels.RECIPE_HASH, "-")
-            print(f"image     {repository}:{tag}  recipe {digest}")
-    return 0
+    running = api.healthy()
+    images = [
+        {
+            "ref": f"{repository}:{tag}",
+            "recipe_hash": (api.labels(repository, tag) or {}).get(labels.RECIPE_HASH, "-"),
+        }
+        for repository in (api.repositories() if running else [])
+        for tag in sorted(api.tags(repository))
+    ]
+    return {
+        "engine": engine,
+        "registry": {"address": registry.address, "running": running, "pid": registry.pid()},
+        "images": images,
+    }

@@ -150,7 +150,7 @@ class S3Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     endpoint_url: str | None = None
-    region: str = "us-east-1"
+    region: str | None = None  # None: boto3's own chain (AWS_REGION, profile, ...)
 
 
 class MatrixConfig(BaseModel):

@@ -155,7 +155,7 @@ class S3Store:
         bucket: str,
         prefix: str = "",
         endpoint_url: str | None = None,
-        region: str = "us-east-1",
+        region: str | None = None,
         client: Any = None,
     ) -> None:
         if not bucket:

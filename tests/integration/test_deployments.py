@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cli.deploy import wait_for_flow_run
+from cli.deploy import repository_source, wait_for_flow_run
 from infra.up import InfraState
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import open_store
@@ -340,8 +340,15 @@ def test_deploy_creates_both_deployments_and_the_host_limits(
     assert adhoc.schedules == []
     assert adhoc.work_pool_name == "basebench"
     assert adhoc.parameters == {"matrix": "configs/default.yaml", "only": []}
+    source = repository_source()
     assert adhoc.pull_steps == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}
+        {
+            "prefect.deployments.steps.git_clone": {
+                "id": "clone",
+                "repository": source["BASEBENCH_REPOSITORY"],
+                "branch": source["BASEBENCH_BRANCH"],
+            }
+        }
     ]
     limits = {
         name: prefect_client.read_global_concurrency_limit_by_name(name).limit
