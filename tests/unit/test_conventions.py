@@ -47,9 +47,7 @@ def test_default_host_is_the_default_socket() -> None:
     assert default_host().url == DEFAULT_URL
 
 
-def test_default_host_follows_docker_host(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_default_host_follows_docker_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///run/elsewhere.sock")
     assert default_host().url == "unix:///run/elsewhere.sock"
     certs = tmp_path / "certs"

@@ -178,8 +178,7 @@ def test_artifact_rows_and_summary(two_nights: tuple[RunRecord, RunRecord]) -> N
         "",
         "Against run night-1: **REGRESSION**.",
         "",
-        "- **regression**: go-hello go1.22.10 bookworm: size 120 MB -> 132 MB "
-        "(+12.0 MB, +10.0%)",
+        "- **regression**: go-hello go1.22.10 bookworm: size 120 MB -> 132 MB (+12.0 MB, +10.0%)",
         "- **regression**: go-hello go1.22.10 distroless-static: new HIGH CVE-2024-3000 in libssl3",
     ]
     assert "No earlier run" in summary_markdown("night-1", results, None)
