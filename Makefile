@@ -23,7 +23,7 @@ infra: setup
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt infra/bootstrap.sh
+$(VENV)/.installed: pyproject.toml constraints.txt infra/bootstrap.sh tasks/programs.tsv
 	sh infra/bootstrap.sh
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'

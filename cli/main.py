@@ -15,13 +15,12 @@ import sys
 import traceback
 from importlib.metadata import version
 
-from tasks.programs import ProgramMissing
-
 from cli import deploy, hosts, infra, report, run
 from cli.embedded_prefect import EmbeddedPrefectError
 from infra.errors import InfraError
 from tasks.hosts.connection import HostUnavailable
 from tasks.matrix import ConfigError
+from tasks.programs import ProgramMissing
 
 # Errors whose message is one line written for the user: printed as they are.
 USER_ERRORS = (ConfigError, HostUnavailable, EmbeddedPrefectError, InfraError, ProgramMissing)

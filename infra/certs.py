@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.errors import InfraError
+from tasks.programs import find_program
 
 DAYS = "7"
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -120,7 +121,7 @@ def _make_leaf(
 def _openssl(args: list[str]) -> None:
     # umask 077 for the child: keys are never world-readable, not even for a moment.
     proc = subprocess.run(
-        ["openssl", *args],
+        [find_program("openssl"), *args],
         capture_output=True,
         text=True,
         preexec_fn=lambda: os.umask(0o077),

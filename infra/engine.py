@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 from infra.errors import InfraError
 from infra.links import create_bridge, ip
 from infra.process import running_pid, start_daemon, stop_daemon, wait_until
 from tasks.hosts import DEFAULT_URL, HostConfig, responds
+from tasks.programs import find_program
 
 PIDFILE = "dockerd.pid"
 LOGFILE = "dockerd.log"
@@ -32,8 +31,8 @@ def ensure_engine(state_dir: Path, url: str | None = None, timeout: float = 60.0
     """The URL of a Docker engine that answers.
 
     ``url`` defaults to DOCKER_HOST, then the default socket. When nothing answers there
-    and we are root on Debian, install ``docker.io`` if needed and start a dockerd of our
-    own on that socket (log and pidfile in ``state_dir``).
+    and we are root on Debian, start a dockerd of our own on that socket (log and pidfile
+    in ``state_dir``); ``infra up`` has installed ``docker.io`` before.
     """
     url = url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
     if engine_answers(url):
@@ -42,8 +41,6 @@ def ensure_engine(state_dir: Path, url: str | None = None, timeout: float = 60.0
         url.startswith("unix://") and os.geteuid() == 0 and Path("/etc/debian_version").exists()
     ):
         raise InfraError(f"no Docker engine at {url}; start one or set DOCKER_HOST")
-    if shutil.which("dockerd") is None:
-        apt_install(["docker.io"])
     _start_dockerd(state_dir, url)
     if not wait_until(lambda: engine_answers(url), timeout):
         log = state_dir / LOGFILE
@@ -69,7 +66,7 @@ def engine_pid(state_dir: Path) -> int | None:
 
 def _start_dockerd(state_dir: Path, url: str) -> None:
     socket = url.removeprefix("unix://")
-    argv = ["dockerd", "-H", url, "--pidfile", str(state_dir / "dockerd.self.pid")]
+    argv = [find_program("dockerd"), "-H", url, "--pidfile", str(state_dir / "dockerd.self.pid")]
     if url != DEFAULT_URL:
         argv += _isolation_args(state_dir / "engine", Path(socket).stem)
         argv += ["--bridge", _own_bridge(state_dir, url)]
@@ -102,13 +99,3 @@ def _own_bridge(state_dir: Path, url: str) -> str:
     create_bridge(name, address)
     (state_dir / BRIDGEFILE).write_text(name)
     return name
-
-
-def apt_install(packages: list[str]) -> None:
-    """``apt-get install -y`` (after an update); one-line error when it fails."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise InfraError(f"{' '.join(argv[:3])} {' '.join(packages)} failed: {last}")

@@ -6,11 +6,12 @@ import json
 import subprocess
 
 from infra.errors import InfraError
+from tasks.programs import find_program
 
 
 def ip(args: list[str], check: bool = True) -> str:
     """Run ``ip ARGS``; its stdout, or ``InfraError`` with its stderr when ``check``."""
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    proc = subprocess.run([find_program("ip"), *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise InfraError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout

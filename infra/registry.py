@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import errno
-import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.engine import apt_install
 from infra.errors import InfraError
 from infra.process import running_pid, start_daemon, stop_daemon, wait_until
 from infra.registry_api import RegistryAPI
+from tasks.programs import find_program
 
 PROGRAM = "docker-registry"
 
@@ -75,12 +74,10 @@ class LocalRegistry:
             return False
         self.stop()  # a dead or unhealthy leftover of ours
         check_port_free(self.port)
-        if shutil.which(PROGRAM) is None:
-            apt_install([PROGRAM])
         self.storage.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(CONFIG.format(storage=self.storage, port=self.port))
-        start_daemon([PROGRAM, "serve", str(self.config)], self.log, self.pidfile)
+        start_daemon([find_program(PROGRAM), "serve", str(self.config)], self.log, self.pidfile)
         if not wait_until(lambda: self.pid() is None or self.api().healthy(), timeout):
             self.stop()
             raise InfraError(f"registry on {self.address} did not answer; see {self.log}")

@@ -30,6 +30,7 @@ from infra.errors import InfraError
 from infra.links import create_bridge, ip, link_names
 from infra.process import exclusive_lock, running_pid, start_daemon, stop_daemon, wait_until
 from tasks.hosts import HostConfig, HostUnavailable, TlsFiles, connect
+from tasks.programs import find_program
 
 PROGRAM = "dockerd"
 # Between choosing a free subnet slot and creating the bridge that marks it taken,
@@ -227,7 +228,7 @@ def _dockerd_argv(host: TlsHost) -> list[str]:
     )
     server = host.certs / "server"
     return [
-        PROGRAM,
+        find_program(PROGRAM),
         "--config-file", str(config),
         "--data-root", str(host.root / "data"),
         "--exec-root", str(host.root / "exec"),
@@ -383,8 +384,9 @@ def _unmount_under(root: Path) -> None:
         mounts = _mounts_under(root)
         if not mounts:
             return
+        umount = find_program("umount")
         for point in sorted(mounts, key=len, reverse=True):
-            subprocess.run(["umount", "--lazy", point], capture_output=True)
+            subprocess.run([umount, "--lazy", point], capture_output=True)
     remaining = _mounts_under(root)
     if remaining:
         raise InfraError(f"could not unmount {remaining[0]} (and {len(remaining) - 1} more)")

@@ -21,6 +21,7 @@ from infra.forge.forge import forge
 from infra.forge.golang import GolangRecipe, go_wheel
 from infra.forge.recipe import Recipe
 from infra.forge.sources import check_sources
+from infra.install import install_missing, programs_as_infra_errors
 from infra.paths import DEFAULT_APT_SOURCES, DEFAULT_CACHE_DIR, DEFAULT_REGISTRY_PORT, state_dir
 from infra.process import exclusive_lock
 from infra.registry import LocalRegistry, check_port_free
@@ -80,8 +81,23 @@ def up(
 ) -> InfraState:
     """Bring everything up; steps already done are reused. Bad input fails before any change.
 
+    The Debian packages of the programs set-up and ``basebench run`` need are installed
+    first (after the input checks), so no later step finds a program missing.
     ``alpine_rootfs``: an Alpine minirootfs tarball to serve as library/alpine:<major.minor>.
     """
+    with programs_as_infra_errors():
+        return _up(go_versions, port, cache_dir, sources, docker_url, report, alpine_rootfs)
+
+
+def _up(
+    go_versions: Sequence[str],
+    port: int,
+    cache_dir: Path,
+    sources: Path,
+    docker_url: str | None,
+    report: Reporter | None,
+    alpine_rootfs: Path | None,
+) -> InfraState:
     steps = _Steps(report)
     versions = list(dict.fromkeys(go_versions))
     check_sources(sources)
@@ -93,6 +109,8 @@ def up(
         # Every Go version is checked (downloaded) before anything is created.
         wheels = {v: _wheel(v, cache_dir / "wheels", Path(tmp)) for v in versions}
         steps.done("check inputs", "ok", f"sources {sources}, go {' '.join(versions) or '-'}")
+        installed = install_missing({"setup", "run"})
+        steps.done("programs", "installed" if installed else "present", " ".join(installed))
         ours_before = engine_pid(state_dir(cache_dir))
         url = ensure_engine(state_dir(cache_dir), docker_url)
         ours = engine_pid(state_dir(cache_dir))
@@ -164,6 +182,11 @@ def _trivy_db(cache_dir: Path) -> tuple[str, str]:
 
 def down(cache_dir: Path = DEFAULT_CACHE_DIR, ports: Iterable[int] | None = None) -> list[str]:
     """Stop the registries and the engine ``up`` started for ``cache_dir``; what was stopped."""
+    with programs_as_infra_errors():
+        return _down(cache_dir, ports)
+
+
+def _down(cache_dir: Path, ports: Iterable[int] | None) -> list[str]:
     stopped = []
     run = state_dir(cache_dir)
     if ports is None:

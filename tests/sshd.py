@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-SSHD = Path("/usr/sbin/sshd")
+from tasks.programs import find_program
+
 # sshd refuses to start without its privilege separation folder (made at boot by systemd).
 PRIVSEP_DIR = Path("/run/sshd")
 
@@ -41,7 +42,8 @@ class Sshd:
 def make_key(path: Path) -> Path:
     """A new ed25519 key pair without passphrase at ``path`` and ``path.pub``; returns ``path``."""
     subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)], check=True
+        [find_program("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)],
+        check=True,
     )
     return path
 
@@ -100,7 +102,7 @@ def running_sshd(directory: Path, timeout: float = 10.0) -> Iterator[Sshd]:
     log = directory / "sshd.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [str(SSHD), "-D", "-e", "-f", str(config)],
+            [find_program("sshd"), "-D", "-e", "-f", str(config)],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from infra.errors import InfraError
+from tasks.programs import find_program
 
 _INST = re.compile(r"^Inst (\S+) (?:\[\S+\] )?\((\S+) ")
 
@@ -103,7 +104,7 @@ class AptIndex:
         return files
 
     def _run(self, argv: list[str], cwd: Path | None = None) -> str:
-        full = [argv[0], *self.options(), *argv[1:]]
+        full = [find_program(argv[0]), *self.options(), *argv[1:]]
         proc = subprocess.run(full, capture_output=True, text=True, cwd=cwd)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]

@@ -10,6 +10,7 @@ from pathlib import Path
 from infra.errors import InfraError
 from infra.forge.apt import AptIndex
 from infra.forge.recipe import Output, Recipe, Rootfs
+from tasks.programs import find_program
 
 MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 
@@ -81,7 +82,7 @@ def mmdebstrap(
         (settings / str(n)).write_text(content)
         hooks.append(f"--customize-hook=upload {settings / str(n)} {target}")
     argv = [
-        "mmdebstrap",
+        find_program("mmdebstrap"),
         "--quiet",
         "--mode=root",
         "--variant=minbase",

