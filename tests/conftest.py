@@ -1,4 +1,4 @@
-"""Shared fixtures come from pytest plugins under tests/ (registered here, once)."""
+"""Shared fixtures come from pytest plugins (registered here, once): tests/ and suites."""
 
 import os
 
@@ -6,4 +6,10 @@ import os
 # the stream it captured; at WARNING that line is never written.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-pytest_plugins = ["tests.s3_server", "tests.docker_daemons"]
+# tasks/*/conformance.py: the session fixtures of the importable conformance suites.
+pytest_plugins = [
+    "tests.s3_server",
+    "tests.docker_daemons",
+    "tasks.scanners.conformance",
+    "tasks.hosts.conformance",
+]

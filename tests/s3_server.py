@@ -4,6 +4,10 @@ The ``s3_server`` fixture starts the server on a free port, creates one bucket a
 yields an ``S3Server`` (endpoint, bucket, region). Dummy AWS credentials are set for
 the session only, and instance metadata lookups are turned off so boto3 never reaches
 beyond 127.0.0.0/8.
+
+Result stores for tests, one empty store per test: ``local_store`` (a folder under
+``tmp_path``), ``s3_store`` (a fresh prefix in the session's bucket) and ``store``,
+parametrised over both (ids ``local`` and ``s3``).
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tasks.dataset.stores import LocalStore, ResultStore, S3Store
 
 REGION = "us-east-1"
 # Dummy values: moto accepts any credentials; these must never be real ones.
@@ -72,3 +79,24 @@ def s3_server() -> Iterator[S3Server]:
             yield s3
         finally:
             server.stop()
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> LocalStore:
+    """An empty ``LocalStore`` in ``tmp_path / "results"``."""
+    return LocalStore(tmp_path / "results")
+
+
+@pytest.fixture
+def s3_store(s3_server: S3Server, request: pytest.FixtureRequest) -> S3Store:
+    """An empty ``S3Store``: a fresh prefix, named after the test module, in the bucket."""
+    # A fresh prefix per test keeps tests apart inside the session's bucket.
+    prefix = f"{request.path.stem}/{uuid.uuid4().hex}"
+    return S3Store(s3_server.bucket, prefix, s3_server.endpoint_url, s3_server.region)
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest) -> ResultStore:
+    """Each kind of result store in turn: ``local_store``, then ``s3_store``."""
+    found: ResultStore = request.getfixturevalue(f"{request.param}_store")
+    return found

@@ -2,7 +2,7 @@
 
 A store holds files under relative, ``/``-separated paths such as
 ``results/date=2024-05-01/run_id=abc/part-0.parquet``. Implementations provide five
-primitives (see ``ResultStore``); ``tests/integration/test_stores.py`` is the conformance
+primitives (see ``ResultStore``); ``tasks.dataset.conformance`` is the conformance
 suite every implementation passes.
 
 Errors: a missing file raises ``FileNotFoundError``; any other failure raises

@@ -1,9 +1,11 @@
-"""publish / read_table / list_runs against a local folder and moto's S3 server."""
+"""publish / read_table / list_runs against a local folder and moto's S3 server.
+
+``store`` is each kind in turn (the shared fixture in tests/s3_server.py).
+"""
 
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,14 +26,6 @@ from tests.s3_server import S3Server
 pytestmark = pytest.mark.integration
 
 ROWS = {"results": 4, "samples": 8, "vulnerabilities": 4, "packages": 6, "runs": 1}
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ResultStore:
-    if request.param == "local":
-        return LocalStore(tmp_path / "results")
-    s3: S3Server = request.getfixturevalue("s3_server")
-    return S3Store(s3.bucket, f"publish/{uuid.uuid4().hex}", s3.endpoint_url, s3.region)
 
 
 def test_publish_writes_partitioned_files_and_manifest(store: ResultStore) -> None:

@@ -1,4 +1,7 @@
-"""Publish under failure: a publish killed before its manifest, S3 refusing writes, retries."""
+"""Publish under failure: a publish killed before its manifest, S3 refusing writes, retries.
+
+``store`` is each kind in turn (the shared fixture in tests/s3_server.py).
+"""
 
 from __future__ import annotations
 
@@ -65,14 +68,6 @@ class FailsFirstWrites(WrappedStore):
         if self.writes <= self.failures:
             raise StoreError(f"cannot write {self.inner.location(path)}: connection reset")
         self.inner.write(path, data)
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ResultStore:
-    if request.param == "local":
-        return LocalStore(tmp_path / "results")
-    s3: S3Server = request.getfixturevalue("s3_server")
-    return S3Store(s3.bucket, f"resilience/{uuid.uuid4().hex}", s3.endpoint_url, s3.region)
 
 
 def test_killed_publish_is_invisible_and_rerun_completes_it(store: ResultStore) -> None:

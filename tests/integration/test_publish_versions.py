@@ -1,9 +1,9 @@
-"""The schema version policy on files read back from a store (local folder and moto S3)."""
+"""The schema version policy on files read back from a store (local folder and moto S3).
+
+``store`` is each kind in turn (the shared fixture in tests/s3_server.py).
+"""
 
 from __future__ import annotations
-
-import uuid
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,23 +12,14 @@ import pytest
 from tasks.dataset import schema
 from tasks.dataset.layout import PublishError, table_path
 from tasks.dataset.reader import read_table
-from tasks.dataset.stores import LocalStore, ResultStore, S3Store
+from tasks.dataset.stores import ResultStore
 from tasks.dataset.writer import publish
 from tests.records_factory import make_run
-from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.integration
 
 SAMPLES = table_path("samples", "2024-05-01", "run-1")
 RESULTS = table_path("results", "2024-05-01", "run-1")
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ResultStore:
-    if request.param == "local":
-        return LocalStore(tmp_path / "results")
-    s3: S3Server = request.getfixturevalue("s3_server")
-    return S3Store(s3.bucket, f"versions/{uuid.uuid4().hex}", s3.endpoint_url, s3.region)
 
 
 def rewrite(store: ResultStore, path: str, change: pa.Table) -> None:

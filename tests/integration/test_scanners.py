@@ -1,275 +1,49 @@
-"""One conformance suite for every Scanner, run against the real engine and real trivy.
+"""Every Scanner passes ``tasks.scanners.conformance``: one subclass per ``scanner.kind``.
 
-The suite builds three small images itself (FROM scratch, no network) and saves each
-to an archive, the scanners' input:
-- ``dpkg``: Debian 12 os-release and a ``var/lib/dpkg/status`` (debian:bookworm layout);
-- ``statusd``: ``var/lib/dpkg/status.d/<pkg>`` control files (distroless layout);
-- ``noos``: no OS at all, one Python package.
-It writes a fixture DB from the advisories below with ``write_fixture_db`` and checks
-the exact findings. Each implementation adds one subclass with a ``scanner`` fixture.
+Each subclass gets its scanner from ``make_scanner`` (the suite's ``scanner`` fixture),
+then adds what only that implementation does.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import tarfile
 import time
-import uuid
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
-import docker
 import pytest
 
-from infra.trivydb.fixture import write_fixture_db
-from tasks.hosts.config import HostConfig
-from tasks.hosts.connection import connect
-from tasks.records import Package
+from tasks.scanners import make_scanner
 from tasks.scanners.base import ScanError, Scanner
-from tasks.scanners.trivy import TrivyScanner, TrivyServer, TrivyServerScanner, _parse_time
-from tasks.stages.save import save_image
+from tasks.scanners.conformance import (
+    SCANNER_KINDS,
+    TIMEOUT,
+    ScannerConformance,
+    scanner_config,
+)
+from tasks.scanners.trivy import TrivyScanner, TrivyServer, TrivyServerScanner
 
 pytestmark = pytest.mark.integration
 
-HOST = HostConfig()
-TIMEOUT = 120
-
-# Fixture advisories (invented ids). 91004 is fixed below the installed base-files;
-# 91005 names a binary package (libc6), and trivy-db buckets are keyed by source package,
-# so it must match nothing.
-ADVISORIES = """\
-data_source: {bucket: debian 12, id: debian, name: conformance fixture}
-advisories:
-  - {id: CVE-2026-91001, source_package: glibc, fixed_version: 2.36-9+deb12u99,
-     severity: CRITICAL, title: glibc}
-  - {id: CVE-2026-91002, source_package: openssl, severity: HIGH, title: openssl unfixed}
-  - {id: CVE-2026-91003, source_package: tzdata, fixed_version: 2099a-0+deb12u1,
-     severity: LOW, title: tzdata}
-  - {id: CVE-2026-91004, source_package: base-files, fixed_version: 12.4+deb12u5,
-     severity: HIGH, title: already fixed}
-  - {id: CVE-2026-91005, source_package: libc6, fixed_version: 2.36-9+deb12u99,
-     severity: MEDIUM, title: binary package name}
-"""
-
-OS_RELEASE = """\
-PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
-NAME="Debian GNU/Linux"
-VERSION_ID="12"
-VERSION="12 (bookworm)"
-VERSION_CODENAME=bookworm
-ID=debian
-"""
-
-# (package, source or "", version): real Debian 12 versions.
-DPKG_PACKAGES = [
-    ("base-files", "", "12.4+deb12u11"),
-    ("libc-bin", "glibc", "2.36-9+deb12u14"),
-    ("libc6", "glibc", "2.36-9+deb12u14"),
-    ("netbase", "", "6.4"),
-    ("tzdata", "", "2025b-0+deb12u2"),
-]
-STATUSD_PACKAGES = [
-    ("base-files", "", "12.4+deb12u11"),
-    ("libssl3", "openssl", "3.0.22-1~deb12u2"),
-    ("tzdata", "", "2025b-0+deb12u2"),
-]
-
-
-def control(name: str, source: str, version: str) -> str:
-    source_line = f"Source: {source}\n" if source else ""
-    return (
-        f"Package: {name}\nStatus: install ok installed\nPriority: required\n"
-        f"Architecture: amd64\n{source_line}Version: {version}\n"
-        f"Maintainer: fixture <fixture@localhost>\nDescription: fixture {name}\n"
-    )
-
-
-def debian_files() -> dict[str, str]:
-    return {"etc/os-release": OS_RELEASE, "etc/debian_version": "12.11\n"}
-
-
-def image_files(kind: str) -> dict[str, str]:
-    if kind == "dpkg":
-        status = "\n".join(control(*p) for p in DPKG_PACKAGES)
-        return {**debian_files(), "var/lib/dpkg/status": status}
-    if kind == "statusd":
-        return {
-            **debian_files(),
-            **{f"var/lib/dpkg/status.d/{p[0]}": control(*p) for p in STATUSD_PACKAGES},
-        }
-    metadata = "Metadata-Version: 2.1\nName: fixturepkg\nVersion: 1.2.3\n"
-    return {"usr/lib/python3/dist-packages/fixturepkg-1.2.3.dist-info/METADATA": metadata}
-
-
-def build_context(files: dict[str, str]) -> io.BytesIO:
-    """A GNU tar build context: a FROM-scratch Dockerfile copying rootfs/."""
-    buffer = io.BytesIO()
-    entries = {"Dockerfile": "FROM scratch\nCOPY rootfs/ /\n"}
-    entries.update({f"rootfs/{path}": text for path, text in files.items()})
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, text in entries.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
-    return buffer
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    client = connect(HOST)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def images(
-    engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Path]]:
-    """The saved archive per kind ("dpkg", "statusd", "noos"); the images are removed."""
-    suffix = uuid.uuid4().hex[:10]
-    folder = tmp_path_factory.mktemp("scan-archives")
-    tags, archives = [], {}
-    try:
-        for kind in ("dpkg", "statusd", "noos"):
-            tag = f"basebench-scantest-{kind}:{suffix}"
-            image, _ = engine.images.build(
-                fileobj=build_context(image_files(kind)),
-                custom_context=True,
-                tag=tag,
-                network_mode="none",
-                rm=True,
-            )
-            tags.append(tag)
-            (folder / kind).mkdir()
-            archives[kind] = save_image.fn(engine, image.id, folder / kind)
-        yield archives
-    finally:
-        for tag in tags:
-            engine.images.remove(tag, force=True)
-
-
-@pytest.fixture(scope="module")
-def db_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trivy cache dir holding only the fixture DB."""
-    root = tmp_path_factory.mktemp("scan-db")
-    advisories = root / "advisories.yaml"
-    advisories.write_text(ADVISORIES)
-    cache = root / "cache"
-    write_fixture_db(advisories, cache)
-    return cache
-
-
-@pytest.fixture(scope="module")
-def server(db_cache: Path) -> Iterator[TrivyServer]:
-    with TrivyServer(db_cache) as running:
-        yield running
-
-
-def findings(scanner: Scanner, archive: Path) -> set[tuple[str, str, str, str, str, str]]:
-    result = scanner.scan(archive)
-    return {
-        (f.vulnerability_id, f.package, f.installed_version, f.fixed_version, f.severity, f.status)
-        for f in result.findings
-    }
-
-
-GLIBC = ("CVE-2026-91001", "2.36-9+deb12u14", "2.36-9+deb12u99", "CRITICAL", "fixed")
-TZDATA = ("CVE-2026-91003", "tzdata", "2025b-0+deb12u2", "2099a-0+deb12u1", "LOW", "fixed")
-
-
-class ScannerConformance:
-    """What every Scanner must do; subclasses provide the ``scanner`` fixture."""
-
-    @pytest.fixture
-    def scanner(self) -> Scanner:
-        raise NotImplementedError
-
-    def test_dpkg_image_findings(self, scanner: Scanner, images: dict[str, Path]) -> None:
-        assert findings(scanner, images["dpkg"]) == {
-            (GLIBC[0], "libc-bin", *GLIBC[1:]),
-            (GLIBC[0], "libc6", *GLIBC[1:]),
-            TZDATA,
-        }
-
-    def test_dpkg_image_packages_and_os(self, scanner: Scanner, images: dict[str, Path]) -> None:
-        result = scanner.scan(images["dpkg"])
-        assert (result.os_family, result.os_version) == ("debian", "12.11")
-        assert sorted(result.packages, key=lambda p: p.name) == [
-            Package(name, version, source or name, "debian")
-            for name, source, version in DPKG_PACKAGES
-        ]
-        assert result.vulns_by_severity() == {
-            "CRITICAL": 1,
-            "HIGH": 0,
-            "MEDIUM": 0,
-            "LOW": 1,
-            "UNKNOWN": 0,
-        }
-
-    def test_status_d_image(self, scanner: Scanner, images: dict[str, Path]) -> None:
-        result = scanner.scan(images["statusd"])
-        assert sorted((p.name, p.version, p.source_name) for p in result.packages) == [
-            (name, version, source or name) for name, source, version in STATUSD_PACKAGES
-        ]
-        assert findings(scanner, images["statusd"]) == {
-            ("CVE-2026-91002", "libssl3", "3.0.22-1~deb12u2", "", "HIGH", "affected"),
-            TZDATA,
-        }
-
-    def test_image_without_os(self, scanner: Scanner, images: dict[str, Path]) -> None:
-        result = scanner.scan(images["noos"])
-        assert (result.os_family, result.os_version) == ("unknown", "")
-        assert result.packages == (Package("fixturepkg", "1.2.3", "fixturepkg", "python-pkg"),)
-        assert result.findings == ()
-
-    def test_version_and_db_date(
-        self, scanner: Scanner, images: dict[str, Path], db_cache: Path
-    ) -> None:
-        result = scanner.scan(images["noos"])
-        metadata = json.loads((db_cache / "db" / "metadata.json").read_text())
-        assert (result.scanner, result.scanner_version) == ("trivy", "0.76.0")
-        assert isinstance(result.db_updated_at, datetime)
-        assert result.db_updated_at == _parse_time(metadata["UpdatedAt"])
-
-    def test_parallel_scans(self, scanner: Scanner, images: dict[str, Path]) -> None:
-        archives = [images["dpkg"], images["statusd"]] * 2
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(pool.map(scanner.scan, archives))
-        assert [len(r.findings) for r in results] == [3, 2, 3, 2]
-
-    def test_missing_archive_is_a_scan_error(self, scanner: Scanner, tmp_path: Path) -> None:
-        with pytest.raises(ScanError, match=r"^scan: gone.tar: .*no such file or directory"):
-            scanner.scan(tmp_path / "gone.tar")
-
-    def test_file_that_is_no_image_is_a_scan_error(self, scanner: Scanner, tmp_path: Path) -> None:
-        (tmp_path / "notes.tar").write_text("not a docker save archive")
-        with pytest.raises(ScanError, match=r"^scan: notes.tar: "):
-            scanner.scan(tmp_path / "notes.tar")
-
 
 class TestTrivyScanner(ScannerConformance):
-    @pytest.fixture
-    def scanner(self, db_cache: Path) -> Scanner:
-        return TrivyScanner(db_cache, TIMEOUT)
+    kind = "trivy"
+
+    def test_is_the_standalone_scanner(self, scanner: Scanner) -> None:
+        assert type(scanner) is TrivyScanner
 
     def test_cache_without_db_is_a_scan_error(
         self, tmp_path: Path, images: dict[str, Path]
     ) -> None:
-        scanner = TrivyScanner(tmp_path, TIMEOUT)
+        scanner = make_scanner(scanner_config("trivy", tmp_path), tmp_path)
         with pytest.raises(ScanError, match="--skip-db-update cannot be specified on the first"):
             scanner.scan(images["noos"])
 
 
 class TestTrivyServerScanner(ScannerConformance):
-    @pytest.fixture
-    def scanner(self, server: TrivyServer) -> Scanner:
-        return TrivyServerScanner(server, TIMEOUT)
+    kind = "trivy-server"
+
+    def test_is_a_client_of_its_own_server(self, scanner: Scanner) -> None:
+        assert isinstance(scanner, TrivyServerScanner) and type(scanner) is TrivyServerScanner
+        assert scanner.owns_server and scanner.server.url.startswith("http://127.0.0.1:")
 
     def test_warm_scan_is_fast(self, scanner: Scanner, images: dict[str, Path]) -> None:
         scanner.scan(images["dpkg"])  # warm the server's layer cache
@@ -277,9 +51,10 @@ class TestTrivyServerScanner(ScannerConformance):
         scanner.scan(images["dpkg"])
         assert time.monotonic() - started < 1.0
 
-    def test_wrong_token_is_refused(self, server: TrivyServer, images: dict[str, Path]) -> None:
-        impostor = TrivyServer(server.cache_dir)
-        impostor.url = server.url  # the real server, the wrong token
+    def test_wrong_token_is_refused(self, scanner: Scanner, images: dict[str, Path]) -> None:
+        assert isinstance(scanner, TrivyServerScanner)
+        impostor = TrivyServer(scanner.server.cache_dir)
+        impostor.url = scanner.server.url  # the real server, the wrong token
         with pytest.raises(ScanError, match=r"^scan: .*unauthenticated: invalid token"):
             TrivyServerScanner(impostor, TIMEOUT).scan(images["noos"])
 
@@ -290,3 +65,19 @@ class TestTrivyServerScanner(ScannerConformance):
         scanner = TrivyServerScanner(server, TIMEOUT)
         with pytest.raises(ScanError, match=r"^scan: "):
             scanner.scan(Path("anything.tar"))
+
+    def test_closing_stops_the_server_it_owns(
+        self, db_cache: Path, images: dict[str, Path]
+    ) -> None:
+        scanner = make_scanner(scanner_config("trivy-server", db_cache), db_cache.parent)
+        assert isinstance(scanner, TrivyServerScanner)
+        assert len(scanner.scan(images["dpkg"]).findings) == 3
+        scanner.close()
+        with pytest.raises(ScanError, match=r"^scan: .*connection refused"):
+            scanner.scan(images["noos"])
+
+
+def test_every_kind_has_a_suite() -> None:
+    assert sorted(c.kind or "" for c in ScannerConformance.__subclasses__()) == sorted(
+        SCANNER_KINDS
+    )

@@ -1,84 +1,27 @@
-"""One conformance suite for result stores, run against a local folder and moto's S3 server."""
+"""Every ResultStore passes ``tasks.dataset.conformance``: a local folder and moto's S3 server.
+
+The stores come from the shared ``local_store`` and ``s3_store`` fixtures (tests/s3_server.py).
+"""
 
 from __future__ import annotations
 
-import os
 import socket
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tasks.dataset.stores import LocalStore, ResultStore, S3Store, StoreError, open_store
+from tasks.dataset.conformance import PARQUET_PATH, StoreConformance
+from tasks.dataset.stores import LocalStore, S3Store, StoreError, open_store
 from tasks.matrix import S3Config
 from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.integration
 
-PARQUET_PATH = "results/date=2024-05-01/run_id=r1/part-0.parquet"
-
-
-class StoreConformance:
-    """Behaviour every ResultStore implementation must have. Subclasses provide ``store``."""
-
-    def test_is_a_result_store(self, store: ResultStore) -> None:
-        assert isinstance(store, ResultStore)
-
-    def test_write_then_read(self, store: ResultStore) -> None:
-        store.write(PARQUET_PATH, b"PAR1 data")
-        assert store.read(PARQUET_PATH) == b"PAR1 data"
-
-    def test_binary_megabyte_round_trips(self, store: ResultStore) -> None:
-        data = os.urandom(1_048_576)
-        store.write("big/blob.bin", data)
-        assert store.read("big/blob.bin") == data
-
-    def test_write_replaces(self, store: ResultStore) -> None:
-        store.write("manifests/run_id=r1.json", b"old, longer content")
-        store.write("manifests/run_id=r1.json", b"new")
-        assert store.read("manifests/run_id=r1.json") == b"new"
-        assert store.list("manifests") == ["manifests/run_id=r1.json"]
-
-    def test_read_missing_is_file_not_found(self, store: ResultStore) -> None:
-        with pytest.raises(FileNotFoundError, match=r"no-such\.json"):
-            store.read("manifests/no-such.json")
-
-    def test_list_is_sorted_relative_and_folder_scoped(self, store: ResultStore) -> None:
-        for path in ("a/b/2", "a/b/1", "a/bc/3", "a/4", "z"):
-            store.write(path, path.encode())
-        assert store.list("a/b") == ["a/b/1", "a/b/2"]  # not a/bc/3: prefix is a folder
-        assert store.list("a/b/") == ["a/b/1", "a/b/2"]
-        assert store.list("a") == ["a/4", "a/b/1", "a/b/2", "a/bc/3"]
-        assert store.list("") == ["a/4", "a/b/1", "a/b/2", "a/bc/3", "z"]
-        assert store.list("nothing") == []
-
-    def test_delete_folder(self, store: ResultStore) -> None:
-        for path in ("t/run_id=r1/x", "t/run_id=r1/y", "t/run_id=r10/x"):
-            store.write(path, b"1")
-        assert store.delete("t/run_id=r1") == 2
-        assert store.list("t") == ["t/run_id=r10/x"]  # a sibling with a longer name survives
-
-    def test_delete_file_and_missing(self, store: ResultStore) -> None:
-        store.write("m/run_id=r1.json", b"{}")
-        store.write("m/run_id=r2.json", b"{}")
-        assert store.delete("m/run_id=r1.json") == 1
-        assert store.list("m") == ["m/run_id=r2.json"]
-        assert store.delete("m/run_id=r1.json") == 0
-        assert store.delete("never/there") == 0
-
-    @pytest.mark.parametrize("bad", ["", "../escape", "a/../../b", "a//b", "a/./b", "a\\b"])
-    def test_rejects_unsafe_paths(self, store: ResultStore, bad: str) -> None:
-        with pytest.raises(ValueError, match="store path"):
-            store.write(bad, b"x")
-
-    def test_location_names_the_path(self, store: ResultStore) -> None:
-        assert store.location(PARQUET_PATH).endswith("/" + PARQUET_PATH)
-
 
 class TestLocalStore(StoreConformance):
     @pytest.fixture
-    def store(self, tmp_path: Path) -> LocalStore:
-        return LocalStore(tmp_path / "out")
+    def store(self, local_store: LocalStore) -> LocalStore:
+        return local_store
 
     def test_no_temp_files_left(self, store: LocalStore) -> None:
         store.write(PARQUET_PATH, b"x")
@@ -107,10 +50,8 @@ class TestLocalStore(StoreConformance):
 
 class TestS3Store(StoreConformance):
     @pytest.fixture
-    def store(self, s3_server: S3Server) -> S3Store:
-        # A fresh prefix per test keeps tests apart inside the session's bucket.
-        prefix = f"suite/{uuid.uuid4().hex}"
-        return S3Store(s3_server.bucket, prefix, s3_server.endpoint_url, s3_server.region)
+    def store(self, s3_store: S3Store) -> S3Store:
+        return s3_store
 
     def test_keys_live_under_the_prefix(self, store: S3Store, s3_server: S3Server) -> None:
         store.write(PARQUET_PATH, b"x")

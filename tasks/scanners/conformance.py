@@ -1,0 +1,312 @@
+"""The conformance suite every ``Scanner`` passes, run against the real engine and trivy.
+
+Use it as a pytest plugin (``pytest_plugins = ["tasks.scanners.conformance"]``, for its
+session fixtures ``images`` and ``db_cache``) and subclass ``ScannerConformance`` once
+per implementation::
+
+    class TestTrivyScanner(ScannerConformance):
+        kind = "trivy"
+
+The suite's ``scanner`` fixture asks ``make_scanner`` for ``kind``, so the factory is what
+is tested; a scanner that the factory does not make overrides ``scanner`` instead.
+
+The suite builds three small images itself (FROM scratch, no network) on the machine's
+engine and saves each to an archive, the scanners' input:
+
+- ``dpkg``: Debian 12 os-release and a ``var/lib/dpkg/status`` (debian:bookworm layout);
+- ``statusd``: ``var/lib/dpkg/status.d/<pkg>`` control files (distroless layout);
+- ``noos``: no OS at all, one Python package.
+
+It writes a fixture DB from ``ADVISORIES`` with ``write_fixture_db`` and checks the exact
+findings. Needs pytest (a test dependency), the Docker engine and trivy.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar, get_args
+
+import pytest
+
+from infra.trivydb.fixture import write_fixture_db
+from tasks.hosts.config import HostConfig
+from tasks.hosts.connection import connect
+from tasks.matrix import ScannerConfig
+from tasks.records import Package
+from tasks.scanners import make_scanner
+from tasks.scanners.base import ScanError, Scanner
+from tasks.scanners.trivy import _parse_time
+
+# Every ``ScannerConfig.kind``: each one has a subclass of ``ScannerConformance``.
+SCANNER_KINDS: tuple[str, ...] = get_args(ScannerConfig.model_fields["kind"].annotation)
+TIMEOUT = 120
+
+# Fixture advisories (invented ids). 91004 is fixed below the installed base-files;
+# 91005 names a binary package (libc6), and trivy-db buckets are keyed by source package,
+# so it must match nothing.
+ADVISORIES = """\
+data_source: {bucket: debian 12, id: debian, name: conformance fixture}
+advisories:
+  - {id: CVE-2026-91001, source_package: glibc, fixed_version: 2.36-9+deb12u99,
+     severity: CRITICAL, title: glibc}
+  - {id: CVE-2026-91002, source_package: openssl, severity: HIGH, title: openssl unfixed}
+  - {id: CVE-2026-91003, source_package: tzdata, fixed_version: 2099a-0+deb12u1,
+     severity: LOW, title: tzdata}
+  - {id: CVE-2026-91004, source_package: base-files, fixed_version: 12.4+deb12u5,
+     severity: HIGH, title: already fixed}
+  - {id: CVE-2026-91005, source_package: libc6, fixed_version: 2.36-9+deb12u99,
+     severity: MEDIUM, title: binary package name}
+"""
+
+OS_RELEASE = """\
+PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+VERSION="12 (bookworm)"
+VERSION_CODENAME=bookworm
+ID=debian
+"""
+
+# (package, source or "", version): real Debian 12 versions.
+DPKG_PACKAGES = [
+    ("base-files", "", "12.4+deb12u11"),
+    ("libc-bin", "glibc", "2.36-9+deb12u14"),
+    ("libc6", "glibc", "2.36-9+deb12u14"),
+    ("netbase", "", "6.4"),
+    ("tzdata", "", "2025b-0+deb12u2"),
+]
+STATUSD_PACKAGES = [
+    ("base-files", "", "12.4+deb12u11"),
+    ("libssl3", "openssl", "3.0.22-1~deb12u2"),
+    ("tzdata", "", "2025b-0+deb12u2"),
+]
+
+GLIBC = ("CVE-2026-91001", "2.36-9+deb12u14", "2.36-9+deb12u99", "CRITICAL", "fixed")
+TZDATA = ("CVE-2026-91003", "tzdata", "2025b-0+deb12u2", "2099a-0+deb12u1", "LOW", "fixed")
+# The exact findings of the ``dpkg`` image.
+DPKG_FINDINGS = {
+    (GLIBC[0], "libc-bin", *GLIBC[1:]),
+    (GLIBC[0], "libc6", *GLIBC[1:]),
+    TZDATA,
+}
+
+Finding = tuple[str, str, str, str, str, str]
+
+
+def control(name: str, source: str, version: str) -> str:
+    """A dpkg control paragraph for an installed package."""
+    source_line = f"Source: {source}\n" if source else ""
+    return (
+        f"Package: {name}\nStatus: install ok installed\nPriority: required\n"
+        f"Architecture: amd64\n{source_line}Version: {version}\n"
+        f"Maintainer: fixture <fixture@localhost>\nDescription: fixture {name}\n"
+    )
+
+
+def debian_files() -> dict[str, str]:
+    return {"etc/os-release": OS_RELEASE, "etc/debian_version": "12.11\n"}
+
+
+def image_files(kind: str) -> dict[str, str]:
+    """The root filesystem of image ``kind`` ("dpkg", "statusd", "noos"): path -> text."""
+    if kind == "dpkg":
+        status = "\n".join(control(*p) for p in DPKG_PACKAGES)
+        return {**debian_files(), "var/lib/dpkg/status": status}
+    if kind == "statusd":
+        return {
+            **debian_files(),
+            **{f"var/lib/dpkg/status.d/{p[0]}": control(*p) for p in STATUSD_PACKAGES},
+        }
+    metadata = "Metadata-Version: 2.1\nName: fixturepkg\nVersion: 1.2.3\n"
+    return {"usr/lib/python3/dist-packages/fixturepkg-1.2.3.dist-info/METADATA": metadata}
+
+
+def build_context(files: dict[str, str]) -> io.BytesIO:
+    """A GNU tar build context: a FROM-scratch Dockerfile copying rootfs/."""
+    buffer = io.BytesIO()
+    entries = {"Dockerfile": "FROM scratch\nCOPY rootfs/ /\n"}
+    entries.update({f"rootfs/{path}": text for path, text in files.items()})
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, text in entries.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def findings(scanner: Scanner, archive: Path) -> set[Finding]:
+    """(id, package, installed, fixed, severity, status) of every finding in ``archive``."""
+    result = scanner.scan(archive)
+    return {
+        (f.vulnerability_id, f.package, f.installed_version, f.fixed_version, f.severity, f.status)
+        for f in result.findings
+    }
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """The saved archive per kind ("dpkg", "statusd", "noos"); the images are removed."""
+    # Imported here: the save stage loads Prefect, which plugin registration should not.
+    from tasks.stages.save import save_image
+
+    engine = connect(HostConfig())
+    suffix = uuid.uuid4().hex[:10]
+    folder = tmp_path_factory.mktemp("scan-archives")
+    tags, archives = [], {}
+    try:
+        for kind in ("dpkg", "statusd", "noos"):
+            tag = f"basebench-scantest-{kind}:{suffix}"
+            image, _ = engine.images.build(
+                fileobj=build_context(image_files(kind)),
+                custom_context=True,
+                tag=tag,
+                network_mode="none",
+                rm=True,
+            )
+            tags.append(tag)
+            (folder / kind).mkdir()
+            archives[kind] = save_image.fn(engine, image.id, folder / kind)
+        yield archives
+    finally:
+        for tag in tags:
+            engine.images.remove(tag, force=True)
+        engine.close()
+
+
+@pytest.fixture(scope="session")
+def db_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trivy cache dir holding only the fixture DB written from ``ADVISORIES``."""
+    root = tmp_path_factory.mktemp("scan-db")
+    advisories = root / "advisories.yaml"
+    advisories.write_text(ADVISORIES)
+    cache = root / "cache"
+    write_fixture_db(advisories, cache)
+    return cache
+
+
+def scanner_config(kind: str, db_cache: Path) -> ScannerConfig:
+    """The matrix ``scanner:`` settings for ``kind`` with the fixture DB."""
+    return ScannerConfig.model_validate(
+        {"kind": kind, "db_dir": db_cache, "timeout_seconds": TIMEOUT}
+    )
+
+
+class ScannerConformance:
+    """What every Scanner must do.
+
+    Subclasses set ``kind`` (a ``ScannerConfig.kind``; the ``scanner`` fixture then comes
+    from ``make_scanner``) or override the ``scanner`` fixture.
+    """
+
+    kind: ClassVar[str | None] = None
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def scanner(cls, db_cache: Path) -> Iterator[Scanner]:
+        """One scanner for the class's tests (a trivy server stays warm), closed after."""
+        if cls.kind is None:
+            raise NotImplementedError("set kind or override the scanner fixture")
+        with make_scanner(scanner_config(cls.kind, db_cache), db_cache.parent) as made:
+            yield made
+
+    def test_make_scanner_gives_a_working_scanner_of_this_kind(
+        self, scanner: Scanner, images: dict[str, Path], db_cache: Path
+    ) -> None:
+        if self.kind is None:
+            pytest.skip("not a scanner that make_scanner makes")
+        assert self.kind in SCANNER_KINDS
+        made = make_scanner(scanner_config(self.kind, db_cache), db_cache.parent)
+        try:
+            assert isinstance(made, Scanner)
+            assert made is not scanner and type(made) is type(scanner)
+            assert findings(made, images["dpkg"]) == DPKG_FINDINGS
+        finally:
+            made.close()
+        made.close()  # closing twice is harmless
+
+    def test_dpkg_image_findings(self, scanner: Scanner, images: dict[str, Path]) -> None:
+        assert findings(scanner, images["dpkg"]) == {
+            (GLIBC[0], "libc-bin", *GLIBC[1:]),
+            (GLIBC[0], "libc6", *GLIBC[1:]),
+            TZDATA,
+        }
+
+    def test_dpkg_image_packages_and_os(self, scanner: Scanner, images: dict[str, Path]) -> None:
+        result = scanner.scan(images["dpkg"])
+        assert (result.os_family, result.os_version) == ("debian", "12.11")
+        assert sorted(result.packages, key=lambda p: p.name) == [
+            Package(name, version, source or name, "debian")
+            for name, source, version in DPKG_PACKAGES
+        ]
+        assert result.vulns_by_severity() == {
+            "CRITICAL": 1,
+            "HIGH": 0,
+            "MEDIUM": 0,
+            "LOW": 1,
+            "UNKNOWN": 0,
+        }
+
+    def test_status_d_image(self, scanner: Scanner, images: dict[str, Path]) -> None:
+        result = scanner.scan(images["statusd"])
+        assert sorted((p.name, p.version, p.source_name) for p in result.packages) == [
+            (name, version, source or name) for name, source, version in STATUSD_PACKAGES
+        ]
+        assert findings(scanner, images["statusd"]) == {
+            ("CVE-2026-91002", "libssl3", "3.0.22-1~deb12u2", "", "HIGH", "affected"),
+            TZDATA,
+        }
+
+    def test_image_without_os(self, scanner: Scanner, images: dict[str, Path]) -> None:
+        result = scanner.scan(images["noos"])
+        assert (result.os_family, result.os_version) == ("unknown", "")
+        assert result.packages == (Package("fixturepkg", "1.2.3", "fixturepkg", "python-pkg"),)
+        assert result.findings == ()
+
+    def test_version_and_db_date(
+        self, scanner: Scanner, images: dict[str, Path], db_cache: Path
+    ) -> None:
+        result = scanner.scan(images["noos"])
+        metadata = json.loads((db_cache / "db" / "metadata.json").read_text())
+        assert (result.scanner, result.scanner_version) == ("trivy", "0.76.0")
+        assert isinstance(result.db_updated_at, datetime)
+        assert result.db_updated_at == _parse_time(metadata["UpdatedAt"])
+
+    def test_parallel_scans(self, scanner: Scanner, images: dict[str, Path]) -> None:
+        archives = [images["dpkg"], images["statusd"]] * 2
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(scanner.scan, archives))
+        assert [len(r.findings) for r in results] == [3, 2, 3, 2]
+
+    def test_missing_archive_is_a_scan_error(self, scanner: Scanner, tmp_path: Path) -> None:
+        with pytest.raises(ScanError, match=r"^scan: gone.tar: .*no such file or directory"):
+            scanner.scan(tmp_path / "gone.tar")
+
+    def test_file_that_is_no_image_is_a_scan_error(self, scanner: Scanner, tmp_path: Path) -> None:
+        (tmp_path / "notes.tar").write_text("not a docker save archive")
+        with pytest.raises(ScanError, match=r"^scan: notes.tar: "):
+            scanner.scan(tmp_path / "notes.tar")
+
+
+__all__ = [
+    "ADVISORIES",
+    "DPKG_FINDINGS",
+    "DPKG_PACKAGES",
+    "SCANNER_KINDS",
+    "STATUSD_PACKAGES",
+    "TIMEOUT",
+    "ScannerConformance",
+    "db_cache",
+    "findings",
+    "images",
+    "scanner_config",
+]
