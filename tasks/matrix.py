@@ -30,6 +30,7 @@ from tasks.records import Cell
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 Version = Annotated[str, StringConstraints(pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")]
 Registry = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+(:[0-9]{1,5})?$")]
+BuildTool = Literal["buildkit", "legacy"]
 UserPath = Annotated[Path, AfterValidator(Path.expanduser)]  # "~/x" means what a shell means
 Glob = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.*?-]{1,64}$")]
 
@@ -167,6 +168,8 @@ class MatrixConfig(BaseModel):
     repeat: int = Field(5, ge=1, le=100)
     probe_timeout_seconds: float = Field(30.0, gt=0, le=600)
     keep_images: bool = False
+    # buildkit: Docker's builder since Engine 23; legacy: the SDK's classic builder.
+    build_tool: BuildTool = "buildkit"
     # upstream registry host -> replacement; {} pulls from the upstream registries.
     mirrors: dict[Registry, Registry] = {"docker.io": DEFAULT_REGISTRY, "gcr.io": DEFAULT_REGISTRY}
     scanner: ScannerConfig = ScannerConfig()

@@ -71,7 +71,16 @@ def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None)
         app = load_app(cell.app, session.apps_dir)
         builder, base = session.pulled_image(cell.builder_ref), session.pulled_image(cell.base_ref)
         with session.quiet.shared():
-            done["build"] = stages.build(session.client, cell, app, session.run_id, builder, base)
+            done["build"] = stages.build(
+                session.client,
+                cell,
+                app,
+                session.run_id,
+                builder,
+                base,
+                host=session.host,
+                tool=session.build_tool,
+            )
         stage = Stage.INSPECT
         outcomes = _inspect_and_scan(session, stages, done["build"], builder, base)
         done |= {s.value: o for s, o in outcomes.items() if not isinstance(o, Exception)}

@@ -71,6 +71,7 @@ class BuildResult:
     build_seconds: float
     builder_digest: str | None
     base_digest: str | None
+    build_tool: str = "legacy"  # "buildkit" or "legacy" (tasks/stages/build.py)
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ RESULTS_SCHEMA = _schema(
         _optional("scanner_db_updated_at", _TIMESTAMP),
         # time
         _optional("build_seconds", _F64),
+        _optional("build_tool", _S),
         _optional("startup_seconds", _F64),
         _optional("startup_min_seconds", _F64),
         _optional("startup_max_seconds", _F64),
@@ -303,6 +304,7 @@ def _timing(result: CellResult) -> Row:
     samples = result.probe.startup_seconds if result.probe else ()
     return {
         "build_seconds": result.build.build_seconds if result.build else None,
+        "build_tool": result.build.build_tool if result.build else None,
         **startup_stats(samples),
         "idle_memory_bytes": result.probe.idle_memory_bytes if result.probe else None,
     }

@@ -19,7 +19,7 @@ from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable, connect, describe_error, responds
 from tasks.hosts.health import HostHealth, check_host
 from tasks.hosts.pool import LOST_PING_SECONDS, QuietLock
-from tasks.matrix import MatrixConfig
+from tasks.matrix import BuildTool, MatrixConfig
 from tasks.records import Cell, PulledImage
 from tasks.scanners.base import Scanner
 from tasks.stages.inspect import LayerCache
@@ -43,6 +43,7 @@ class HostSession:
     scanner: Scanner
     repeat: int
     apps_dir: Path
+    build_tool: BuildTool = "legacy"
     engine_version: str = ""
     layer_cache: LayerCache | None = None
     archive_dir: Path | None = None  # where saved images go; None: the system's temp dir
@@ -97,6 +98,7 @@ def open_session(
         scanner=scanner,
         repeat=config.repeat,
         apps_dir=config.apps_dir,
+        build_tool=config.build_tool,
         engine_version=health.version or "",
         layer_cache=LayerCache(config.cache_dir / "layers"),
         archive_dir=config.cache_dir / "archives",

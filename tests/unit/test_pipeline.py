@@ -98,7 +98,7 @@ def stages(**raising: Exception) -> tuple[Stages, list[str]]:
         return archive
 
     def fake(name: str) -> Any:
-        def stage(*args: Any) -> Any:
+        def stage(*args: Any, **options: Any) -> Any:
             archives = [a for a in args if isinstance(a, Path) and a.name == "image.tar"]
             called.append(name + ("+archive" if archives and archives[0].is_file() else ""))
             if name in raising:
