@@ -12,8 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tasks.analysis.compare import Comparison
+from tasks.analysis.history import HistoryChange
 from tasks.records import CellResult, Status
-from tasks.render.units import format_bytes, format_seconds
+from tasks.render.units import format_bytes, format_count, format_seconds
 
 if TYPE_CHECKING:
     from flows.benchmark import BenchmarkOutcome
@@ -91,4 +92,22 @@ def render_comparison(comparison: Comparison) -> str:
         lines.append("no changes")
     count = len(comparison.regressions)
     lines.append(f"{count} regression(s)" if count else "clean: no regression")
+    return "\n".join(lines)
+
+
+def render_history(changes: list[HistoryChange]) -> str:
+    """One line per change, oldest first within each cell and metric."""
+    if not changes:
+        return "no changes"
+    width = max(len(c.cell) for c in changes)
+    lines = []
+    for c in changes:
+        formatter = format_seconds if c.metric.endswith("seconds") else format_bytes
+        if c.metric in ("layers", "packages", "vulns_total"):
+            formatter = format_count
+        evidence = f"p={c.p_value:.3f}" if c.p_value is not None else "exact"
+        lines.append(
+            f"{c.cell:<{width}}  {c.metric:<17}  {c.started_at[:10]}  {c.run_id}  "
+            f"{formatter(c.before)} -> {formatter(c.after)} ({c.ratio:+.1%}, {evidence})"
+        )
     return "\n".join(lines)
