@@ -222,9 +222,7 @@ class ScannerConformance:
     def test_make_scanner_gives_a_working_scanner_of_this_kind(
         self, scanner: Scanner, images: dict[str, Path], db_cache: Path
     ) -> None:
-        if self.kind is None:
-            pytest.skip("not a scanner that make_scanner makes")
-        assert self.kind in SCANNER_KINDS
+        assert self.kind in SCANNER_KINDS  # every scanner is one make_scanner makes
         made = make_scanner(scanner_config(self.kind, db_cache), db_cache.parent)
         try:
             assert isinstance(made, Scanner)
