@@ -139,7 +139,8 @@ class ScanResult:
 @dataclass(frozen=True)
 class ProbeResult:
     startup_seconds: tuple[float, ...]  # one per repetition, in order
-    idle_memory_bytes: int
+    idle_memory_bytes: int | None  # None when the engine reports no memory usage ...
+    idle_memory_error: str | None = None  # ... and then why
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,7 @@ RESULTS_SCHEMA = _schema(
         _optional("startup_stdev_seconds", _F64),
         _optional("startup_unstable", _B),
         _optional("idle_memory_bytes", _I64),
+        _optional("idle_memory_error", _S),
         # status
         _required("status", _S),
         _optional("failed_stage", _S),
@@ -307,6 +308,7 @@ def _timing(result: CellResult) -> Row:
         "build_tool": result.build.build_tool if result.build else None,
         **startup_stats(samples),
         "idle_memory_bytes": result.probe.idle_memory_bytes if result.probe else None,
+        "idle_memory_error": result.probe.idle_memory_error if result.probe else None,
     }
 
 

@@ -8,6 +8,7 @@ makes carries the label ``org.basebench.run=<run id>``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +27,18 @@ from tasks.stages.inspect import LayerCache
 from tasks.stages.probe import ProbeTarget
 
 HEALTH_SECONDS = 10.0  # the health check before any work waits this long per host
+# How registries (through the engine) say an image does not exist.
+ABSENT_MARKERS = ("manifest unknown", "not found", "does not exist")
 
 
 class BaseUnavailable(RuntimeError):
-    """A base or builder image could not be pulled."""
+    """A base or builder image could not be pulled. ``absent``: the registry said it has
+    no such image (as opposed to a pull that failed on the way)."""
+
+    def __init__(self, ref: str, message: str, absent: bool) -> None:
+        super().__init__(message)
+        self.ref = ref
+        self.absent = absent
 
 
 @dataclass(frozen=True)
@@ -84,11 +93,14 @@ def open_session(
             timeout=config.probe_timeout_seconds,
         )
     except Exception as exc:
+        # A host that answers but cannot be readied is dropped like one that does not
+        # answer: the run goes on with the others, and nothing of ours stays behind.
+        with contextlib.suppress(Exception):
+            remove_run_network(client, run_id)
         client.close()
-        if responds(host, LOST_PING_SECONDS):
-            raise
+        state = "answers but" if responds(host, LOST_PING_SECONDS) else "stopped answering and"
         raise HostUnavailable(
-            f"{host.name} ({host.url}): stopped answering while opening: {describe_error(exc)}"
+            f"{host.name} ({host.url}): {state} could not be readied: {describe_error(exc)}"
         ) from exc
     return HostSession(
         client=client,
@@ -131,7 +143,11 @@ def pull_image(client: docker.DockerClient, ref: str) -> PulledImage:
     try:
         image = client.images.pull(ref)
     except docker.errors.APIError as exc:
-        raise BaseUnavailable(f"pull {ref}: {exc.explanation or exc}") from exc
+        explanation = str(exc.explanation or exc)
+        absent = isinstance(exc, docker.errors.NotFound) or any(
+            marker in explanation for marker in ABSENT_MARKERS
+        )
+        raise BaseUnavailable(ref, f"pull {ref}: {explanation}", absent) from exc
     repository = ref.rsplit(":", 1)[0] if "@" not in ref else ref.split("@", 1)[0]
     digests = [d for d in image.attrs.get("RepoDigests", []) if d.startswith(repository + "@")]
     digest = digests[0].split("@", 1)[1] if digests else None
