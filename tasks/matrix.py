@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
 )
 
 from tasks.config_file import read_mapping, validate
@@ -179,6 +180,15 @@ class MatrixConfig(BaseModel):
     s3: S3Config = S3Config()
     cache_dir: UserPath = DEFAULT_CACHE
     apps_dir: UserPath = APPS_DIR
+
+    @field_validator("hosts")
+    @classmethod
+    def _unique_host_names(cls, hosts: list[HostConfig]) -> list[HostConfig]:
+        names = [host.name for host in hosts]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"host names must be unique; given more than once: {', '.join(twice)}")
+        return hosts
 
     def config_hash(self) -> str:
         """Stable hash of the settings that define what is measured."""

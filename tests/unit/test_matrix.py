@@ -116,3 +116,33 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_only_rejects_unknown_key() -> None:
     with pytest.raises(ConfigError, match="KEY one of app, toolchain, base"):
         parse_only(["os=linux"])
+
+
+def test_config_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_matrix(path)
+    assert str(caught.value) == (f"{path}: not UTF-8 text (bad byte at offset 9); save it as UTF-8")
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_wins(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "name: a\napps: [go-hello]\ntoolchains: ['1.22.10']\nbases: [bookworm]\nname: b\n"
+    )
+    with pytest.raises(ConfigError, match=r"not valid YAML: key 'name' given twice \(line 5\)"):
+        load_matrix(path)
+
+
+def test_two_hosts_with_one_name_are_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yaml"
+    path.write_text(
+        "name: a\napps: [go-hello]\ntoolchains: ['1.22.10']\nbases: [bookworm]\n"
+        "hosts: [{name: h, url: 'unix:///a.sock'}, {name: h, url: 'unix:///b.sock'}]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_matrix(path)
+    assert str(caught.value) == (
+        f"{path}: hosts: Value error, host names must be unique; given more than once: h"
+    )
