@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +48,43 @@ def test_a_server_that_never_answers_is_stopped() -> None:
     with pytest.raises(ChildServerError, match=r"^not ready after 0.5 s$"):
         server.wait_ready(timeout=0.5)
     assert not server.running  # stopped, not left behind
+
+
+PARENT = """
+import subprocess
+import sys
+import time
+from pathlib import Path
+from tasks.child_server import ChildServer
+server = ChildServer(lambda port: [sys.executable, "-m", "http.server", "--bind",
+                                   "127.0.0.1", str(port)], "/")
+server.start()
+server.wait_ready(timeout=30)
+print(server._process.pid, flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_a_killed_parent_takes_its_server_with_it() -> None:
+    # A SIGKILLed ``basebench run`` must not leave its Prefect or Trivy server behind.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert Path(f"/proc/{child}").exists()
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for init to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
