@@ -25,6 +25,7 @@ from tasks.hosts.connection import HostUnavailable
 from tasks.hosts.limits import host_limit, server_in_use
 from tasks.hosts.pool import HostPool, host_lost, run_with_failover
 from tasks.hosts.session import HostSession, close_session, open_session
+from tasks.hosts.sweep import RunLeases, sweep_archives
 from tasks.matrix import CellFilter, MatrixConfig, expand
 from tasks.pipeline import run_pipeline
 from tasks.records import Cell, CellResult, RunRecord
@@ -62,8 +63,15 @@ def benchmark(
     run_id = run_id or new_run_id()
     started = datetime.now(UTC)
     cells = expand(config, only)
-    with make_scanner(config.scanner, config.cache_dir) as scanner:
-        sessions = _open_hosts(config, run_id, cells, scanner)
+    leases = RunLeases(config.cache_dir)
+    with leases.hold(run_id), make_scanner(config.scanner, config.cache_dir) as scanner:
+        swept = sweep_archives(config.cache_dir / "archives", leases.alive)
+        sessions = _open_hosts(config, run_id, cells, scanner, leases.alive)
+        for name, session in sessions.items():
+            if session.swept is not None and not session.swept.empty:
+                get_run_logger().warning("swept %s: %s", name, session.swept.summary())
+        if not swept.empty:
+            get_run_logger().warning("swept this machine: %s", swept.summary())
         pool = HostPool([session.host for session in sessions.values()])
         try:
             limited = server_in_use() if host_limits is None else host_limits
@@ -92,11 +100,16 @@ def benchmark(
 
 @task(name="open-host", cache_policy=NO_CACHE)
 def open_host(
-    host: HostConfig, config: MatrixConfig, run_id: str, cells: list[Cell], scanner: Scanner
+    host: HostConfig,
+    config: MatrixConfig,
+    run_id: str,
+    cells: list[Cell],
+    scanner: Scanner,
+    alive: Callable[[str], bool],
 ) -> HostSession | HostUnavailable:
     """Ready ``host`` for the run; an unreachable host is a value, not a failed task."""
     try:
-        return open_session(host, config, run_id, cells, scanner)
+        return open_session(host, config, run_id, cells, scanner, alive)
     except HostUnavailable as exc:
         return exc
 
@@ -153,9 +166,13 @@ def new_run_id() -> str:
 
 
 def _open_hosts(
-    config: MatrixConfig, run_id: str, cells: list[Cell], scanner: Scanner
+    config: MatrixConfig,
+    run_id: str,
+    cells: list[Cell],
+    scanner: Scanner,
+    alive: Callable[[str], bool],
 ) -> dict[str, HostSession]:
-    futures = [open_host.submit(h, config, run_id, cells, scanner) for h in config.hosts]
+    futures = [open_host.submit(h, config, run_id, cells, scanner, alive) for h in config.hosts]
     sessions: dict[str, HostSession] = {}
     dropped: list[str] = []
     for future in futures:

@@ -129,7 +129,8 @@ def _inspect_and_scan(
 def _archive_folder(session: HostSession) -> tempfile.TemporaryDirectory[str]:
     if session.archive_dir is not None:
         session.archive_dir.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix="image-", dir=session.archive_dir)
+    # Named by run: ``basebench gc`` removes the folders of runs that died.
+    return tempfile.TemporaryDirectory(prefix=f"{session.run_id}-", dir=session.archive_dir)
 
 
 def _outcome(call: Callable[[], Any]) -> Any:

@@ -9,6 +9,7 @@ makes carries the label ``org.basebench.run=<run id>``.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable, connect, describe_error, responds
 from tasks.hosts.health import HostHealth, check_host
 from tasks.hosts.pool import LOST_PING_SECONDS, QuietLock
+from tasks.hosts.sweep import Swept, sweep_host
 from tasks.matrix import BuildTool, MatrixConfig
 from tasks.records import Cell, PulledImage
 from tasks.scanners.base import Scanner
@@ -59,6 +61,7 @@ class HostSession:
     quiet: QuietLock = field(default_factory=QuietLock)  # probes run alone on the host
     pulled: dict[str, PulledImage | BaseUnavailable] = field(default_factory=dict)
     health: HostHealth | None = None  # what the host said when the run opened it
+    swept: Swept | None = None  # what dead runs had left there, removed at opening
 
     def pulled_image(self, ref: str) -> PulledImage:
         """The pulled ``ref``; raises its ``BaseUnavailable`` when no registry had it."""
@@ -74,8 +77,10 @@ def open_session(
     run_id: str,
     cells: list[Cell],
     scanner: Scanner,
+    alive: Callable[[str], bool] | None = None,
 ) -> HostSession:
-    """Ready ``host`` for the run's ``cells``.
+    """Ready ``host`` for the run's ``cells``; first remove what dead runs left there
+    (``alive`` tells which runs are not dead; None: sweep nothing).
 
     Raises ``HostUnavailable`` (one line naming the host) when it does not answer, or
     stops answering while this runs; a base no registry serves is kept as a value.
@@ -85,6 +90,7 @@ def open_session(
         raise HostUnavailable(health.error or f"{host.name} ({host.url}): no answer")
     client = connect(host)
     try:
+        swept = sweep_host(client, alive) if alive is not None else None
         refs = sorted({c.builder_ref for c in cells} | {c.base_ref for c in cells})
         pulled = {ref: _pull_or_reason(client, ref) for ref in refs}
         target = ProbeTarget(
@@ -116,6 +122,7 @@ def open_session(
         archive_dir=config.cache_dir / "archives",
         pulled=pulled,
         health=health,
+        swept=swept,
     )
 
 
