@@ -55,6 +55,11 @@ class ChildServer:
             preexec_fn=_end_with_parent,
         )
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id, once started."""
+        return self._process.pid if self._process is not None else None
+
     def wait_ready(self, timeout: float) -> None:
         """Block until the health check answers 200; ``ChildServerError`` when the server
         exits first or ``timeout`` seconds pass (the server is then stopped)."""

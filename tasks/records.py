@@ -6,10 +6,11 @@ stage formats output itself. Records are frozen: a stage returns a new value.
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -159,6 +160,24 @@ class CellResult:
     inspect: InspectResult | None = None
     scan: ScanResult | None = None
     probe: ProbeResult | None = None
+
+
+RUN_ID_TIME = "%Y%m%dT%H%M%SZ"
+# The error of a cell that had not finished when its run was interrupted.
+INTERRUPTED = "interrupted: the run was stopped before this cell finished"
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC start time plus a random suffix (``20261129T043141Z-e62871``)."""
+    return f"{datetime.now(UTC):{RUN_ID_TIME}}-{secrets.token_hex(3)}"
+
+
+def run_started(run_id: str) -> datetime | None:
+    """The start time in a run id made by ``new_run_id``; None for other ids."""
+    try:
+        return datetime.strptime(run_id[:16], RUN_ID_TIME).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

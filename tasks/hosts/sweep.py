@@ -24,6 +24,7 @@ import docker
 import docker.errors
 
 from tasks import labels
+from tasks.records import run_started
 
 DEFAULT_MAX_AGE = timedelta(hours=24)  # longer than any nightly run takes
 
@@ -83,14 +84,6 @@ class RunLeases:
             started = run_started(run_id)  # no lease here: another machine's run, maybe
             return started is None or (now or datetime.now(UTC)) - started < self.max_age
         return bool(_process_alive(int(holder.get("pid", 0))))
-
-
-def run_started(run_id: str) -> datetime | None:
-    """The start time in a run id made by ``new_run_id`` (``20261129T043141Z-...``)."""
-    try:
-        return datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def sweep_host(

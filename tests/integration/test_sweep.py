@@ -13,7 +13,8 @@ import pytest
 from cli.main import main
 from infra.up import InfraState
 from tasks import labels
-from tasks.hosts.sweep import RunLeases, run_started
+from tasks.hosts.sweep import RunLeases
+from tasks.records import run_started
 
 pytestmark = pytest.mark.integration
 
