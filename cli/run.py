@@ -21,6 +21,7 @@ from tasks.hosts.connection import HostUnavailable, connect
 from tasks.hosts.sweep import sweep_archives, sweep_host
 from tasks.journal import RunJournal, interrupted_run
 from tasks.matrix import CellFilter, MatrixConfig, expand, load_matrix, parse_only
+from tasks.processes import children
 from tasks.records import INTERRUPTED, Cell, RunRecord, new_run_id, run_started
 
 if TYPE_CHECKING:
@@ -161,12 +162,9 @@ def sweep_run(config: MatrixConfig, run_id: str) -> str:
 def _interrupt(signum: int, keep: set[int]) -> None:
     """SIGTERM to this process's children but ``keep`` (docker builds, trivy scans in
     flight), then stop the run where it is."""
-    me = str(os.getpid())
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            pid = int(stat.parent.name)
-            if stat.read_text().rsplit(")", 1)[1].split()[1] == me and pid not in keep:
-                os.kill(pid, signal.SIGTERM)
+    for pid in set(children(os.getpid())) - keep:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     raise KeyboardInterrupt(f"signal {signum}")
 
 

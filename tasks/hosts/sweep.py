@@ -24,6 +24,7 @@ import docker
 import docker.errors
 
 from tasks import labels
+from tasks.processes import alive
 from tasks.records import run_started
 
 DEFAULT_MAX_AGE = timedelta(hours=24)  # longer than any nightly run takes
@@ -83,7 +84,7 @@ class RunLeases:
         except (OSError, ValueError):
             started = run_started(run_id)  # no lease here: another machine's run, maybe
             return started is None or (now or datetime.now(UTC)) - started < self.max_age
-        return bool(_process_alive(int(holder.get("pid", 0))))
+        return alive(int(holder.get("pid", 0)))
 
 
 def sweep_host(
@@ -132,13 +133,3 @@ def sweep_archives(archive_dir: Path, alive: Callable[[str], bool], dry_run: boo
             if not dry_run:
                 shutil.rmtree(folder, ignore_errors=True)
     return swept
-
-
-def _process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"

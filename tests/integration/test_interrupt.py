@@ -17,22 +17,12 @@ import pytest
 from tasks import labels
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import open_store
-from tasks.journal import INTERRUPTED
+from tasks.processes import children
+from tasks.records import INTERRUPTED
 
 pytestmark = pytest.mark.integration
 
 BASES = ["distroless-static", "distroless-base", "bookworm", "bookworm-slim"]
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError):
-            continue
-    return found
 
 
 def test_sigterm_keeps_finished_cells_and_leaves_nothing(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tasks.child_server import ChildServer, ChildServerError
+from tasks.processes import alive
 
 
 def http_server(port: int) -> list[str]:
@@ -76,15 +77,6 @@ def test_a_killed_parent_takes_its_server_with_it() -> None:
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(child):
+    while time.monotonic() < deadline and alive(child):
         time.sleep(0.05)
-    assert not _alive(child)
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for init to reap it."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    assert not alive(child)
