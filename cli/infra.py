@@ -50,7 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "--alpine-rootfs",
         type=Path,
         metavar="FILE",
-        help="an Alpine minirootfs tarball to serve as library/alpine:<major.minor>",
+        help="an Alpine minirootfs tarball to serve as library/alpine:<major.minor> instead "
+        "of the stand-in forged from Debian's musl and busybox",
     )
     _common(up_cmd)
     up_cmd.set_defaults(func=run_up)  # fmt: skip

@@ -14,6 +14,7 @@ import docker
 from infra.engine import engine_pid, ensure_engine, stop_engine
 from infra.errors import InfraError
 from infra.forge.alpine import AlpineRecipe
+from infra.forge.alpine_standin import AlpineStandInRecipe
 from infra.forge.apt import AptIndex
 from infra.forge.debian import DebianRecipe
 from infra.forge.distroless import DistrolessRecipe
@@ -56,13 +57,21 @@ Reporter = Callable[[StepResult], None]
 
 
 def base_recipes() -> list[Recipe]:
-    """The base images every matrix can use (alpine is not forgeable)."""
+    """The base images every matrix can use (alpine: ``alpine_recipe``)."""
     return [
         DebianRecipe("bookworm"),
         DebianRecipe("bookworm", slim=True),
         DistrolessRecipe("static"),
         DistrolessRecipe("base"),
     ]
+
+
+def alpine_recipe(alpine_rootfs: Path | None, sources: Path, cache_dir: Path) -> Recipe:
+    """library/alpine: the user's minirootfs when given (the real image), else the stand-in
+    forged from Debian's musl and busybox."""
+    if alpine_rootfs is not None:
+        return AlpineRecipe(alpine_rootfs)
+    return AlpineStandInRecipe(sources, cache_dir / "apt-alpine")
 
 
 def registry_for(cache_dir: Path, port: int) -> LocalRegistry:
@@ -83,7 +92,8 @@ def up(
 
     The Debian packages of the programs set-up and ``basebench run`` need are installed
     first (after the input checks), so no later step finds a program missing.
-    ``alpine_rootfs``: an Alpine minirootfs tarball to serve as library/alpine:<major.minor>.
+    ``alpine_rootfs``: an Alpine minirootfs tarball to serve as library/alpine:<major.minor>
+    instead of the stand-in forged from Debian packages.
     """
     with programs_as_infra_errors():
         return _up(go_versions, port, cache_dir, sources, docker_url, report, alpine_rootfs)
@@ -101,7 +111,7 @@ def _up(
     steps = _Steps(report)
     versions = list(dict.fromkeys(go_versions))
     check_sources(sources)
-    extra: list[Recipe] = [AlpineRecipe(alpine_rootfs)] if alpine_rootfs else []
+    alpine = alpine_recipe(alpine_rootfs, sources, cache_dir)
     registry = registry_for(cache_dir, port)
     if registry.pid() is None:
         check_port_free(port)
@@ -123,7 +133,7 @@ def _up(
         apt.update()
         steps.done("apt lists", "refreshed", str(sources))
         golang = [GolangRecipe(v, w, cache_dir / "rootfs") for v, w in wheels.items()]
-        _forge_all([*base_recipes(), *extra, *golang], apt, url, registry.address, cache_dir, steps)
+        _forge_all([*base_recipes(), alpine, *golang], apt, url, registry.address, cache_dir, steps)
         steps.done("trivy fixture db", *_trivy_db(cache_dir))
     return InfraState(url, registry.address, cache_dir, steps.results)
 
