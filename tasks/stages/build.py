@@ -64,4 +64,5 @@ def build_image(
         build_seconds=elapsed,
         builder_digest=builder.digest,
         base_digest=base.digest,
+        base_layers=base.layers,
     )
