@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 MANIFESTS = "manifests"
+DOCUMENTS = "documents"
 # A run id becomes part of paths and S3 keys: keep it to safe characters.
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MANIFEST_NAME = re.compile(r"^run_id=(?P<run_id>.+)\.json$")
@@ -23,6 +24,11 @@ class PublishError(RuntimeError):
 def table_path(table: str, date: str, run_id: str) -> str:
     """Store path of one table's file for one run, e.g. ``results/date=…/run_id=…/part-0…``."""
     return f"{table}/date={date}/run_id={run_id}/part-0.parquet"
+
+
+def document_path(run_id: str, cell_id: str, name: str) -> str:
+    """Store path of one scan document of a cell, e.g. ``documents/<run>/<cell>/trivy.json``."""
+    return f"{DOCUMENTS}/{run_id}/{cell_id}/{name}"
 
 
 def manifest_path(run_id: str) -> str:
