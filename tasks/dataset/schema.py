@@ -4,7 +4,7 @@ Pure functions over plain records: no I/O here (``tasks.dataset.writer`` writes 
 Every schema is explicit and carries ``basebench.schema_version`` and ``basebench.table``
 in its metadata, so a Parquet file says what it is without its path.
 
-Versioning policy (``conform_table`` applies it to every file read back):
+Versioning policy (``conform_table`` applies it to every table and file read back):
 
 - Adding a nullable column does not bump ``SCHEMA_VERSION``: older files simply lack
   it and read back with nulls there.
@@ -518,13 +518,18 @@ def file_schema_version(schema: pa.Schema, location: str) -> int:
         ) from None
 
 
-def conform_table(name: str, table: pa.Table, location: str) -> pa.Table:
-    """A table read from a file, upgraded to the current ``SCHEMAS[name]`` (see the policy).
+def conform_table(
+    name: str, table: pa.Table, location: str, version: int | None = None
+) -> pa.Table:
+    """Rows read back, upgraded to the current ``SCHEMAS[name]`` (see the policy).
 
+    ``version`` is the schema version the rows were written with: a Delta table's
+    property; by default the one in the Parquet file's metadata (the manifest layout).
     Raises ``SchemaVersionError`` for a version newer than ``SCHEMA_VERSION`` or older
     than ``OLDEST_READABLE_VERSION``, and ``ValueError`` when a required column is missing.
     """
-    version = file_schema_version(table.schema, location)
+    if version is None:
+        version = file_schema_version(table.schema, location)
     readable = f"{OLDEST_READABLE_VERSION}..{SCHEMA_VERSION}"
     if version > SCHEMA_VERSION:
         raise SchemaVersionError(
