@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -159,6 +160,9 @@ def read_run(store: ResultStore, manifest: dict[str, Any]) -> dict[str, pa.Table
     return tables
 
 
+Remover = Callable[[ResultStore, str], int]
+
+
 def remove_run(store: ResultStore, run_id: str) -> int:
     """Remove a run's manifest, then its data files; how many files went."""
     check_run_id(run_id)
@@ -170,7 +174,11 @@ def data_files(store: ResultStore) -> dict[str, list[str]]:
     """run id -> store paths of its manifest-layout data files, manifest or not."""
     found: dict[str, list[str]] = {}
     for table in TABLES:
-        for path in store.list(table):
+        try:
+            paths = store.list(table)
+        except OSError as exc:
+            raise PublishError(f"list {store.location(table)}: {exc}") from exc
+        for path in paths:
             if match := DATA_FILE.fullmatch(path):
                 found.setdefault(match["run_id"], []).append(path)
     return found
