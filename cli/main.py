@@ -1,9 +1,10 @@
 """The ``basebench`` command line: the edge where arguments and environment become config.
 
 Every command module registers itself with ``add_parser(subparsers)`` and sets
-``func(args) -> int``. Exit codes: 0 done, 1 a cell failed (run) or a regression
-(compare), 2 bad input or an unusable host or store, 3 the store failed and the run was
-kept locally, 4 an unexpected error, 130 interrupted. No path ends in a traceback unless
+``func(args) -> int``. Exit codes: 0 done, 1 a cell failed (run), a regression
+(compare) or rows that differ (publish, migrate), 2 bad input or an unusable host or
+store, 3 the store failed and the run was kept locally, 4 an unexpected error, 130
+interrupted. No path ends in a traceback unless
 ``--debug`` (or ``BASEBENCH_DEBUG=1``) asks for one.
 """
 
@@ -15,7 +16,7 @@ import sys
 import traceback
 from importlib.metadata import version
 
-from cli import deploy, hosts, infra, report, run
+from cli import dataset, deploy, hosts, infra, report, run
 from cli.embedded_prefect import EmbeddedPrefectError
 from infra.errors import InfraError
 from tasks.hosts.connection import HostUnavailable
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the traceback of an unexpected error"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (run, hosts, report, deploy, infra):
+    for module in (run, hosts, report, dataset, deploy, infra):
         module.add_parser(commands)
     return parser
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 
@@ -73,6 +74,9 @@ class BuildResult:
     builder_digest: str | None
     base_digest: str | None
     build_tool: str = "legacy"  # "buildkit" or "legacy" (tasks/stages/build.py)
+    # Diff ids of the runtime base's layers (the builder's for single-stage): what the
+    # built image inherited; its other layers are what the build added.
+    base_layers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,10 +88,12 @@ class InspectResult:
     runs_as_root: bool
     has_shell: bool
     has_package_manager: bool
-    setuid_files: int
+    setuid_files: int  # regular files with the setuid bit
     files: int
     base_forged: bool
     builder_forged: bool
+    # Regular files with the setuid or the setgid bit (or both); None: not counted.
+    setuid_or_setgid_files: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ class Package:
     version: str
     source_name: str
     type: str  # trivy's result type: debian, alpine, gobinary, ...
+    purl: str = ""  # package URL, e.g. pkg:deb/debian/libc6@2.36-9?arch=amd64
+    layer_diff_id: str = ""  # the image layer the package was found in
 
 
 @dataclass(frozen=True)
@@ -108,9 +116,20 @@ class Finding:
     fixed_version: str
     severity: str  # CRITICAL, HIGH, MEDIUM, LOW, UNKNOWN
     status: str
+    purl: str = ""  # package URL of the affected package
+    layer_diff_id: str = ""  # the image layer the affected package was found in
 
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
+
+
+@dataclass(frozen=True)
+class ScanDocuments:
+    """The scanner's own outputs for one image, as local files until they are published."""
+
+    report: Path  # the scanner's JSON report, as it printed it
+    cyclonedx: Path  # CycloneDX SBOM (JSON)
+    sarif: Path  # SARIF 2.1.0 log of the findings
 
 
 @dataclass(frozen=True)
@@ -122,6 +141,7 @@ class ScanResult:
     scanner: str
     scanner_version: str
     db_updated_at: datetime | None
+    documents: ScanDocuments | None = None  # None when the scanner kept no documents
 
     def vulns_by_severity(self) -> dict[str, int]:
         """Unique vulnerability ids per severity (a CVE in two packages counts once)."""

@@ -4,6 +4,10 @@ The defaults describe one run of the demo matrix with four cells: an ok distrole
 cell with four findings, an ok single-stage cell with unstable startup times, a cell
 whose scan failed and a skipped alpine cell. Keyword arguments change one thing at a
 time (a grown image, one more CVE, other startup samples) for compare and report tests.
+
+Every built image has one base layer (``BASE_LAYER``, the base's, recorded in
+``BuildResult.base_layers``) and one layer the build added (``APP_LAYER``): the Debian
+packages and their findings are inherited from the base, the Go stdlib is added.
 """
 
 from __future__ import annotations
@@ -28,18 +32,42 @@ T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 REGISTRY = "127.0.0.1:5000"
 BUILDER = f"{REGISTRY}/library/golang:1.22.10-bookworm"
 
+BASE_LAYER = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+APP_LAYER = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+
+
+def deb_purl(name: str, version: str) -> str:
+    """A Debian 12.5 package URL as Trivy writes it."""
+    return f"pkg:deb/debian/{name}@{version.replace('+', '%2B')}?arch=amd64&distro=debian-12.5"
+
+
+def deb(name: str, version: str, source: str) -> Package:
+    """A Debian package inherited from the base layer."""
+    return Package(name, version, source, "debian", deb_purl(name, version), BASE_LAYER)
+
+
+def finding(
+    vuln_id: str, package: str, version: str, fixed: str, severity: str, status: str
+) -> Finding:
+    """A finding in a Debian package of the base layer."""
+    return Finding(
+        vuln_id, package, version, fixed, severity, status, deb_purl(package, version), BASE_LAYER
+    )
+
+
+STDLIB_PURL = "pkg:golang/stdlib@v1.22.10"
 DEBIAN_PACKAGES = (
-    Package("libc6", "2.36-9+deb12u4", "glibc", "debian"),
-    Package("libc-bin", "2.36-9+deb12u4", "glibc", "debian"),
-    Package("libssl3", "3.0.11-1~deb12u2", "openssl", "debian"),
-    Package("stdlib", "1.22.10", "stdlib", "gobinary"),
+    deb("libc6", "2.36-9+deb12u4", "glibc"),
+    deb("libc-bin", "2.36-9+deb12u4", "glibc"),
+    deb("libssl3", "3.0.11-1~deb12u2", "openssl"),
+    Package("stdlib", "1.22.10", "stdlib", "gobinary", STDLIB_PURL, APP_LAYER),
 )
 FINDINGS = (
     # One glibc CVE hits libc6 and libc-bin: one unique id, two findings.
-    Finding("CVE-2024-0001", "libc6", "2.36-9+deb12u4", "2.36-9+deb12u7", "CRITICAL", "fixed"),
-    Finding("CVE-2024-0001", "libc-bin", "2.36-9+deb12u4", "2.36-9+deb12u7", "CRITICAL", "fixed"),
-    Finding("CVE-2024-0002", "libssl3", "3.0.11-1~deb12u2", "", "HIGH", "affected"),
-    Finding("CVE-2024-0003", "libc6", "2.36-9+deb12u4", "", "LOW", "will_not_fix"),
+    finding("CVE-2024-0001", "libc6", "2.36-9+deb12u4", "2.36-9+deb12u7", "CRITICAL", "fixed"),
+    finding("CVE-2024-0001", "libc-bin", "2.36-9+deb12u4", "2.36-9+deb12u7", "CRITICAL", "fixed"),
+    finding("CVE-2024-0002", "libssl3", "3.0.11-1~deb12u2", "", "HIGH", "affected"),
+    finding("CVE-2024-0003", "libc6", "2.36-9+deb12u4", "", "LOW", "will_not_fix"),
 )
 STABLE = (0.25, 0.22, 0.27, 0.24, 0.26)
 UNSTABLE = (0.2, 0.5, 0.3)
@@ -70,10 +98,11 @@ def make_inspect(size: int, user: str = "nonroot") -> InspectResult:
         runs_as_root=user == "root",
         has_shell=False,
         has_package_manager=False,
-        setuid_files=0,
+        setuid_files=2 if user == "root" else 0,  # su and passwd on the Debian-based images
         files=1234,
         base_forged=True,
         builder_forged=True,
+        setuid_or_setgid_files=3 if user == "root" else 0,  # ... and setgid chage
     )
 
 
@@ -118,6 +147,7 @@ def ok_result(
             build_seconds=31.5,
             builder_digest="sha256:bld",
             base_digest="sha256:base",
+            base_layers=(BASE_LAYER,),
         ),
         inspect=make_inspect(size, user=user),
         scan=make_scan(packages, findings),
@@ -144,6 +174,7 @@ def unstable_cell() -> CellResult:
             build_seconds=80.0,
             builder_digest="sha256:bld",
             base_digest="sha256:bld",
+            base_layers=(BASE_LAYER,),
         ),
         inspect=make_inspect(395_000_000, user="root"),
         scan=make_scan(DEBIAN_PACKAGES[:2], ()),
@@ -206,15 +237,19 @@ def make_run(
 
 
 # The classic comparison, forged: three ok cells whose sizes and CVEs differ a lot.
-NIGHTLY_CRITICAL = Finding(
+NIGHTLY_CRITICAL = finding(
     "CVE-2024-1000", "libc6", "2.36-9+deb12u4", "2.36-9+deb12u9", "CRITICAL", "fixed"
 )
-NIGHTLY_HIGH = Finding("CVE-2024-2000", "libssl3", "3.0.11-1~deb12u2", "", "HIGH", "affected")
-NIGHTLY_NEW_HIGH = Finding(
+NIGHTLY_HIGH = finding("CVE-2024-2000", "libssl3", "3.0.11-1~deb12u2", "", "HIGH", "affected")
+NIGHTLY_NEW_HIGH = finding(
     "CVE-2024-3000", "libssl3", "3.0.11-1~deb12u2", "3.0.11-1~deb12u3", "HIGH", "fixed"
 )
-NIGHTLY_MEDIUM = Finding("CVE-2024-4000", "libc-bin", "2.36-9+deb12u4", "", "MEDIUM", "affected")
-NIGHTLY_LOW = Finding("CVE-2024-5000", "libc6", "2.36-9+deb12u4", "", "LOW", "will_not_fix")
+NIGHTLY_MEDIUM = finding("CVE-2024-4000", "libc-bin", "2.36-9+deb12u4", "", "MEDIUM", "affected")
+NIGHTLY_LOW = finding("CVE-2024-5000", "libc6", "2.36-9+deb12u4", "", "LOW", "will_not_fix")
+# A Go standard library CVE: in the binary the build added, not in anything inherited.
+NIGHTLY_STDLIB_HIGH = Finding(
+    "CVE-2024-6000", "stdlib", "1.22.10", "1.22.11", "HIGH", "fixed", STDLIB_PURL, APP_LAYER
+)
 
 NIGHTLY_SIZES = {
     "single-stage": 914_000_000,

@@ -1,9 +1,13 @@
-"""pytest plugin: a real S3 HTTP API (moto's ThreadedMotoServer) on 127.0.0.1 for the session.
+"""pytest plugin: a real S3 HTTP API (moto's server) on 127.0.0.1 for the session.
 
 The ``s3_server`` fixture starts the server on a free port, creates one bucket and
 yields an ``S3Server`` (endpoint, bucket, region). Dummy AWS credentials are set for
 the session only, and instance metadata lookups are turned off so boto3 never reaches
 beyond 127.0.0.0/8.
+
+The server runs in a child process, as a real S3 endpoint would: delta-rs holds the
+GIL in some calls (``DeltaTable.history``, ``is_deltatable``) while it waits for the
+server, which a server thread in the test process could then never answer.
 
 Result stores for tests, one empty store per test: ``local_store`` (a folder under
 ``tmp_path``), ``s3_store`` (a fresh prefix in the session's bucket) and ``store``,
@@ -12,7 +16,8 @@ parametrised over both (ids ``local`` and ``s3``).
 
 from __future__ import annotations
 
-import socket
+import os
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tasks.child_server import ChildServer
 from tasks.dataset.stores import LocalStore, ResultStore, S3Store
 
 REGION = "us-east-1"
@@ -51,30 +57,30 @@ class S3Server:
         return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def moto_server() -> ChildServer:
+    """moto's S3 server as a child process on a free 127.0.0.1 port, not yet started;
+    its stderr (``output()``) logs one line per request."""
+
+    def argv(port: int) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+
+    env = {k: v for k, v in os.environ.items() if k not in _CLEARED_ENV} | _DUMMY_ENV
+    return ChildServer(argv, "/moto-api/", env=env)
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """Start moto's S3 server on 127.0.0.1, create a bucket, stop it after the session."""
-    from moto.server import ThreadedMotoServer
-
     with pytest.MonkeyPatch.context() as env:
         for name, value in _DUMMY_ENV.items():
             env.setenv(name, value)
         for name in _CLEARED_ENV:
             env.delenv(name, raising=False)
-        port = _free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server = moto_server()
         server.start()
         try:
-            s3 = S3Server(
-                endpoint_url=f"http://127.0.0.1:{port}", bucket=f"bb-{uuid.uuid4().hex[:12]}"
-            )
+            server.wait_ready(60)
+            s3 = S3Server(endpoint_url=server.base_url, bucket=f"bb-{uuid.uuid4().hex[:12]}")
             s3.client().create_bucket(Bucket=s3.bucket)
             yield s3
         finally:

@@ -5,7 +5,9 @@ and ``vulnerabilities``); ``load_run`` and ``pick_runs`` are the only parts that
 a store. A regression is:
 
 - an image that grew by more than ``size_ratio`` AND more than ``size_bytes``;
-- a CRITICAL or HIGH vulnerability id in a cell that the base run's cell did not have;
+- a CRITICAL or HIGH vulnerability id in a cell that the base run's cell did not have
+  (each says whether it is inherited from the base image's layers or added by the
+  build, from the vulnerabilities table's ``origin``);
 - a startup time that got slower beyond the noise: a two-sided Mann-Whitney U test on
   the two runs' samples gives p < ``alpha``, AND the Hodges-Lehmann shift is at least
   ``startup_ratio`` of the base median, AND |Cliff's delta| >= ``startup_effect``
@@ -32,7 +34,13 @@ from tasks.records import cell_label
 from tasks.render.units import format_bytes
 
 SERIOUS = ("CRITICAL", "HIGH")
-# Exact permutation p-values up to this many rank splits; a normal approximation beyond.
+# How a finding's ``origin`` reads: where the vulnerable package came from.
+ORIGIN_LABELS = {"base": "inherited from the base", "build": "added by the build"}
+
+
+def origin_phrase(origins: list[str]) -> str:
+    """``["base"]`` -> "inherited from the base"; both -> both joined; none -> ""."""
+    return " and ".join(ORIGIN_LABELS[o] for o in ("base", "build") if o in origins)
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,16 @@ class Comparison:
         """True when at least one change is a regression (exit code 1)."""
         return bool(self.regressions)
 
+    def new_serious_by_origin(self) -> dict[str, int]:
+        """New CRITICAL/HIGH findings (cell x id) per origin: ``base``, ``build`` and
+        ``unknown`` (runs from before origins were recorded)."""
+        counts = {"base": 0, "build": 0, "unknown": 0}
+        for change in self.changes:
+            if change.kind == "new-cve":
+                for origin in change.detail["origins"] or ["unknown"]:
+                    counts[origin] += 1
+        return counts
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json`` and artifacts."""
         return {
@@ -96,6 +114,7 @@ class Comparison:
             "head_run": self.head_run,
             "regressed": self.regressed,
             "thresholds": asdict(self.thresholds),
+            "new_serious_by_origin": self.new_serious_by_origin(),
             "changes": [asdict(c) for c in self.changes],
         }
 
@@ -177,12 +196,21 @@ def _size_change(old: dict[str, Any], new: dict[str, Any], limits: Thresholds) -
     ]
 
 
-def _cves(vulnerabilities: pd.DataFrame, cell_id: str) -> dict[str, tuple[str, list[str]]]:
-    """vulnerability id -> (severity, sorted packages) of one cell."""
+Found = tuple[str, list[str], list[str]]  # severity, sorted packages, sorted origins
+
+
+def _cves(vulnerabilities: pd.DataFrame, cell_id: str) -> dict[str, Found]:
+    """vulnerability id -> (severity, packages, known origins) of one cell."""
     rows = vulnerabilities[vulnerabilities["cell_id"] == cell_id]
-    found: dict[str, tuple[str, list[str]]] = {}
+    found: dict[str, Found] = {}
     for vuln_id, group in rows.groupby("vulnerability_id", sort=True):
-        found[str(vuln_id)] = (str(group["severity"].iloc[0]), sorted(set(group["package"])))
+        # Runs published before origins were recorded have nulls (or no column) here.
+        origins = group.get("origin", [])
+        found[str(vuln_id)] = (
+            str(group["severity"].iloc[0]),
+            sorted(set(group["package"])),
+            sorted({str(origin) for origin in origins if not pd.isna(origin)}),
+        )
     return found
 
 
@@ -199,32 +227,32 @@ def _cve_changes(
     after = _cves(head_vulns, new["cell_id"])
     changes = []
     for vuln_id in sorted(after.keys() - before.keys()):
-        severity, packages = after[vuln_id]
-        if severity in SERIOUS:
-            changes.append(_cve_change("new-cve", new, vuln_id, severity, packages, True))
+        if after[vuln_id][0] in SERIOUS:
+            changes.append(_cve_change("new-cve", new, vuln_id, after[vuln_id], True))
     for vuln_id in sorted(before.keys() - after.keys()):
-        severity, packages = before[vuln_id]
-        if severity in SERIOUS:
-            changes.append(_cve_change("fixed-cve", new, vuln_id, severity, packages, False))
+        if before[vuln_id][0] in SERIOUS:
+            changes.append(_cve_change("fixed-cve", new, vuln_id, before[vuln_id], False))
     return changes
 
 
 def _cve_change(
-    kind: str,
-    row: dict[str, Any],
-    vuln_id: str,
-    severity: str,
-    packages: list[str],
-    regression: bool,
+    kind: str, row: dict[str, Any], vuln_id: str, found: Found, regression: bool
 ) -> Change:
+    severity, packages, origins = found
     word = "new" if kind == "new-cve" else "gone"
+    where = origin_phrase(origins)
     return Change(
         kind,
         row["cell_id"],
         cell_label(row),
         regression,
-        f"{word} {severity} {vuln_id} in {', '.join(packages)}",
-        detail={"vulnerability_id": vuln_id, "severity": severity, "packages": packages},
+        f"{word} {severity} {vuln_id} in {', '.join(packages)}" + (f", {where}" if where else ""),
+        detail={
+            "vulnerability_id": vuln_id,
+            "severity": severity,
+            "packages": packages,
+            "origins": origins,
+        },
     )
 
 
@@ -274,6 +302,21 @@ def _startup_change(
             },
         )
     ]
+
+
+def origin_summary(comparison: Comparison) -> list[str]:
+    """One line splitting the new CRITICAL/HIGH findings by where they came from; none
+    when there are none."""
+    counts = comparison.new_serious_by_origin()
+    if not sum(counts.values()):
+        return []
+    line = (
+        f"new CRITICAL/HIGH: {counts['base']} inherited from the base, "
+        f"{counts['build']} added by the build"
+    )
+    if counts["unknown"]:
+        line += f", {counts['unknown']} of unknown origin (published before origins were kept)"
+    return [line]
 
 
 class CompareError(ValueError):

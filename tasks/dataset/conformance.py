@@ -8,14 +8,17 @@ Subclass ``StoreConformance`` once per implementation and give it a ``store`` fi
         def store(self, tmp_path: Path) -> LocalStore:
             return LocalStore(tmp_path / "results")
 
-Needs pytest (a test dependency) and nothing else: the store decides where files go.
+Needs pytest (a test dependency) and deltalake: the store decides where files go, and
+a Delta table at ``table_location(path)`` must be made of the store's own files there.
 """
 
 from __future__ import annotations
 
 import os
 
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable, write_deltalake
 
 from tasks.dataset.stores import ResultStore
 
@@ -81,6 +84,25 @@ class StoreConformance:
 
     def test_location_names_the_path(self, store: ResultStore) -> None:
         assert store.location(PARQUET_PATH).endswith("/" + PARQUET_PATH)
+
+    def test_table_location_is_a_delta_table_of_the_stores_files(self, store: ResultStore) -> None:
+        location = store.table_location("results")
+        assert location.uri.endswith("/results")
+        write_deltalake(
+            location.uri, pa.table({"n": [1, 2]}), storage_options=location.storage_options
+        )
+        listed = store.list("results")
+        assert listed[0] == "results/_delta_log/00000000000000000000.json"
+        assert len(listed) == 2 and listed[1].endswith(".parquet")
+        again = store.table_location("results")
+        table = DeltaTable(again.uri, storage_options=again.storage_options)
+        assert table.to_pyarrow_table().column("n").to_pylist() == [1, 2]
+        store.write("other/x", b"1")
+        assert store.list("results") == listed  # the table stays in its folder
+
+    def test_table_location_rejects_unsafe_paths(self, store: ResultStore) -> None:
+        with pytest.raises(ValueError, match="store path"):
+            store.table_location("../results")
 
 
 __all__ = ["PARQUET_PATH", "StoreConformance"]

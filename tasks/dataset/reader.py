@@ -1,22 +1,25 @@
-"""Read completed runs back from a result store: manifests, tables, and run selection.
+"""Read complete runs back from a result store's tables, and choose runs.
 
-Only runs with a manifest are ever read (see ``tasks.dataset.layout``). Choosing runs
-(the latest, one by id, the previous run of the same matrix) is defined here once, for
-compare, report and every other reader.
+A convenience on top of the Delta tables (any Delta reader works without basebench,
+see docs/analytics.md): ``list_runs`` reads the ``runs`` table, which every publish
+commits last, and ``read_table`` returns only rows of runs listed there, as pandas with
+nullable dtypes. Choosing runs (the latest, one by id, the previous run of the same
+matrix) is defined here once, for compare, report and every other reader.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from tasks.dataset.layout import MANIFEST_NAME, MANIFESTS, PublishError
-from tasks.dataset.schema import SCHEMAS, TABLES, conform_table
+from tasks.dataset import legacy
+from tasks.dataset.layout import PublishError
+from tasks.dataset.schema import SCHEMAS, TABLES
 from tasks.dataset.stores import ResultStore
+from tasks.dataset.tables import read_rows
 
 _PANDAS_TYPES = {
     pa.int32(): pd.Int32Dtype(),
@@ -30,107 +33,70 @@ class RunNotFound(LookupError):
 
 
 def list_runs(store: ResultStore) -> list[dict[str, Any]]:
-    """Manifests of every completed run, oldest start first."""
-    try:
-        paths = store.list(MANIFESTS)
-    except OSError as exc:
-        raise PublishError(f"list runs in {store.location(MANIFESTS)}: {exc}") from exc
-    manifests = [read_manifest(store, path) for path in paths if _is_manifest(path)]
-    return sorted(manifests, key=lambda m: (m["started_at"], m["run_id"]))
+    """Every complete run (its ``runs`` row as a dict), oldest start first.
 
-
-def _is_manifest(path: str) -> bool:
-    folder, _, name = path.rpartition("/")
-    return folder == MANIFESTS and MANIFEST_NAME.fullmatch(name) is not None
-
-
-def read_manifest(store: ResultStore, path: str) -> dict[str, Any]:
-    try:
-        manifest = json.loads(store.read(path))
-    except OSError as exc:
-        raise PublishError(f"read manifest {store.location(path)}: {exc}") from exc
-    except ValueError as exc:
-        raise PublishError(f"manifest {store.location(path)} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or not {"run_id", "tables", "started_at"} <= manifest.keys():
-        raise PublishError(
-            f"manifest {store.location(path)} lacks run_id, started_at or tables; "
-            "was it written by basebench?"
-        )
-    return manifest
-
-
-def table_files(store: ResultStore, table: str, run_ids: list[str] | None = None) -> list[str]:
-    """Store paths of ``table``'s files for completed runs (all, or those in ``run_ids``).
-
-    Useful to build a pyarrow dataset (e.g. for DuckDB) over complete runs only.
+    ``date``, ``started_at`` and ``finished_at`` are ISO strings. Raises ``PublishError``
+    when the store still holds runs in the manifest layout (``basebench migrate``).
     """
-    if table not in SCHEMAS:
-        raise ValueError(f"unknown table {table!r}; allowed: {', '.join(TABLES)}")
-    wanted = None if run_ids is None else set(run_ids)
-    return [
-        manifest["tables"][table]["path"]
-        for manifest in list_runs(store)
-        if (wanted is None or manifest["run_id"] in wanted) and table in manifest["tables"]
-    ]
+    if legacy.has_manifests(store):
+        raise PublishError(
+            f"{store.location()} holds runs in the manifest layout of an older basebench; "
+            f"move them into the tables first: basebench migrate {store.location()}"
+        )
+    rows = read_rows(store, "runs").to_pylist()
+    for row in rows:
+        for column in ("date", "started_at", "finished_at"):
+            row[column] = row[column].isoformat()
+        row["versions"] = dict(row["versions"])
+    return sorted(rows, key=_order)
 
 
 def read_table(store: ResultStore, table: str, run_ids: list[str] | None = None) -> pd.DataFrame:
-    """One table over all completed runs (or only ``run_ids``) as a DataFrame.
+    """One table over all complete runs (or only ``run_ids``) as a DataFrame, oldest run
+    first and each run's rows in the order written.
 
     Integer and boolean columns use pandas' nullable dtypes, so a null stays null;
-    map columns become dicts. Runs without a manifest are never read.
+    map columns become dicts. Rows of a run missing from ``runs`` are never read.
     """
-    paths = table_files(store, table, run_ids)  # rejects unknown table names
-    schema = SCHEMAS[table]
-    parts = [_read_part(store, path, table) for path in paths]
-    combined = pa.concat_tables(parts) if parts else schema.empty_table()
-    frame = combined.to_pandas(types_mapper=_PANDAS_TYPES.get)
-    for field in schema:
+    if table not in SCHEMAS:
+        raise ValueError(f"unknown table {table!r}; allowed: {', '.join(TABLES)}")
+    complete = [run["run_id"] for run in list_runs(store)]
+    wanted = complete if run_ids is None else [r for r in complete if r in set(run_ids)]
+    rows = read_rows(store, table, wanted) if wanted else SCHEMAS[table].empty_table()
+    # Runs in list_runs order; a stable sort keeps each run's rows as written.
+    rank = pc.index_in(rows["run_id"], value_set=pa.array(wanted, pa.string()))
+    order = pc.sort_indices(pa.table({"rank": rank}), sort_keys=[("rank", "ascending")])
+    frame = rows.take(order).to_pandas(types_mapper=_PANDAS_TYPES.get)
+    for field in SCHEMAS[table]:
         if pa.types.is_map(field.type):
             frame[field.name] = [None if v is None else dict(v) for v in frame[field.name]]
     return frame
 
 
-def _read_part(store: ResultStore, path: str, table: str) -> pa.Table:
-    location = store.location(path)
-    try:
-        data = store.read(path)
-    except OSError as exc:
-        raise PublishError(f"read {location}: {exc}") from exc
-    try:
-        part = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, OSError) as exc:
-        raise PublishError(f"{location} is not a readable Parquet file: {exc}") from exc
-    try:
-        return conform_table(table, part, location)
-    except ValueError as exc:  # SchemaVersionError or a missing required column
-        raise PublishError(str(exc)) from exc
-
-
 def find_run(
     store: ResultStore, run_id: str | None = None, option: str = "--run"
 ) -> dict[str, Any]:
-    """The manifest of run ``run_id``, or of the latest complete run when None.
+    """The ``runs`` row of run ``run_id``, or of the latest complete run when None.
 
     ``option`` names the command-line option in the error, e.g. ``--base``.
     """
-    manifests = list_runs(store)
+    runs = list_runs(store)
     if run_id is not None:
-        for manifest in manifests:
-            if manifest["run_id"] == run_id:
-                return manifest
+        for run in runs:
+            if run["run_id"] == run_id:
+                return run
         raise RunNotFound(f"{option} {run_id}: no complete run with that id in {store.location()}")
-    if not manifests:
+    if not runs:
         raise RunNotFound(f"no complete runs in {store.location()}")
-    return manifests[-1]
+    return runs[-1]
 
 
 def matrix_history(store: ResultStore, until: dict[str, Any]) -> list[dict[str, Any]]:
-    """Manifests of the runs of ``until``'s matrix up to and including it, oldest first."""
+    """The runs of ``until``'s matrix up to and including it, oldest first."""
     return [
-        m
-        for m in list_runs(store)
-        if m.get("matrix") == until.get("matrix") and _order(m) <= _order(until)
+        run
+        for run in list_runs(store)
+        if run.get("matrix") == until.get("matrix") and _order(run) <= _order(until)
     ]
 
 
@@ -140,5 +106,5 @@ def previous_run(store: ResultStore, run: dict[str, Any]) -> dict[str, Any] | No
     return earlier[-1] if earlier else None
 
 
-def _order(manifest: dict[str, Any]) -> tuple[str, str]:
-    return manifest["started_at"], manifest["run_id"]
+def _order(run: dict[str, Any]) -> tuple[str, str]:
+    return run["started_at"], run["run_id"]

@@ -4,7 +4,7 @@ Pure functions over plain records: no I/O here (``tasks.dataset.writer`` writes 
 Every schema is explicit and carries ``basebench.schema_version`` and ``basebench.table``
 in its metadata, so a Parquet file says what it is without its path.
 
-Versioning policy (``conform_table`` applies it to every file read back):
+Versioning policy (``conform_table`` applies it to every table and file read back):
 
 - Adding a nullable column does not bump ``SCHEMA_VERSION``: older files simply lack
   it and read back with nulls there.
@@ -16,6 +16,13 @@ Versioning policy (``conform_table`` applies it to every file read back):
 
 Timestamps are stored as UTC; a naive ``datetime`` in a record is taken to be UTC already.
 A part that a cell never reached (a failed or skipped cell) gives null columns, never 0.
+
+Every table has ``date`` (the UTC date the run started), the partition column of the
+Delta tables: it lives in the table's log and paths, never inside the data files.
+
+``origin`` says where a package or finding comes from: ``base`` when its layer is one of
+the runtime base image's layers (``BuildResult.base_layers``), ``build`` when the build
+added that layer, null when either is unknown.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tasks.dataset.layout import document_path
 from tasks.records import SEVERITIES, CellResult, RunRecord, ScanResult
 
 SCHEMA_VERSION = 1
@@ -39,6 +47,16 @@ TABLE_KEY = b"basebench.table"
 UNSTABLE_STDEV_RATIO = 0.1
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+# The partition column of every table, and the values of ``origin``.
+PARTITION = "date"
+ORIGIN_BASE, ORIGIN_BUILD = "base", "build"
+# Names of a cell's scan documents beside the tables, by results column.
+DOCUMENT_COLUMNS = {
+    "scan_report_path": "trivy.json",
+    "sbom_path": "sbom.cdx.json",
+    "sarif_path": "report.sarif",
+}
 
 
 def _schema(table: str, fields: list[pa.Field]) -> pa.Schema:
@@ -59,12 +77,14 @@ _I32 = pa.int32()
 _I64 = pa.int64()
 _F64 = pa.float64()
 _B = pa.bool_()
+_DATE = pa.date32()
 
 RESULTS_SCHEMA = _schema(
     "results",
     [
         # identity
         _required("run_id", _S),
+        _required(PARTITION, _DATE),
         _required("cell_id", _S),
         _required("matrix", _S),
         _required("app", _S),
@@ -88,10 +108,13 @@ RESULTS_SCHEMA = _schema(
         _optional("os_version", _S),
         _optional("packages", _I32),
         _optional("packages_by_type", pa.map_(_S, _I32)),
+        _optional("packages_from_base", _I32),
+        _optional("packages_from_build", _I32),
         _optional("files", _I64),
         _optional("has_shell", _B),
         _optional("has_package_manager", _B),
         _optional("setuid_files", _I32),
+        _optional("setuid_or_setgid_files", _I32),
         _optional("runs_as_root", _B),
         _optional("user", _S),
         _optional("base_forged", _B),
@@ -104,9 +127,12 @@ RESULTS_SCHEMA = _schema(
         _optional("vulns_unknown", _I32),
         _optional("vuln_findings", _I32),
         _optional("vulns_fixable", _I32),
+        _optional("vulns_from_base", _I32),
+        _optional("vulns_from_build", _I32),
         _optional("scanner", _S),
         _optional("scanner_version", _S),
         _optional("scanner_db_updated_at", _TIMESTAMP),
+        *(_optional(column, _S) for column in DOCUMENT_COLUMNS),
         # time
         _optional("build_seconds", _F64),
         _optional("build_tool", _S),
@@ -131,6 +157,7 @@ SAMPLES_SCHEMA = _schema(
     "samples",
     [
         _required("run_id", _S),
+        _required(PARTITION, _DATE),
         _required("cell_id", _S),
         _required("repetition", _I32),
         _required("startup_seconds", _F64),
@@ -141,6 +168,7 @@ VULNERABILITIES_SCHEMA = _schema(
     "vulnerabilities",
     [
         _required("run_id", _S),
+        _required(PARTITION, _DATE),
         _required("cell_id", _S),
         _required("vulnerability_id", _S),
         _required("package", _S),
@@ -148,6 +176,9 @@ VULNERABILITIES_SCHEMA = _schema(
         _optional("fixed_version", _S),
         _required("severity", _S),
         _required("status", _S),
+        _optional("purl", _S),
+        _optional("layer_diff_id", _S),
+        _optional("origin", _S),
     ],
 )
 
@@ -155,11 +186,15 @@ PACKAGES_SCHEMA = _schema(
     "packages",
     [
         _required("run_id", _S),
+        _required(PARTITION, _DATE),
         _required("cell_id", _S),
         _required("name", _S),
         _required("version", _S),
         _required("source_name", _S),
         _required("type", _S),
+        _optional("purl", _S),
+        _optional("layer_diff_id", _S),
+        _optional("origin", _S),
     ],
 )
 
@@ -167,6 +202,7 @@ RUNS_SCHEMA = _schema(
     "runs",
     [
         _required("run_id", _S),
+        _required(PARTITION, _DATE),
         _required("matrix", _S),
         _required("config_hash", _S),
         _required("started_at", _TIMESTAMP),
@@ -204,7 +240,11 @@ def build_tables(run: RunRecord) -> dict[str, pa.Table]:
         "packages": _package_rows,
         "runs": lambda r: [_run_row(r)],
     }
-    return {name: _to_table(name, build(run)) for name, build in row_builders.items()}
+    day = run_date(run)
+    return {
+        name: _to_table(name, [{**row, PARTITION: day} for row in build(run)])
+        for name, build in row_builders.items()
+    }
 
 
 def run_date(run: RunRecord) -> date:
@@ -234,11 +274,57 @@ def _results_rows(run: RunRecord) -> list[Row]:
             **_identity(result),
             **_size_and_content(result),
             **_security(result.scan),
+            **_origins(result),
+            **_documents(run.run_id, result),
             **_timing(result),
             **_status(result),
         }
         for result in run.cells
     ]
+
+
+def origin(layer_diff_id: str, base_layers: Iterable[str]) -> str | None:
+    """``base`` when ``layer_diff_id`` is one of the base image's layers, ``build`` when
+    the build added it; None when the layer or the base's layers are unknown."""
+    layers = set(base_layers)
+    if not layer_diff_id or not layers:
+        return None
+    return ORIGIN_BASE if layer_diff_id in layers else ORIGIN_BUILD
+
+
+def _base_layers(result: CellResult) -> tuple[str, ...]:
+    return result.build.base_layers if result.build else ()
+
+
+def _origins(result: CellResult) -> Row:
+    """Packages and unique vulnerability ids the image inherited vs the build added."""
+    base_layers = _base_layers(result)
+    if result.scan is None or not base_layers:  # not scanned, or no base layers known
+        return dict.fromkeys(
+            ("packages_from_base", "packages_from_build", "vulns_from_base", "vulns_from_build")
+        )
+    row: Row = {}
+    for where in (ORIGIN_BASE, ORIGIN_BUILD):
+        row[f"packages_from_{where}"] = sum(
+            1 for p in result.scan.packages if origin(p.layer_diff_id, base_layers) == where
+        )
+        row[f"vulns_from_{where}"] = len(
+            {
+                f.vulnerability_id
+                for f in result.scan.findings
+                if origin(f.layer_diff_id, base_layers) == where
+            }
+        )
+    return row
+
+
+def _documents(run_id: str, result: CellResult) -> Row:
+    """Where the cell's scan documents are stored, relative to the output; null if none."""
+    kept = result.scan is not None and result.scan.documents is not None
+    return {
+        column: document_path(run_id, result.cell.cell_id, name) if kept else None
+        for column, name in DOCUMENT_COLUMNS.items()
+    }
 
 
 def _identity(result: CellResult) -> Row:
@@ -276,6 +362,7 @@ def _size_and_content(result: CellResult) -> Row:
         "has_shell",
         "has_package_manager",
         "setuid_files",
+        "setuid_or_setgid_files",
         "runs_as_root",
         "user",
         "base_forged",
@@ -368,6 +455,9 @@ def _vulnerability_rows(run: RunRecord) -> list[Row]:
             "fixed_version": finding.fixed_version or None,  # "" means no fix is known
             "severity": finding.severity,
             "status": finding.status,
+            "purl": finding.purl or None,
+            "layer_diff_id": finding.layer_diff_id or None,
+            "origin": origin(finding.layer_diff_id, _base_layers(result)),
         }
         for result in run.cells
         if result.scan
@@ -384,6 +474,9 @@ def _package_rows(run: RunRecord) -> list[Row]:
             "version": package.version,
             "source_name": package.source_name,
             "type": package.type,
+            "purl": package.purl or None,
+            "layer_diff_id": package.layer_diff_id or None,
+            "origin": origin(package.layer_diff_id, _base_layers(result)),
         }
         for result in run.cells
         if result.scan
@@ -429,13 +522,18 @@ def file_schema_version(schema: pa.Schema, location: str) -> int:
         ) from None
 
 
-def conform_table(name: str, table: pa.Table, location: str) -> pa.Table:
-    """A table read from a file, upgraded to the current ``SCHEMAS[name]`` (see the policy).
+def conform_table(
+    name: str, table: pa.Table, location: str, version: int | None = None
+) -> pa.Table:
+    """Rows read back, upgraded to the current ``SCHEMAS[name]`` (see the policy).
 
+    ``version`` is the schema version the rows were written with: a Delta table's
+    property; by default the one in the Parquet file's metadata (the manifest layout).
     Raises ``SchemaVersionError`` for a version newer than ``SCHEMA_VERSION`` or older
     than ``OLDEST_READABLE_VERSION``, and ``ValueError`` when a required column is missing.
     """
-    version = file_schema_version(table.schema, location)
+    if version is None:
+        version = file_schema_version(table.schema, location)
     readable = f"{OLDEST_READABLE_VERSION}..{SCHEMA_VERSION}"
     if version > SCHEMA_VERSION:
         raise SchemaVersionError(

@@ -1,9 +1,10 @@
 """Where result files live: a local folder or an S3 bucket, behind one small interface.
 
 A store holds files under relative, ``/``-separated paths such as
-``results/date=2024-05-01/run_id=abc/part-0.parquet``. Implementations provide five
-primitives (see ``ResultStore``); ``tasks.dataset.conformance`` is the conformance
-suite every implementation passes.
+``documents/<run>/<cell>/trivy.json``. Implementations provide five file primitives and
+``table_location``, which tells a Delta Lake writer or reader where a table folder is
+and how to reach it (see ``ResultStore``); ``tasks.dataset.conformance`` is the
+conformance suite every implementation passes.
 
 Errors: a missing file raises ``FileNotFoundError``; any other failure raises
 ``StoreError`` (an ``OSError``) whose message names the location.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +29,21 @@ _S3_DELETE_BATCH = 1000
 
 class StoreError(OSError):
     """A store operation failed for a reason other than a missing file."""
+
+
+# delta-rs commits a new log entry with a put-if-absent. S3 offers it as conditional
+# writes; with a DynamoDB lock configured instead (AWS_S3_LOCKING_PROVIDER in the
+# environment, which delta-rs reads itself) the option must not be set.
+_CONDITIONAL_PUT = {"conditional_put": "etag"}
+_LOCKING_PROVIDER_ENV = "AWS_S3_LOCKING_PROVIDER"
+
+
+@dataclass(frozen=True)
+class TableLocation:
+    """Where a Delta table lives: a URI and the ``storage_options`` delta-rs needs for it."""
+
+    uri: str
+    storage_options: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -50,6 +67,9 @@ class ResultStore(Protocol):
 
     def location(self, path: str = "") -> str:
         """Where ``path`` is, for messages: a filesystem path or an ``s3://`` URL."""
+
+    def table_location(self, path: str) -> TableLocation:
+        """The folder ``path`` as a Delta table location (its files are this store's)."""
 
 
 def check_path(path: str, *, allow_empty: bool = False) -> str:
@@ -146,6 +166,9 @@ class LocalStore:
     def location(self, path: str = "") -> str:
         return str(self._file(path, allow_empty=True))
 
+    def table_location(self, path: str) -> TableLocation:
+        return TableLocation(str(self._file(path).absolute()))
+
 
 class S3Store:
     """Objects under ``s3://bucket/prefix`` through boto3 and its standard credential chain."""
@@ -163,10 +186,13 @@ class S3Store:
         self.bucket = bucket
         self.prefix = check_path(prefix, allow_empty=True)
         self.endpoint_url = endpoint_url
-        if client is None:
-            import boto3  # imported here so local-only use never loads it
+        import boto3  # imported here so local-only use never loads it
 
-            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+        # One session: boto3's chain (environment, profile, instance role) gives both
+        # this client and the credentials handed to delta-rs for the tables.
+        self._session = boto3.Session(region_name=region)
+        if client is None:
+            client = self._session.client("s3", endpoint_url=endpoint_url)
         self._client = client
 
     def _key(self, path: str, *, allow_empty: bool = False) -> str:
@@ -245,6 +271,22 @@ class S3Store:
     def location(self, path: str = "") -> str:
         key = self._key(path, allow_empty=True)
         return f"s3://{self.bucket}/{key}"
+
+    def table_location(self, path: str) -> TableLocation:
+        options = {"AWS_REGION": self._client.meta.region_name or "us-east-1"}
+        if self.endpoint_url:
+            options["AWS_ENDPOINT_URL"] = self.endpoint_url
+            options["AWS_ALLOW_HTTP"] = str(self.endpoint_url.startswith("http://")).lower()
+        credentials = self._session.get_credentials()
+        if credentials is not None:  # else delta-rs looks for them itself (instance role)
+            frozen = credentials.get_frozen_credentials()
+            options |= {"AWS_ACCESS_KEY_ID": frozen.access_key}
+            options |= {"AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+            if frozen.token:
+                options["AWS_SESSION_TOKEN"] = frozen.token
+        if not os.environ.get(_LOCKING_PROVIDER_ENV):
+            options |= _CONDITIONAL_PUT
+        return TableLocation(f"s3://{self.bucket}/{self._key(path)}", options)
 
 
 def open_store(output: str, s3: S3Config | None = None) -> ResultStore:

@@ -1,64 +1,113 @@
-"""Publish a run's tables as Parquet into a result store (layout: ``tasks.dataset.layout``).
+"""Publish a run into a result store's Delta tables, with its scan documents beside them.
 
-Readers only see runs that have a manifest. Publishing a run_id again first hides
-the run (manifest removed), deletes its old files in every date partition, writes the
-new files and then the manifest, so a rerun replaces and never duplicates.
+Order, so that a run is visible only when complete: the documents first, then one
+commit per table (``samples``, ``vulnerabilities``, ``packages``, ``results``) and
+``runs`` last; readers list runs from ``runs``. Each commit carries the run's app
+transaction, so publishing a run again (after a crash half-way, or twice) only adds
+what is missing and never duplicates a row. When the store keeps failing the whole run
+is kept in a local folder of the same layout, which ``publish_kept`` (``basebench
+publish KEPT_DIR --output URL``) publishes later.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from tasks.dataset import legacy
 from tasks.dataset.layout import (
     PublishError,
     check_run_id,
-    manifest_path,
-    table_path,
+    document_path,
+    run_documents,
 )
-from tasks.dataset.reader import read_manifest
-from tasks.dataset.schema import (
-    SCHEMA_VERSION,
-    TABLES,
-    build_tables,
-    run_date,
-)
+from tasks.dataset.schema import DOCUMENT_COLUMNS, build_tables
 from tasks.dataset.stores import LocalStore, ResultStore
+from tasks.dataset.tables import Commit, append_run, count_rows, read_rows
 from tasks.records import RunRecord
 
-COMPRESSION = "zstd"
+# Commit order: the run's row in ``runs`` says it is complete, so it goes last.
+COMMIT_ORDER = ("samples", "vulnerabilities", "packages", "results", "runs")
+# Documents are small and many (three per cell): upload them side by side.
+UPLOAD_THREADS = 8
 
 
-def publish(run: RunRecord, store: ResultStore) -> str:
-    """Write every table of ``run`` as Parquet, then its manifest; return the manifest location.
+@dataclass(frozen=True)
+class Published:
+    """A run in a store: where, and what each table commit did."""
 
-    Raises ``ValueError`` for a run id that cannot be a path, ``PublishError`` when the
-    store fails (the run then has no manifest, so readers do not see a partial run).
+    run_id: str
+    location: str  # the store's root
+    commits: tuple[Commit, ...]
+    documents: int  # document files written
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Rows of the run per table."""
+        return {commit.table: commit.rows for commit in self.commits}
+
+
+def publish(run: RunRecord, store: ResultStore) -> Published:
+    """Append ``run`` to every table of ``store`` (documents first, ``runs`` last).
+
+    Raises ``ValueError`` for a run id that cannot be a path or records that break the
+    schema, ``FileNotFoundError`` for a scan document that is gone (both before the
+    store is touched), ``PublishError`` when the store fails; tables committed before a
+    failure keep the run and a later publish adds only the rest.
     """
     check_run_id(run.run_id)
-    # Everything that can fail on bad records happens before the store is touched.
-    tables = build_tables(run)
-    date = run_date(run).isoformat()
-    files = {name: (table_path(name, date, run.run_id), table) for name, table in tables.items()}
-    payloads = {path: _to_parquet(table) for path, table in files.values()}
-    manifest = _manifest(run, date, {name: (p, t.num_rows) for name, (p, t) in files.items()})
+    tables = build_tables(run)  # bad records fail here, before the store is touched
+    documents = _document_files(run)
     try:
-        store.delete(manifest_path(run.run_id))  # hide the old run before touching its files
-        _delete_run_files(store, run.run_id)
-        for path, data in payloads.items():
-            store.write(path, data)
-        store.write(manifest_path(run.run_id), json.dumps(manifest, indent=2).encode())
+        _upload(store, documents)
     except OSError as exc:
         raise PublishError(f"publish run {run.run_id} to {store.location()}: {exc}") from exc
-    return store.location(manifest_path(run.run_id))
+    commits = tuple(append_run(store, name, tables[name], run.run_id) for name in COMMIT_ORDER)
+    return Published(run.run_id, store.location(), commits, len(documents))
+
+
+def _document_files(run: RunRecord) -> dict[str, Path]:
+    """store path -> local file of every kept scan document; all must exist."""
+    files: dict[str, Path] = {}
+    for result in run.cells:
+        kept = result.scan.documents if result.scan else None
+        if kept is None:
+            continue
+        local = {
+            DOCUMENT_COLUMNS["scan_report_path"]: kept.report,
+            DOCUMENT_COLUMNS["sbom_path"]: kept.cyclonedx,
+            DOCUMENT_COLUMNS["sarif_path"]: kept.sarif,
+        }
+        for name, path in local.items():
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"scan document of cell {result.cell.label} ({result.cell.cell_id}) "
+                    f"is gone: {path}; nothing was published"
+                )
+            files[document_path(run.run_id, result.cell.cell_id, name)] = path
+    return files
+
+
+def _upload(store: ResultStore, files: dict[str, Path]) -> None:
+    def put(item: tuple[str, Path]) -> None:
+        store.write(item[0], item[1].read_bytes())
+
+    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+        list(pool.map(put, files.items()))
+
+
+def discard_documents(run: RunRecord) -> None:
+    """Remove the local scan documents of ``run`` (their folders), once it is stored."""
+    for result in run.cells:
+        kept = result.scan.documents if result.scan else None
+        if kept is not None:
+            shutil.rmtree(kept.report.parent, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -82,10 +131,11 @@ class PublishOutcome:
     """Where a run ended up: its store, or (after the store kept failing) a local folder."""
 
     run_id: str
-    location: str  # the manifest's location
+    location: str  # the store's (or the fallback folder's) root
     attempts: int
     fallback_dir: Path | None = None  # set when the run was kept locally instead
     error: str | None = None  # the store's last error when it fell back
+    target: str | None = None  # the output the run was meant for, when it fell back
 
     @property
     def published(self) -> bool:
@@ -100,7 +150,8 @@ class PublishOutcome:
         return (
             f"publish failed after {self.attempts} attempts ({self.error}); "
             f"run {self.run_id} is kept complete in {self.fallback_dir}; "
-            f"copy it to the store with copy_run once the store works again"
+            f"publish it once the store works again: "
+            f"basebench publish {self.fallback_dir} --output {self.target}"
         )
 
 
@@ -114,90 +165,99 @@ def publish_with_fallback(
     """Publish ``run``, retrying store failures with backoff, else keep it in ``fallback_dir``.
 
     ``fallback_dir`` becomes a local result store with the same layout (readable by
-    ``basebench report``). The caller exits non-zero unless ``outcome.published``.
-    ``ValueError`` (bad records or run id) is raised at once: retrying cannot fix it.
-    A ``PublishError`` is raised only when the fallback folder fails too.
+    ``basebench report``); it may hold earlier kept runs too. The caller exits non-zero
+    unless ``outcome.published``. ``ValueError`` (bad records or run id) is raised at
+    once: retrying cannot fix it. A ``PublishError`` is raised only when the fallback
+    folder fails too. The run's local scan documents are removed once it is stored.
     """
     retry = retry or RetryPolicy()
     delays = [*retry.delays(), None]
     for attempt, delay in enumerate(delays, start=1):
         try:
-            return PublishOutcome(run.run_id, publish(run, store), attempts=attempt)
+            published = publish(run, store)
         except PublishError as exc:
             error = exc
             if delay is not None:
                 sleep(delay)
+            continue
+        discard_documents(run)
+        return PublishOutcome(run.run_id, published.location, attempts=attempt)
     fallback = LocalStore(fallback_dir)
     try:
-        location = publish(run, fallback)
+        kept = publish(run, fallback)
     except PublishError as exc:
         raise PublishError(f"{error}; keeping it locally failed too: {exc}") from exc
+    discard_documents(run)
     return PublishOutcome(
         run.run_id,
-        location,
+        kept.location,
         attempts=len(delays),
         fallback_dir=Path(fallback.location()),
-        error=str(error.__cause__ or error),
+        error=str(error),
+        target=store.location(),
     )
 
 
-def copy_run(source: ResultStore, target: ResultStore, run_id: str) -> str:
-    """Copy a complete run (e.g. from a fallback folder) into ``target``, manifest last.
+@dataclass(frozen=True)
+class CopiedRun:
+    """One run copied between stores: its rows per table in the source and the target."""
 
-    Like ``publish``, an existing copy of ``run_id`` in ``target`` is replaced.
-    Returns the manifest's location in ``target``.
-    """
+    run_id: str
+    source_rows: dict[str, int]
+    target_rows: dict[str, int]
+    written: tuple[str, ...] = field(default=())  # tables that had to be committed
+
+    @property
+    def complete(self) -> bool:
+        """True when the target holds exactly the source's rows in every table."""
+        return self.source_rows == self.target_rows
+
+
+def copy_run(source: ResultStore, target: ResultStore, run_id: str) -> CopiedRun:
+    """Copy a complete run of ``source``'s tables into ``target``: documents first,
+    ``runs`` last, only the tables that lack it. Rows are counted on both sides."""
     check_run_id(run_id)
-    manifest_file = manifest_path(run_id)
+    tables = {name: read_rows(source, name, [run_id]) for name in COMMIT_ORDER}
+    if tables["runs"].num_rows == 0:
+        raise PublishError(f"no complete run {run_id} in {source.location()}")
+    return _copy(source, target, run_id, tables)
+
+
+def _copy(
+    source: ResultStore, target: ResultStore, run_id: str, tables: dict[str, pa.Table]
+) -> CopiedRun:
     try:
-        manifest = read_manifest(source, manifest_file)
-        payloads = {e["path"]: source.read(e["path"]) for e in manifest["tables"].values()}
-        target.delete(manifest_file)
-        _delete_run_files(target, run_id)
-        for path, data in payloads.items():
-            target.write(path, data)
-        target.write(manifest_file, source.read(manifest_file))
+        for path in source.list(run_documents(run_id)):
+            target.write(path, source.read(path))
     except OSError as exc:
         raise PublishError(
-            f"copy run {run_id} from {source.location()} to {target.location()}: {exc}"
+            f"copy documents of run {run_id} from {source.location()} to {target.location()}: {exc}"
         ) from exc
-    return target.location(manifest_file)
+    commits = [append_run(target, name, tables[name], run_id) for name in COMMIT_ORDER]
+    return CopiedRun(
+        run_id,
+        {name: table.num_rows for name, table in tables.items()},
+        {name: count_rows(target, name, run_id) for name in COMMIT_ORDER},
+        tuple(c.table for c in commits if c.written),
+    )
 
 
-def _to_parquet(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression=COMPRESSION)
-    return bytes(sink.getvalue().to_pybytes())
+def publish_kept(source: ResultStore, target: ResultStore) -> list[CopiedRun]:
+    """Publish every complete run kept in ``source`` (a fallback folder, in the table
+    layout or the older manifest layout) to ``target``; runs already there are counted,
+    not copied again. Oldest run first."""
+    copied: list[CopiedRun] = []
+    runs = read_rows(source, "runs")
+    for run_id in _oldest_first(runs):
+        copied.append(copy_run(source, target, run_id))
+    for manifest in legacy.list_manifests(source):
+        tables = legacy.read_run(source, manifest)
+        copied.append(_copy(source, target, manifest["run_id"], tables))
+    if not copied:
+        raise PublishError(f"no complete run in {source.location()} to publish")
+    return copied
 
 
-def _manifest(run: RunRecord, date: str, files: dict[str, tuple[str, int]]) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "matrix": run.matrix,
-        "date": date,
-        "schema_version": SCHEMA_VERSION,
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
-        "published_at": datetime.now(UTC).isoformat(),
-        **run.cell_counts(),
-        "tables": {name: {"path": path, "rows": rows} for name, (path, rows) in files.items()},
-    }
-
-
-def _iso(value: datetime) -> str:
-    return (
-        value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    ).isoformat()
-
-
-def _delete_run_files(store: ResultStore, run_id: str) -> None:
-    # Look in every date partition: a rerun may start on another day than the first try.
-    partition = f"run_id={run_id}"
-    for table in TABLES:
-        folders = {
-            path.rsplit("/", 1)[0]
-            for path in store.list(table)
-            if partition in path.split("/")[:-1]
-        }
-        for folder in sorted(folders):
-            store.delete(folder)
+def _oldest_first(runs: pa.Table) -> list[str]:
+    rows = runs.select(["run_id", "started_at"]).to_pylist()
+    return [r["run_id"] for r in sorted(rows, key=lambda r: (r["started_at"], r["run_id"]))]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.analysis.compare import Comparison
+from tasks.analysis.compare import Comparison, origin_summary
 from tasks.dataset.schema import build_tables
 from tasks.records import SEVERITIES, RunRecord, cell_label
 from tasks.render.units import format_bytes
@@ -27,6 +27,8 @@ ARTIFACT_COLUMNS = (
     "vulns_high",
     "vulns_medium",
     "vulns_low",
+    "vulns_from_base",
+    "vulns_from_build",
     "startup_seconds",
     "idle_memory_mb",
 )
@@ -59,6 +61,9 @@ def artifact_rows(results: pd.DataFrame) -> list[dict[str, Any]]:
                 "size_mb": None if size is None else round(size / 1e6, 1),
                 "packages": _plain(r["packages"]),
                 **{f"vulns_{s.lower()}": _plain(r[f"vulns_{s.lower()}"]) for s in SEVERITIES[:4]},
+                # Inherited from the base image's layers vs added by the build.
+                "vulns_from_base": _plain(r.get("vulns_from_base")),
+                "vulns_from_build": _plain(r.get("vulns_from_build")),
                 "startup_seconds": None if startup is None else round(startup, 3),
                 "idle_memory_mb": None if memory is None else round(memory / 1e6, 1),
             }
@@ -91,6 +96,8 @@ def summary_markdown(run_id: str, results: pd.DataFrame, comparison: Comparison 
         f"- {'**regression**' if c.regression else 'change'}: {c.cell}: {c.summary}"
         for c in comparison.changes
     ]
+    if origins := origin_summary(comparison):
+        lines += ["", *origins]
     return "\n".join(lines) + "\n"
 
 

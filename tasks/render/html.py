@@ -14,7 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.analysis.compare import CompareError, Comparison, compare_with_previous
+from tasks.analysis.compare import (
+    CompareError,
+    Comparison,
+    compare_with_previous,
+    origin_summary,
+)
 from tasks.dataset.reader import RunNotFound, find_run, matrix_history, read_table
 from tasks.dataset.stores import ResultStore
 from tasks.records import SEVERITIES, cell_label
@@ -28,10 +33,13 @@ SEVERITY_COLOURS = {
     "LOW": "#e6c229",
     "UNKNOWN": "#9e9e9e",
 }
+# Where a cell's vulnerabilities came from (results.vulns_from_base / vulns_from_build).
+ORIGIN_COLOURS = {"inherited from the base": "#0072B2", "added by the build": "#D55E00"}
 # Chart name -> visible title; tests and readers find charts by these.
 CHART_TITLES = {
     "size": "Image size per cell",
     "vulnerabilities": "Vulnerabilities per cell by severity",
+    "origin": "Vulnerabilities per cell: inherited from the base vs added by the build",
     "startup": "Startup time per cell (median, min-max)",
     "memory": "Idle memory per cell",
     "packages": "Packages per cell",
@@ -114,6 +122,17 @@ def _severity_segments(row: dict[str, Any]) -> list[Segment]:
     return [Segment(s, float(row[f"vulns_{s.lower()}"]), SEVERITY_COLOURS[s]) for s in SEVERITIES]
 
 
+def _origin_segments(row: dict[str, Any]) -> list[Segment]:
+    # Null for cells not scanned, and for runs published before origins were kept.
+    if not _present(row.get("vulns_from_base")):
+        return []
+    counts = (float(row["vulns_from_base"]), float(row["vulns_from_build"]))
+    return [
+        Segment(name, count, colour)
+        for (name, colour), count in zip(ORIGIN_COLOURS.items(), counts, strict=True)
+    ]
+
+
 def _cell_charts(rows: list[dict[str, Any]]) -> list[str]:
     legend = [Segment(s, 0, SEVERITY_COLOURS[s]) for s in SEVERITIES]
     startup = [
@@ -142,6 +161,15 @@ def _cell_charts(rows: list[dict[str, Any]]) -> list[str]:
             format_count,
             note="unique vulnerability ids",
             legend=legend,
+        ),
+        bar_chart(
+            "origin",
+            CHART_TITLES["origin"],
+            _bars(rows, _origin_segments),
+            format_count,
+            note="unique vulnerability ids in the runtime base image's layers and in the "
+            "layers the build added (an id found in both counts in both)",
+            legend=[Segment(name, 0, colour) for name, colour in ORIGIN_COLOURS.items()],
         ),
         bar_chart(
             "startup",
@@ -218,6 +246,8 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
         "size",
         "packages",
         "vulns C/H/M/L/U",
+        "inherited from the base (vulns / packages)",
+        "added by the build (vulns / packages)",
         "startup",
         "idle memory",
     )
@@ -235,6 +265,8 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
             format_bytes(r["size_bytes"]) if _present(r["size_bytes"]) else "-",
             format_count(r["packages"]) if _present(r["packages"]) else "-",
             vulns,
+            _origin_cell(r, "base"),
+            _origin_cell(r, "build"),
             format_seconds(r["startup_seconds"]) if _present(r["startup_seconds"]) else "-",
             format_bytes(r["idle_memory_bytes"]) if _present(r["idle_memory_bytes"]) else "-",
         )
@@ -244,6 +276,13 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
         '<h2>Cells</h2><table id="cells"><thead><tr>'
         f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
+
+
+def _origin_cell(row: dict[str, Any], origin: str) -> str:
+    vulns, packages = row.get(f"vulns_from_{origin}"), row.get(f"packages_from_{origin}")
+    if not _present(vulns) or not _present(packages):
+        return "-"
+    return f"{format_count(vulns)} / {format_count(packages)}"
 
 
 def _verdict_html(comparison: Comparison) -> str:
@@ -257,9 +296,12 @@ def _verdict_html(comparison: Comparison) -> str:
         f"{escape(c.cell)}: {escape(c.summary)}</li>"
         for c in comparison.changes
     )
+    origins = "".join(
+        f'<p class="origins">{escape(line)}</p>' for line in origin_summary(comparison)
+    )
     return (
         f'<section id="compare"><h2>Compared with run {escape(comparison.base_run)}</h2>'
-        f"{verdict}<ul>{items}</ul></section>"
+        f"{verdict}<ul>{items}</ul>{origins}</section>"
     )
 
 

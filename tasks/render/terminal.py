@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tasks.analysis.compare import Comparison
+from tasks.analysis.compare import Comparison, origin_summary
 from tasks.analysis.history import HistoryChange
+from tasks.dataset.schema import ORIGIN_BASE, ORIGIN_BUILD, origin
 from tasks.records import CellResult, Status
 from tasks.render.units import format_bytes, format_count, format_seconds
 
@@ -32,8 +33,28 @@ def progress_bar(total: int) -> Iterator[Callable[[CellResult], None]]:
         yield lambda result: progress.advance(bar)
 
 
+def vulns_by_origin(result: CellResult) -> str:
+    """Unique vulnerability ids inherited from the base / added by the build, e.g. ``4/1``;
+    ``-`` when the cell was not scanned or its base's layers are unknown."""
+    base_layers = result.build.base_layers if result.build else ()
+    if result.scan is None or not base_layers:
+        return "-"
+    counts = {
+        where: len(
+            {
+                f.vulnerability_id
+                for f in result.scan.findings
+                if origin(f.layer_diff_id, base_layers) == where
+            }
+        )
+        for where in (ORIGIN_BASE, ORIGIN_BUILD)
+    }
+    return f"{counts[ORIGIN_BASE]}/{counts[ORIGIN_BUILD]}"
+
+
 def summary_row(result: CellResult) -> list[str]:
-    """One line of the classic comparison: size, packages, vulns C/H/M/L, startup."""
+    """One line of the classic comparison: size, packages, vulns C/H/M/L and where they
+    came from, startup."""
     cell, inspect, scan, probe = result.cell, result.inspect, result.scan, result.probe
     vulns = "-"
     if scan:
@@ -47,6 +68,7 @@ def summary_row(result: CellResult) -> list[str]:
         format_bytes(inspect.compressed_bytes if inspect else None),
         str(len(scan.packages)) if scan else "-",
         vulns,
+        vulns_by_origin(result),
         format_seconds(statistics.median(probe.startup_seconds) if probe else None),
         format_bytes(probe.idle_memory_bytes if probe else None),
         str(result.status) + (f" ({result.failed_stage})" if result.failed_stage else ""),
@@ -55,7 +77,7 @@ def summary_row(result: CellResult) -> list[str]:
 
 COLUMNS = (
     "app", "toolchain", "base", "size", "compressed", "packages", "vulns C/H/M/L",
-    "startup", "memory", "status",
+    "vulns base/build", "startup", "memory", "status",
 )  # fmt: skip
 
 
@@ -90,6 +112,7 @@ def render_comparison(comparison: Comparison) -> str:
         ]
     else:
         lines.append("no changes")
+    lines.extend(origin_summary(comparison))
     count = len(comparison.regressions)
     lines.append(f"{count} regression(s)" if count else "clean: no regression")
     return "\n".join(lines)

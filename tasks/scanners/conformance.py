@@ -15,7 +15,9 @@ engine and saves each to an archive, the scanners' input:
 
 - ``dpkg``: Debian 12 os-release and a ``var/lib/dpkg/status`` (debian:bookworm layout);
 - ``statusd``: ``var/lib/dpkg/status.d/<pkg>`` control files (distroless layout);
-- ``noos``: no OS at all, one Python package.
+- ``noos``: no OS at all, one Python package;
+- ``layered``: ``dpkg`` as its base plus one layer that installs ``libssl3`` (how a
+  build adds packages to what it inherits).
 
 It writes a fixture DB from ``ADVISORIES`` with ``write_fixture_db`` and checks the exact
 findings. Needs pytest (a test dependency), the Docker engine and trivy.
@@ -27,8 +29,10 @@ import io
 import json
 import tarfile
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, get_args
@@ -42,7 +46,7 @@ from tasks.matrix import ScannerConfig
 from tasks.records import Package
 from tasks.scanners import make_scanner
 from tasks.scanners.base import ScanError, Scanner
-from tasks.scanners.trivy import _parse_time
+from tasks.scanners.trivy import _parse_time, parse_report
 
 # Every ``ScannerConfig.kind``: each one has a subclass of ``ScannerConformance``.
 SCANNER_KINDS: tuple[str, ...] = get_args(ScannerConfig.model_fields["kind"].annotation)
@@ -83,6 +87,8 @@ DPKG_PACKAGES = [
     ("netbase", "", "6.4"),
     ("tzdata", "", "2025b-0+deb12u2"),
 ]
+# What the ``layered`` image's top layer adds to the ``dpkg`` image.
+ADDED_PACKAGE = ("libssl3", "openssl", "3.0.22-1~deb12u2")
 STATUSD_PACKAGES = [
     ("base-files", "", "12.4+deb12u11"),
     ("libssl3", "openssl", "3.0.22-1~deb12u2"),
@@ -111,15 +117,24 @@ def control(name: str, source: str, version: str) -> str:
     )
 
 
+def debian_purl(name: str, version: str) -> str:
+    """The package URL Trivy gives an amd64 package of the suite's Debian 12.11 images."""
+    # purl percent-encodes '+' in versions; '~' is left as it is.
+    return f"pkg:deb/debian/{name}@{version.replace('+', '%2B')}?arch=amd64&distro=debian-12.11"
+
+
 def debian_files() -> dict[str, str]:
     return {"etc/os-release": OS_RELEASE, "etc/debian_version": "12.11\n"}
 
 
 def image_files(kind: str) -> dict[str, str]:
-    """The root filesystem of image ``kind`` ("dpkg", "statusd", "noos"): path -> text."""
-    if kind == "dpkg":
-        status = "\n".join(control(*p) for p in DPKG_PACKAGES)
-        return {**debian_files(), "var/lib/dpkg/status": status}
+    """The files image ``kind`` ("dpkg", "statusd", "noos", "layered") puts in its
+    (top) layer: path -> text."""
+    if kind in ("dpkg", "layered"):
+        installed = [*DPKG_PACKAGES, *([ADDED_PACKAGE] if kind == "layered" else [])]
+        status = "\n".join(control(*p) for p in installed)
+        files = {"var/lib/dpkg/status": status}
+        return files if kind == "layered" else {**debian_files(), **files}
     if kind == "statusd":
         return {
             **debian_files(),
@@ -129,10 +144,10 @@ def image_files(kind: str) -> dict[str, str]:
     return {"usr/lib/python3/dist-packages/fixturepkg-1.2.3.dist-info/METADATA": metadata}
 
 
-def build_context(files: dict[str, str]) -> io.BytesIO:
-    """A GNU tar build context: a FROM-scratch Dockerfile copying rootfs/."""
+def build_context(files: dict[str, str], base: str = "scratch") -> io.BytesIO:
+    """A GNU tar build context: a Dockerfile copying rootfs/ onto ``base``."""
     buffer = io.BytesIO()
-    entries = {"Dockerfile": "FROM scratch\nCOPY rootfs/ /\n"}
+    entries = {"Dockerfile": f"FROM {base}\nCOPY rootfs/ /\n"}
     entries.update({f"rootfs/{path}": text for path, text in files.items()})
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name, text in entries.items():
@@ -154,21 +169,32 @@ def findings(scanner: Scanner, archive: Path) -> set[Finding]:
     }
 
 
+@dataclass(frozen=True)
+class SavedImage:
+    """An image of the suite, saved: its archive and its layers' diff ids, bottom up."""
+
+    archive: Path
+    layers: tuple[str, ...]
+
+
 @pytest.fixture(scope="session")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """The saved archive per kind ("dpkg", "statusd", "noos"); the images are removed."""
+def saved_images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SavedImage]]:
+    """Each kind ("dpkg", "statusd", "noos", "layered") built and saved; the images are
+    removed afterwards."""
     # Imported here: the save stage loads Prefect, which plugin registration should not.
     from tasks.stages.save import save_image
 
     engine = connect(HostConfig())
     suffix = uuid.uuid4().hex[:10]
     folder = tmp_path_factory.mktemp("scan-archives")
-    tags, archives = [], {}
+    tags: list[str] = []
+    saved: dict[str, SavedImage] = {}
     try:
-        for kind in ("dpkg", "statusd", "noos"):
+        for kind in ("dpkg", "statusd", "noos", "layered"):
             tag = f"basebench-scantest-{kind}:{suffix}"
+            base = f"basebench-scantest-dpkg:{suffix}" if kind == "layered" else "scratch"
             image, _ = engine.images.build(
-                fileobj=build_context(image_files(kind)),
+                fileobj=build_context(image_files(kind), base),
                 custom_context=True,
                 tag=tag,
                 network_mode="none",
@@ -176,12 +202,19 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]
             )
             tags.append(tag)
             (folder / kind).mkdir()
-            archives[kind] = save_image.fn(engine, image.id, folder / kind)
-        yield archives
+            archive = save_image.fn(engine, image.id, folder / kind)
+            saved[kind] = SavedImage(archive, tuple(image.attrs["RootFS"]["Layers"]))
+        yield saved
     finally:
-        for tag in tags:
+        for tag in reversed(tags):  # the layered image first: it uses dpkg's layer
             engine.images.remove(tag, force=True)
         engine.close()
+
+
+@pytest.fixture(scope="session")
+def images(saved_images: dict[str, SavedImage]) -> dict[str, Path]:
+    """The saved archive per kind ("dpkg", "statusd", "noos", "layered")."""
+    return {kind: image.archive for kind, image in saved_images.items()}
 
 
 @pytest.fixture(scope="session")
@@ -240,11 +273,15 @@ class ScannerConformance:
             TZDATA,
         }
 
-    def test_dpkg_image_packages_and_os(self, scanner: Scanner, images: dict[str, Path]) -> None:
-        result = scanner.scan(images["dpkg"])
+    def test_dpkg_image_packages_and_os(
+        self, scanner: Scanner, saved_images: dict[str, SavedImage]
+    ) -> None:
+        dpkg = saved_images["dpkg"]
+        (layer,) = dpkg.layers
+        result = scanner.scan(dpkg.archive)
         assert (result.os_family, result.os_version) == ("debian", "12.11")
         assert sorted(result.packages, key=lambda p: p.name) == [
-            Package(name, version, source or name, "debian")
+            Package(name, version, source or name, "debian", debian_purl(name, version), layer)
             for name, source, version in DPKG_PACKAGES
         ]
         assert result.vulns_by_severity() == {
@@ -265,11 +302,81 @@ class ScannerConformance:
             TZDATA,
         }
 
-    def test_image_without_os(self, scanner: Scanner, images: dict[str, Path]) -> None:
-        result = scanner.scan(images["noos"])
+    def test_image_without_os(self, scanner: Scanner, saved_images: dict[str, SavedImage]) -> None:
+        noos = saved_images["noos"]
+        result = scanner.scan(noos.archive)
         assert (result.os_family, result.os_version) == ("unknown", "")
-        assert result.packages == (Package("fixturepkg", "1.2.3", "fixturepkg", "python-pkg"),)
+        (layer,) = noos.layers
+        purl = "pkg:pypi/fixturepkg@1.2.3"
+        assert result.packages == (
+            Package("fixturepkg", "1.2.3", "fixturepkg", "python-pkg", purl, layer),
+        )
         assert result.findings == ()
+
+    def test_layered_image_names_the_layer_of_each_package_and_finding(
+        self, scanner: Scanner, saved_images: dict[str, SavedImage]
+    ) -> None:
+        layered = saved_images["layered"]
+        inherited, added = layered.layers
+        assert (inherited,) == saved_images["dpkg"].layers  # the base's one layer
+        result = scanner.scan(layered.archive)
+        name, source, version = ADDED_PACKAGE
+        # Packages the base had stay in its layer, though the status file is rewritten.
+        assert {p.name: p.layer_diff_id for p in result.packages} == {
+            **{p[0]: inherited for p in DPKG_PACKAGES},
+            name: added,
+        }
+        assert {(f.vulnerability_id, f.package, f.layer_diff_id) for f in result.findings} == {
+            (GLIBC[0], "libc-bin", inherited),
+            (GLIBC[0], "libc6", inherited),
+            (TZDATA[0], "tzdata", inherited),
+            ("CVE-2026-91002", name, added),
+        }
+        libssl3 = debian_purl(name, version)
+        assert {p.purl for p in result.packages if p.name == name} == {libssl3}
+        assert {f.purl for f in result.findings if f.package == name} == {libssl3}
+        assert [(p.source_name, p.version) for p in result.packages if p.name == name] == [
+            (source, version)
+        ]
+
+    def test_documents_are_kept_and_agree_with_the_result(
+        self, scanner: Scanner, images: dict[str, Path]
+    ) -> None:
+        result = scanner.scan(images["dpkg"])
+        documents = result.documents
+        assert documents is not None, "make_scanner's scanners keep documents"
+        assert {documents.report.name, documents.cyclonedx.name, documents.sarif.name} == {
+            "trivy.json",
+            "sbom.cdx.json",
+            "report.sarif",
+        }
+        assert documents.report.parent == documents.cyclonedx.parent == documents.sarif.parent
+        # The kept report is the one the result was parsed from.
+        report = json.loads(documents.report.read_text())
+        reparsed = parse_report(report, result.scanner_version, result.db_updated_at)
+        assert replace(result, documents=None) == reparsed
+        # CycloneDX: one component per package, by package URL.
+        bom = json.loads(documents.cyclonedx.read_text())
+        assert bom["bomFormat"] == "CycloneDX"
+        purls = {c["purl"] for c in bom["components"] if c.get("type") == "library"}
+        assert purls == {p.purl for p in result.packages}
+        assert len(purls) == len(DPKG_PACKAGES)
+        # SARIF: one result per finding, the rule being the vulnerability id.
+        sarif = json.loads(documents.sarif.read_text())
+        assert sarif["version"] == "2.1.0"
+        (run,) = sarif["runs"]
+        assert run["tool"]["driver"]["name"] == "Trivy"
+        assert Counter(r["ruleId"] for r in run["results"]) == Counter(
+            f.vulnerability_id for f in result.findings
+        )
+        assert Counter(r["ruleId"] for r in run["results"]) == {GLIBC[0]: 2, TZDATA[0]: 1}
+
+    def test_each_scan_keeps_its_own_documents(
+        self, scanner: Scanner, images: dict[str, Path]
+    ) -> None:
+        first, second = scanner.scan(images["noos"]), scanner.scan(images["noos"])
+        assert first.documents is not None and second.documents is not None
+        assert first.documents.report.parent != second.documents.report.parent
 
     def test_version_and_db_date(
         self, scanner: Scanner, images: dict[str, Path], db_cache: Path
@@ -297,15 +404,19 @@ class ScannerConformance:
 
 
 __all__ = [
+    "ADDED_PACKAGE",
     "ADVISORIES",
     "DPKG_FINDINGS",
     "DPKG_PACKAGES",
     "SCANNER_KINDS",
     "STATUSD_PACKAGES",
     "TIMEOUT",
+    "SavedImage",
     "ScannerConformance",
     "db_cache",
+    "debian_purl",
     "findings",
     "images",
+    "saved_images",
     "scanner_config",
 ]

@@ -7,6 +7,10 @@
 Trivy never goes online from here: no version check, no telemetry, no DB download
 (``--skip-db-update``) unless a DB repository is configured, images only from the
 archive (``--input``). Parsing the JSON report is the pure function ``parse_report``.
+
+With a ``documents_dir`` every scan also keeps Trivy's JSON report and converts it
+(``trivy convert``, offline) into a CycloneDX SBOM and a SARIF log, one folder per scan;
+the publisher stores them beside the tables.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import os
 import re
 import secrets
 import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -23,11 +30,14 @@ from typing import Any
 
 from tasks.child_server import ChildServer, ChildServerError
 from tasks.programs import ProgramMissing, find_program
-from tasks.records import Finding, Package, ScanResult
+from tasks.records import Finding, Package, ScanDocuments, ScanResult
 from tasks.scanners.base import ScanError, Scanner
 
 PACKAGE_CLASSES = ("os-pkgs", "lang-pkgs")
 UNKNOWN_OS = "unknown"
+# File names of the documents kept per scan, and the ``trivy convert`` format of each.
+REPORT_NAME = "trivy.json"
+CONVERSIONS = {"cyclonedx": "sbom.cdx.json", "sarif": "report.sarif"}
 
 # Every invocation: quiet, and no trivy.yaml picked up from the working directory.
 COMMON_FLAGS = ("--quiet", "--config=")
@@ -90,6 +100,8 @@ def _package(raw: dict[str, Any], kind: str) -> Package:
         version=_full_version(raw),
         source_name=raw.get("SrcName") or raw["Name"],
         type=kind,
+        purl=(raw.get("Identifier") or {}).get("PURL", ""),
+        layer_diff_id=(raw.get("Layer") or {}).get("DiffID", ""),
     )
 
 
@@ -111,6 +123,8 @@ def _finding(raw: dict[str, Any]) -> Finding:
         fixed_version=raw.get("FixedVersion", ""),
         severity=raw.get("Severity", "UNKNOWN"),
         status=raw.get("Status", ""),
+        purl=(raw.get("PkgIdentifier") or {}).get("PURL", ""),
+        layer_diff_id=(raw.get("Layer") or {}).get("DiffID", ""),
     )
 
 
@@ -154,9 +168,12 @@ class _TrivyBase(Scanner):
 
     name = "trivy"
 
-    def __init__(self, cache_dir: Path, timeout_seconds: int) -> None:
+    def __init__(
+        self, cache_dir: Path, timeout_seconds: int, documents_dir: Path | None = None
+    ) -> None:
         self.cache_dir = cache_dir
         self.timeout_seconds = timeout_seconds
+        self.documents_dir = documents_dir
         self._binary = trivy_binary()
         self._version: tuple[str, datetime | None] | None = None
 
@@ -187,16 +204,44 @@ class _TrivyBase(Scanner):
         except json.JSONDecodeError as exc:
             raise ScanError(f"scan: {archive.name}: trivy printed no JSON report: {exc}") from exc
         version, updated = self.version()
-        return parse_report(report, version, updated)
+        result = parse_report(report, version, updated)
+        if self.documents_dir is None:
+            return result
+        return replace(result, documents=self.keep_documents(output, archive.name))
+
+    def keep_documents(self, report: str, what: str) -> ScanDocuments:
+        """Write ``report`` (Trivy JSON) and its CycloneDX and SARIF conversions to a new
+        folder under ``documents_dir``; ``what`` names the image in errors."""
+        assert self.documents_dir is not None
+        self.documents_dir.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="scan-", dir=self.documents_dir))
+        (folder / REPORT_NAME).write_text(report)
+
+        def convert(kind: str) -> Path:
+            target = folder / CONVERSIONS[kind]
+            args = [self._binary, "convert", "--format", kind, "--output", str(target)]
+            # No .trivyignore from the working directory may drop findings from a document.
+            args += ["--ignorefile=", *COMMON_FLAGS, str(folder / REPORT_NAME)]
+            _run(args, self.timeout_seconds, f"{what}: trivy convert --format {kind}")
+            return target
+
+        # Each conversion is a trivy process of about 0.25 s: run both at once.
+        with ThreadPoolExecutor(max_workers=len(CONVERSIONS)) as pool:
+            cyclonedx, sarif = pool.map(convert, CONVERSIONS)
+        return ScanDocuments(report=folder / REPORT_NAME, cyclonedx=cyclonedx, sarif=sarif)
 
 
 class TrivyScanner(_TrivyBase):
     """Runs ``trivy image`` per scan against the DB in ``cache_dir/db``."""
 
     def __init__(
-        self, cache_dir: Path, timeout_seconds: int, db_repository: str | None = None
+        self,
+        cache_dir: Path,
+        timeout_seconds: int,
+        db_repository: str | None = None,
+        documents_dir: Path | None = None,
     ) -> None:
-        super().__init__(cache_dir, timeout_seconds)
+        super().__init__(cache_dir, timeout_seconds, documents_dir)
         self.db_repository = db_repository
 
     def scan(self, archive: Path) -> ScanResult:
@@ -277,9 +322,13 @@ class TrivyServerScanner(_TrivyBase):
     """
 
     def __init__(
-        self, server: TrivyServer, timeout_seconds: int, owns_server: bool = False
+        self,
+        server: TrivyServer,
+        timeout_seconds: int,
+        owns_server: bool = False,
+        documents_dir: Path | None = None,
     ) -> None:
-        super().__init__(server.cache_dir, timeout_seconds)
+        super().__init__(server.cache_dir, timeout_seconds, documents_dir)
         self.server = server
         self.owns_server = owns_server
 

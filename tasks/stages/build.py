@@ -78,6 +78,7 @@ def build_image(
         builder_digest=builder.digest,
         base_digest=base.digest,
         build_tool=tool,
+        base_layers=base.layers,
     )
 
 

@@ -183,6 +183,25 @@ def _summary(
     return summary
 
 
+# File type bits of a summary's modes; hard links count as regular files there.
+_TYPE_MASK, _REGULAR = 0o170000, 0o100000
+_SETUID, _SETGID = 0o4000, 0o2000
+
+
+def privileged_files(tree: dict[str, int]) -> tuple[int, int]:
+    """(files with the setuid bit, files with the setuid or the setgid bit).
+
+    Only regular files count: setgid directories (``/var/mail``, ``/var/local`` in Debian)
+    make new files inherit their group and grant nothing when run, and a symlink's mode
+    bits are ignored by the kernel.
+    """
+    files = [mode for mode in tree.values() if mode & _TYPE_MASK == _REGULAR]
+    return (
+        sum(1 for mode in files if mode & _SETUID),
+        sum(1 for mode in files if mode & (_SETUID | _SETGID)),
+    )
+
+
 def has_any(tree: dict[str, int], candidates: Iterable[str]) -> bool:
     """True when any candidate exists under / or /usr (merged-usr images link one to the other)."""
     return any(path in tree or f"usr/{path}" in tree for path in candidates)
@@ -203,6 +222,7 @@ def inspect_image(
     layers = read_archive(archive, diff_ids, cache, {*builder.layers, *base.layers})
     tree = merge_layers(layers)
     user = image.attrs["Config"].get("User") or ""
+    setuid, setuid_or_setgid = privileged_files(tree)
     return InspectResult(
         size_bytes=int(image.attrs["Size"]),
         compressed_bytes=sum(layer.compressed_bytes for layer in layers),
@@ -211,8 +231,9 @@ def inspect_image(
         runs_as_root=user in ROOT_USERS,
         has_shell=has_any(tree, SHELLS),
         has_package_manager=has_any(tree, PACKAGE_MANAGERS),
-        setuid_files=sum(1 for mode in tree.values() if mode & 0o100000 and mode & 0o4000),
+        setuid_files=setuid,
         files=sum(1 for mode in tree.values() if not mode & 0o040000),
         base_forged=base.forged,
         builder_forged=builder.forged,
+        setuid_or_setgid_files=setuid_or_setgid,
     )

@@ -3,7 +3,9 @@ Trivy with the fixture DB, embedded Prefect and the moto S3 server."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +20,9 @@ from cli.main import main
 from infra.trivydb.fixture import DEFAULT_ADVISORIES, write_fixture_db
 from tasks import labels
 from tasks.dataset.reader import list_runs, read_table
-from tasks.dataset.stores import open_store
+from tasks.dataset.stores import ResultStore, open_store
 from tasks.matrix import APPS_DIR, S3Config
+from tasks.scanners import DOCUMENTS_FOLDER
 
 pytestmark = pytest.mark.integration
 
@@ -45,11 +48,14 @@ class Run:
     results: pd.DataFrame
     vulnerabilities: pd.DataFrame
     samples: pd.DataFrame
+    packages: pd.DataFrame
     runs: list[dict[str, Any]]
     leftovers: int
     built_images: int
     archives_left: list[Path]
     prefect_servers_left: list[str]
+    store: ResultStore
+    local_documents_left: list[Path]  # scan documents of this run still in the cache dir
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +108,28 @@ s3: {{endpoint_url: "{s3_server.endpoint_url}"}}
         built_images=len(built),
         vulnerabilities=read_table(store, "vulnerabilities"),
         samples=read_table(store, "samples"),
+        packages=read_table(store, "packages"),
         runs=runs,
         leftovers=len(leftovers),
         archives_left=list((infra.cache_dir / "archives").glob("*/*")),
         prefect_servers_left=_processes_running("cli.embedded_prefect"),
+        store=store,
+        local_documents_left=_documents_of(infra.cache_dir / DOCUMENTS_FOLDER, set(built)),
     )
+
+
+def _documents_of(folder: Path, image_ids: set[str]) -> list[Path]:
+    """Kept scan reports under ``folder`` that describe one of ``image_ids`` (other runs
+    on this machine may keep their own there meanwhile)."""
+    found = []
+    for report in folder.glob("*/trivy.json"):
+        try:
+            image_id = json.loads(report.read_text())["Metadata"]["ImageID"]
+        except (OSError, ValueError, KeyError):
+            continue  # another run's scan, being written or removed right now
+        if image_id in image_ids:
+            found.append(report)
+    return found
 
 
 def _processes_running(marker: str) -> list[str]:
@@ -251,3 +274,57 @@ def test_nothing_left_behind(run: Run) -> None:
 def test_archives_and_the_embedded_prefect_server_are_gone(run: Run) -> None:
     assert run.archives_left == []
     assert run.prefect_servers_left == []
+
+
+def test_packages_and_findings_know_their_layer_and_origin(run: Run) -> None:
+    cells = run.results.reset_index(drop=True)[["cell_id", "app", "base", "status"]]
+    packages = run.packages.merge(cells, on="cell_id")
+    scanned = packages[packages["app"] == "go-hello"]
+    assert set(scanned["base"]) == {
+        "single-stage",
+        "bookworm",
+        "distroless-static",
+        "distroless-base",
+    }
+    # Debian packages come with the base; the Go binary (stdlib, the module) with the build.
+    assert set(scanned.loc[scanned["type"] == "debian", "origin"]) == {"base"}
+    assert set(scanned.loc[scanned["type"] == "gobinary", "origin"]) == {"build"}
+    assert scanned["purl"].str.startswith("pkg:").all()
+    assert scanned["layer_diff_id"].str.match(r"^sha256:[0-9a-f]{64}$").all()
+    assert "pkg:golang/stdlib@v1.22.10" in set(scanned["purl"])
+    # Every fixture advisory is a Debian one: all inherited from the base.
+    assert set(run.vulnerabilities["origin"]) == {"base"}
+    for key in ("go-hello/distroless-static", "go-hello/bookworm", "go-hello/single-stage"):
+        row = run.results.loc[key]
+        in_cell = scanned[scanned["cell_id"] == row["cell_id"]]
+        assert row["packages_from_build"] == (in_cell["origin"] == "build").sum() >= 1, key
+        assert row["packages_from_base"] == (in_cell["origin"] == "base").sum() >= 5, key
+        assert row["vulns_from_base"] == sum(
+            row[f"vulns_{s}"] for s in ("critical", "high", "medium", "low", "unknown")
+        ), key
+        assert row["vulns_from_build"] == 0, key
+
+
+def test_each_scanned_cell_has_its_sbom_sarif_and_report_beside_the_tables(run: Run) -> None:
+    scanned = run.results[run.results["scanner"].notna()]
+    assert sorted(set(scanned.index) - {"go-hello/alpine"}) == [  # alpine: where served
+        "go-hello/bookworm",
+        "go-hello/distroless-base",
+        "go-hello/distroless-static",
+        "go-hello/single-stage",
+        "silent/distroless-static",  # failed at the probe, after its scan
+    ]
+    for key, row in scanned.iterrows():
+        cell = row["cell_id"]
+        assert row["sbom_path"] == f"documents/{row['run_id']}/{cell}/sbom.cdx.json", key
+        bom = json.loads(run.store.read(row["sbom_path"]))
+        purls = {c["purl"] for c in bom["components"] if c.get("type") == "library"}
+        assert purls == set(run.packages.loc[run.packages["cell_id"] == cell, "purl"]), key
+        sarif = json.loads(run.store.read(row["sarif_path"]))
+        findings = run.vulnerabilities[run.vulnerabilities["cell_id"] == cell]
+        rules = Counter(r["ruleId"] for r in sarif["runs"][0]["results"])
+        assert rules == Counter(findings["vulnerability_id"]), key
+        report = json.loads(run.store.read(row["scan_report_path"]))
+        assert report["Metadata"]["ImageID"] == row["image_id"], key
+    assert pd.isna(run.results.loc["broken-build/distroless-static", "sbom_path"])  # no scan
+    assert run.local_documents_left == []  # the local copies went once published

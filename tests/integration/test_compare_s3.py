@@ -73,7 +73,9 @@ def test_grown_image_and_new_cve_are_exactly_the_regressions(
         "vulnerability_id": "CVE-2024-3000",
         "severity": "HIGH",
         "packages": ["libssl3"],
+        "origins": ["base"],
     }
+    assert data["new_serious_by_origin"] == {"base": 1, "build": 0, "unknown": 0}
 
 
 def test_table_output(published: Published, capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,9 +88,10 @@ def test_table_output(published: Published, capsys: pytest.CaptureFixture[str]) 
     ]
     assert lines[1].endswith("size 120 MB -> 132 MB (+12.0 MB, +10.0%)")
     assert "go-hello go1.22.10 bookworm" in lines[1]
-    assert lines[2].endswith("new HIGH CVE-2024-3000 in libssl3")
-    assert lines[3] == "2 regression(s)"
-    assert len(lines) == 4
+    assert lines[2].endswith("new HIGH CVE-2024-3000 in libssl3, inherited from the base")
+    assert lines[3] == "new CRITICAL/HIGH: 1 inherited from the base, 0 added by the build"
+    assert lines[4] == "2 regression(s)"
+    assert len(lines) == 5
 
 
 def test_default_is_latest_against_previous_and_identical_runs_are_clean(

@@ -1,26 +1,36 @@
-"""publish / read_table / list_runs against a local folder and moto's S3 server.
+"""publish / read_table / list_runs on Delta tables in a local folder and moto's S3 server.
 
 ``store`` is each kind in turn (the shared fixture in tests/s3_server.py).
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
-from tasks.dataset.layout import PublishError, manifest_path, table_path
-from tasks.dataset.reader import list_runs, read_table, table_files
+from tasks.dataset.layout import PublishError
+from tasks.dataset.legacy import publish_manifest_layout
+from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.schema import SCHEMAS, TABLES, build_tables
 from tasks.dataset.stores import LocalStore, ResultStore, S3Store
-from tasks.dataset.writer import publish
-from tests.records_factory import T0, failed_cell, make_run, ok_cell, skipped_cell
+from tasks.dataset.tables import append_run, open_table
+from tasks.dataset.writer import COMMIT_ORDER, publish
+from tasks.records import ScanDocuments
+from tests.records_factory import (
+    T0,
+    failed_cell,
+    make_run,
+    ok_cell,
+    ok_result,
+    skipped_cell,
+)
 from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.integration
@@ -28,32 +38,57 @@ pytestmark = pytest.mark.integration
 ROWS = {"results": 4, "samples": 8, "vulnerabilities": 4, "packages": 6, "runs": 1}
 
 
-def test_publish_writes_partitioned_files_and_manifest(store: ResultStore) -> None:
-    location = publish(make_run(), store)
-    assert location == store.location("manifests/run_id=run-1.json")
-    assert store.list("") == sorted(
-        [f"{t}/date=2024-05-01/run_id=run-1/part-0.parquet" for t in TABLES]
-        + ["manifests/run_id=run-1.json"]
-    )
-    manifest = json.loads(store.read(manifest_path("run-1")))
-    assert manifest["run_id"] == "run-1"
-    assert manifest["date"] == "2024-05-01"
-    assert manifest["schema_version"] == 1
-    assert manifest["started_at"] == "2024-05-01T02:00:00+00:00"
-    assert (manifest["cells"], manifest["cells_ok"], manifest["cells_failed"]) == (4, 2, 1)
-    assert {t: e["rows"] for t, e in manifest["tables"].items()} == ROWS
-    assert manifest["tables"]["results"]["path"] == table_path("results", "2024-05-01", "run-1")
+def delta(store: ResultStore, table: str) -> DeltaTable:
+    location = store.table_location(table)
+    return DeltaTable(location.uri, storage_options=location.storage_options)
 
 
-def test_parquet_files_carry_schema_version_and_compression(store: ResultStore) -> None:
-    publish(make_run(), store)
-    data = store.read(table_path("vulnerabilities", "2024-05-01", "run-1"))
-    parquet = pq.ParquetFile(pa.BufferReader(data))
-    metadata = parquet.schema_arrow.metadata
-    assert metadata[b"basebench.schema_version"] == b"1"
-    assert metadata[b"basebench.table"] == b"vulnerabilities"
+def test_one_delta_table_per_dataset_table_one_commit_per_run(store: ResultStore) -> None:
+    published = publish(make_run(), store)
+    assert published.rows == {name: ROWS[name] for name in COMMIT_ORDER}
+    assert [c.table for c in published.commits] == list(COMMIT_ORDER)  # runs last
+    assert all(c.written for c in published.commits)
+    assert sorted({path.split("/")[0] for path in store.list("")}) == sorted(TABLES)
+    for name in TABLES:
+        table = delta(store, name)
+        assert table.version() == 1, name  # version 0 created the table, 1 is the run
+        assert table.metadata().partition_columns == ["date"]
+        assert table.metadata().name == name
+        (commit, created) = table.history()
+        assert commit["operation"] == "WRITE"
+        assert commit["operationMetrics"]["num_added_rows"] == ROWS[name]
+        assert commit["basebench.run_id"] == "run-1"
+        assert commit["basebench.writer"].startswith("basebench ")
+        assert created["operation"] == "CREATE TABLE"
+        assert table.transaction_version("basebench-run:run-1") == 1
+        (add,) = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+        assert add["partition.date"] == date(2024, 5, 1)
+        assert add["path"].startswith("date=2024-05-01/part-")
+
+
+def test_table_properties_and_data_files(local_store: LocalStore) -> None:
+    publish(make_run(), local_store)
+    for name in TABLES:
+        configuration = delta(local_store, name).metadata().configuration
+        assert configuration["basebench.schema_version"] == "1"
+        assert configuration["delta.logRetentionDuration"] == "interval 3650 days"
+    (data_file,) = (local_store.root / "vulnerabilities").glob("date=*/*.parquet")
+    parquet = pq.ParquetFile(data_file)
+    # The partition key lives in the log and the path, never inside the files.
+    assert "date" not in parquet.schema_arrow.names
+    assert "run_id" in parquet.schema_arrow.names  # a column, not a path key
     assert parquet.metadata.num_rows == 4
     assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_the_issues_pandas_call_now_reads_the_folder(local_store: LocalStore) -> None:
+    # Issue 12: pd.read_parquet("results/results") failed (run_id in paths and files).
+    publish(make_run(), local_store)
+    publish(make_run("run-2", T0 + timedelta(days=1)), local_store)
+    frame = pd.read_parquet(local_store.root / "results")
+    assert len(frame) == 8
+    assert sorted(set(frame["run_id"])) == ["run-1", "run-2"]
+    assert sorted({str(d) for d in frame["date"]}) == ["2024-05-01", "2024-05-02"]
 
 
 def test_read_back_values(store: ResultStore) -> None:
@@ -72,6 +107,8 @@ def test_read_back_values(store: ResultStore) -> None:
     assert ok["startup_seconds"] == 0.25
     assert ok["packages_by_type"] == {"debian": 3, "gobinary": 1}
     assert ok["started_at"] == pd.Timestamp("2024-05-01T02:00:00Z")
+    assert ok["date"] == date(2024, 5, 1)
+    assert (ok["vulns_from_base"], ok["vulns_from_build"]) == (3, 0)
     assert bool(results.loc["id-single-stage", "startup_unstable"]) is True
     failed = results.loc["id-bookworm"]
     assert failed["status"] == "failed"
@@ -89,6 +126,9 @@ def test_read_back_values(store: ResultStore) -> None:
         "CVE-2024-0002",
         "CVE-2024-0003",
     ]
+    assert set(vulns["origin"]) == {"base"}
+    packages = read_table(store, "packages")
+    assert packages.groupby("origin").size().to_dict() == {"base": 5, "build": 1}
     runs = read_table(store, "runs")
     assert runs.loc[0, "versions"] == {
         "basebench": "0.1.0",
@@ -102,44 +142,53 @@ def test_read_back_values(store: ResultStore) -> None:
         assert list(frame.columns) == SCHEMAS[table].names
 
 
-def test_rerun_same_run_id_replaces_even_across_dates(store: ResultStore) -> None:
+def test_rerun_of_a_run_id_adds_no_rows(store: ResultStore) -> None:
     publish(make_run(), store)
-    next_day = T0 + timedelta(days=1)
-    rerun = make_run(started_at=next_day, cells=(ok_cell(), failed_cell()))
-    publish(rerun, store)
-    publish(rerun, store)  # and again: still one copy
-    assert store.list("results") == ["results/date=2024-05-02/run_id=run-1/part-0.parquet"]
-    assert store.list("manifests") == ["manifests/run_id=run-1.json"]
-    results = read_table(store, "results")
-    assert sorted(results["cell_id"]) == ["id-bookworm", "id-distroless-base"]
-    assert len(read_table(store, "samples")) == 5
+    versions = {name: delta(store, name).version() for name in TABLES}
+    # The same run id again, even with other cells: the first copy stands, nothing is added.
+    again = publish(make_run(cells=(ok_cell(), failed_cell())), store)
+    assert [c.written for c in again.commits] == [False] * len(TABLES)
+    publish(make_run(), store)
+    assert {name: delta(store, name).version() for name in TABLES} == versions
+    assert {name: len(read_table(store, name)) for name in TABLES} == ROWS
     (run,) = list_runs(store)
-    assert (run["date"], run["cells"]) == ("2024-05-02", 2)
+    assert (run["run_id"], run["cells"]) == ("run-1", 4)
 
 
-def test_run_without_manifest_is_invisible(store: ResultStore) -> None:
+def test_run_missing_from_runs_is_invisible_until_published(store: ResultStore) -> None:
     publish(make_run(run_id="complete"), store)
-    # A publish that died before its manifest: data files only.
+    # A publish that died before its runs commit: every other table has the run.
     partial = make_run(run_id="partial", cells=(ok_cell(), skipped_cell()))
-    for name, table in build_tables(partial).items():
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        store.write(table_path(name, "2024-05-01", "partial"), sink.getvalue().to_pybytes())
-    assert len(store.list("results")) == 2
+    tables = build_tables(partial)
+    for name in COMMIT_ORDER[:-1]:
+        append_run(store, name, tables[name], "partial")
+    assert sorted(set(delta(store, "results").to_pandas()["run_id"])) == ["complete", "partial"]
     assert [r["run_id"] for r in list_runs(store)] == ["complete"]
     assert set(read_table(store, "results")["run_id"]) == {"complete"}
     assert len(read_table(store, "results", run_ids=["partial"])) == 0
-    assert table_files(store, "results") == [table_path("results", "2024-05-01", "complete")]
+    # Publishing it again commits only what is missing: the runs row.
+    again = publish(partial, store)
+    assert [c.table for c in again.commits if c.written] == ["runs"]
+    assert [r["run_id"] for r in list_runs(store)] == ["complete", "partial"]
+    assert read_table(store, "results").groupby("run_id").size().to_dict() == {
+        "complete": 4,
+        "partial": 2,
+    }
 
 
 def test_run_ids_filter_and_list_order(store: ResultStore) -> None:
     publish(make_run(run_id="later", started_at=T0 + timedelta(hours=30)), store)
     publish(make_run(run_id="earlier", cells=(skipped_cell(),)), store)
     assert [r["run_id"] for r in list_runs(store)] == ["earlier", "later"]
-    assert len(read_table(store, "results")) == 5
+    results = read_table(store, "results")
+    assert list(results["run_id"]) == ["earlier"] + ["later"] * 4  # oldest run first
     assert list(read_table(store, "results", run_ids=["earlier"])["cell_id"]) == ["id-alpine"]
     assert len(read_table(store, "samples", run_ids=["later"])) == 8
     assert len(read_table(store, "samples", run_ids=["earlier"])) == 0
+    assert {r["run_id"]: r["date"] for r in list_runs(store)} == {
+        "earlier": "2024-05-01",
+        "later": "2024-05-02",
+    }
 
 
 def test_empty_store_reads_empty_frames(store: ResultStore) -> None:
@@ -147,6 +196,7 @@ def test_empty_store_reads_empty_frames(store: ResultStore) -> None:
     frame = read_table(store, "packages")
     assert len(frame) == 0
     assert list(frame.columns) == SCHEMAS["packages"].names
+    assert open_table(store, "packages") is None
 
 
 def test_unknown_table_and_bad_run_id(store: ResultStore) -> None:
@@ -157,40 +207,73 @@ def test_unknown_table_and_bad_run_id(store: ResultStore) -> None:
     assert store.list("") == []  # nothing half-written
 
 
-def test_hive_dataset_over_a_local_store(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    publish(make_run(), store)
-    dataset = ds.dataset(tmp_path / "results", format="parquet", partitioning="hive")
-    table = dataset.to_table()
-    assert table.num_rows == 4
-    assert set(table.column("date").to_pylist()) == {"2024-05-01"}
-    assert set(table.column("run_id").to_pylist()) == {"run-1"}
+def test_documents_are_stored_beside_the_tables(store: ResultStore, tmp_path: Path) -> None:
+    folder = tmp_path / "scan-1"
+    folder.mkdir()
+    documents = ScanDocuments(folder / "trivy.json", folder / "sbom.cdx.json", folder / "r.sarif")
+    for path in (documents.report, documents.cyclonedx, documents.sarif):
+        path.write_text(f'{{"name": "{path.name}"}}')
+    cell = ok_result("bookworm", 120_000_000)
+    kept = dataclasses.replace(cell, scan=dataclasses.replace(cell.scan, documents=documents))  # type: ignore[arg-type]
+    published = publish(make_run(cells=(kept, ok_cell())), store)
+    assert published.documents == 3
+    results = read_table(store, "results").set_index("cell_id")
+    row = results.loc["id-bookworm"]
+    assert store.read(row["scan_report_path"]) == b'{"name": "trivy.json"}'
+    assert store.read(row["sbom_path"]) == b'{"name": "sbom.cdx.json"}'
+    assert store.read(row["sarif_path"]) == b'{"name": "r.sarif"}'
+    assert store.list("documents") == [
+        "documents/run-1/id-bookworm/report.sarif",
+        "documents/run-1/id-bookworm/sbom.cdx.json",
+        "documents/run-1/id-bookworm/trivy.json",
+    ]
+    assert pd.isna(results.loc["id-distroless-base", "sbom_path"])  # no documents kept
+
+
+def test_a_missing_document_publishes_nothing(store: ResultStore, tmp_path: Path) -> None:
+    gone = ScanDocuments(tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.sarif")
+    cell = ok_result("bookworm", 1)
+    broken = dataclasses.replace(cell, scan=dataclasses.replace(cell.scan, documents=gone))  # type: ignore[arg-type]
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"scan document of cell go-hello go1.22.10 bookworm \(id-bookworm\) is gone: "
+        rf"{tmp_path}/a.json; nothing was published",
+    ):
+        publish(make_run(cells=(broken,)), store)
+    assert store.list("") == []
 
 
 def test_local_store_failure_is_a_publish_error(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the output folder should be")
-    with pytest.raises(PublishError, match=f"publish run run-1 to {blocker}: .*{blocker}/"):
+    with pytest.raises(PublishError, match=f"append run run-1 to {blocker}/samples: "):
         publish(make_run(), LocalStore(blocker))
 
 
 def test_s3_failure_is_a_publish_error_naming_the_bucket(s3_server: S3Server) -> None:
     store = S3Store("no-such-bucket", "nightly", s3_server.endpoint_url, s3_server.region)
-    with pytest.raises(PublishError, match=r"publish run run-1 to s3://no-such-bucket/nightly: "):
+    with pytest.raises(
+        PublishError, match=r"append run run-1 to s3://no-such-bucket/nightly/samples: .*404"
+    ):
         publish(make_run(), store)
-    with pytest.raises(PublishError, match=r"s3://no-such-bucket/nightly/manifests"):
+    with pytest.raises(PublishError, match=r"s3://no-such-bucket/nightly/"):
         read_table(store, "results")
 
 
-def test_corrupt_manifest_is_a_publish_error(store: ResultStore) -> None:
-    store.write("manifests/run_id=broken.json", b"{not json")
-    with pytest.raises(PublishError, match=r"manifests/run_id=broken\.json is not valid JSON"):
-        list_runs(store)
+def test_manifest_layout_output_asks_for_migration(store: ResultStore) -> None:
+    publish_manifest_layout(make_run(), store)
+    with pytest.raises(
+        PublishError,
+        match=r"holds runs in the manifest layout of an older basebench; move them into the "
+        r"tables first: basebench migrate ",
+    ):
+        read_table(store, "results")
 
 
 def test_naive_start_time_partitions_as_utc(store: ResultStore) -> None:
     publish(make_run(started_at=datetime(2024, 5, 1, 23, 59)), store)
-    assert store.list("runs") == ["runs/date=2024-05-01/run_id=run-1/part-0.parquet"]
+    (add,) = pa.table(delta(store, "runs").get_add_actions(flatten=True)).to_pylist()
+    assert add["partition.date"] == date(2024, 5, 1)
     assert read_table(store, "runs").loc[0, "started_at"] == pd.Timestamp(
         datetime(2024, 5, 1, 23, 59, tzinfo=UTC)
     )

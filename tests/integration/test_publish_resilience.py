@@ -1,4 +1,5 @@
-"""Publish under failure: a publish killed before its manifest, S3 refusing writes, retries.
+"""Publish under failure: a publish killed between tables, S3 refusing, retries, the local
+fallback and publishing the kept run later.
 
 ``store`` is each kind in turn (the shared fixture in tests/s3_server.py).
 """
@@ -15,18 +16,25 @@ import pytest
 from tasks.dataset.layout import PublishError
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.schema import TABLES
-from tasks.dataset.stores import LocalStore, ResultStore, S3Store, StoreError
-from tasks.dataset.writer import RetryPolicy, copy_run, publish, publish_with_fallback
+from tasks.dataset.stores import LocalStore, ResultStore, S3Store, TableLocation
+from tasks.dataset.writer import (
+    RetryPolicy,
+    copy_run,
+    publish,
+    publish_kept,
+    publish_with_fallback,
+)
 from tests.records_factory import T0, make_run, nightly_run
 from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.integration
 
 FAST = RetryPolicy(attempts=3, first_delay=0.01, factor=2.0, max_delay=0.05)
+NIGHT = {"results": 3, "samples": 15, "vulnerabilities": 6, "packages": 8, "runs": 1}
 
 
 class WrappedStore:
-    """Passes every call to ``inner``; subclasses change ``write``."""
+    """Passes every call to ``inner``; subclasses change ``table_location``."""
 
     def __init__(self, inner: ResultStore) -> None:
         self.inner = inner
@@ -46,37 +54,31 @@ class WrappedStore:
     def location(self, path: str = "") -> str:
         return self.inner.location(path)
 
-
-class DiesOnManifest(WrappedStore):
-    """A store that crashes the way a killed process would: data files written, no manifest."""
-
-    def write(self, path: str, data: bytes) -> None:
-        if path.startswith("manifests/"):
-            raise KeyboardInterrupt("killed between data files and manifest")
-        self.inner.write(path, data)
+    def table_location(self, path: str) -> TableLocation:
+        return self.inner.table_location(path)
 
 
-class FailsFirstWrites(WrappedStore):
-    """A store whose first ``failures`` writes fail like a flaky network."""
+class DiesBefore(WrappedStore):
+    """A store that crashes the way a killed process would, before table ``table``."""
 
-    def __init__(self, inner: ResultStore, failures: int) -> None:
+    def __init__(self, inner: ResultStore, table: str) -> None:
         super().__init__(inner)
-        self.failures, self.writes = failures, 0
+        self.table = table
 
-    def write(self, path: str, data: bytes) -> None:
-        self.writes += 1
-        if self.writes <= self.failures:
-            raise StoreError(f"cannot write {self.inner.location(path)}: connection reset")
-        self.inner.write(path, data)
+    def table_location(self, path: str) -> TableLocation:
+        if path == self.table:
+            raise KeyboardInterrupt(f"killed before the {path} commit")
+        return self.inner.table_location(path)
 
 
 def test_killed_publish_is_invisible_and_rerun_completes_it(store: ResultStore) -> None:
     publish(nightly_run("night-1", T0), store)
     second = nightly_run("night-2", T0 + timedelta(days=1), grow={"bookworm": 5_000_000})
     with pytest.raises(KeyboardInterrupt):
-        publish(second, DiesOnManifest(store))
-    # The data files of night-2 are there ...
-    assert len(store.list("results")) == 2
+        publish(second, DiesBefore(store, "runs"))
+    # The rows of night-2 are in the other tables ...
+    results_location = store.table_location("results")
+    assert results_location.uri.endswith("/results")
     # ... but readers only see the complete run.
     assert [m["run_id"] for m in list_runs(store)] == ["night-1"]
     results = read_table(store, "results")
@@ -84,56 +86,54 @@ def test_killed_publish_is_invisible_and_rerun_completes_it(store: ResultStore) 
     assert len(results) == 3
     assert len(read_table(store, "vulnerabilities")) == 6
 
-    publish(second, store)  # the rerun of the same run id
+    rerun = publish(second, store)  # the rerun of the same run id
+    assert [c.table for c in rerun.commits if c.written] == ["runs"]
     assert [m["run_id"] for m in list_runs(store)] == ["night-1", "night-2"]
     results = read_table(store, "results")
     assert results.groupby("run_id").size().to_dict() == {"night-1": 3, "night-2": 3}
     assert len(read_table(store, "samples")) == 2 * 3 * 5  # no duplicate rows
-    assert len(store.list("results")) == 2  # one file per run
     sizes = results.set_index(["run_id", "cell_id"])["size_bytes"]
     assert sizes[("night-2", "id-bookworm")] == 125_000_000
 
 
-def test_killed_rerun_hides_the_run_until_it_completes(store: ResultStore) -> None:
-    publish(nightly_run("night-1", T0), store)
-    publish(make_run("night-2"), store)
+def test_killed_before_results_leaves_detail_rows_unlisted(store: ResultStore) -> None:
     with pytest.raises(KeyboardInterrupt):
-        publish(nightly_run("night-2", T0), DiesOnManifest(store))
-    # Half-replaced: neither the old nor the new night-2 shows.
-    assert [m["run_id"] for m in list_runs(store)] == ["night-1"]
-    assert set(read_table(store, "results")["run_id"]) == {"night-1"}
-    publish(nightly_run("night-2", T0), store)
-    assert read_table(store, "results", ["night-2"])["cell_id"].tolist() == [
-        "id-single-stage",
-        "id-bookworm",
-        "id-distroless-static",
-    ]
+        publish(nightly_run("night-1", T0), DiesBefore(store, "results"))
+    assert list_runs(store) == []
+    assert len(read_table(store, "samples")) == 0
+    publish(nightly_run("night-1", T0), store)
+    assert {name: len(read_table(store, name)) for name in TABLES} == NIGHT
 
 
-def test_transient_failures_are_retried_with_backoff(store: ResultStore) -> None:
+def test_transient_failure_is_retried_with_backoff(s3_server: S3Server) -> None:
+    # The bucket does not exist at the first attempt; it appears during the backoff.
+    bucket = f"late-{uuid.uuid4().hex[:12]}"
+    store = S3Store(bucket, "nightly", s3_server.endpoint_url, s3_server.region)
     waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:
+            s3_server.client().create_bucket(Bucket=bucket)
+
     outcome = publish_with_fallback(
-        nightly_run("night-1", T0),
-        FailsFirstWrites(store, failures=2),
-        Path("/nonexistent/never-used"),
-        FAST,
-        sleep=waits.append,
+        nightly_run("night-1", T0), store, Path("/nonexistent/never-used"), FAST, sleep=sleep
     )
     assert outcome.published is True
-    assert outcome.attempts == 3
-    assert waits == [0.01, 0.02]
-    assert outcome.location == store.location("manifests/run_id=night-1.json")
-    assert outcome.message == f"published run night-1: {outcome.location}"
-    assert len(read_table(store, "results")) == 3
+    assert outcome.attempts == 2
+    assert waits == [0.01]
+    assert outcome.location == f"s3://{bucket}/nightly"
+    assert outcome.message == f"published run night-1: s3://{bucket}/nightly"
+    assert {name: len(read_table(store, name)) for name in TABLES} == NIGHT
 
 
-def assert_kept_locally(fallback: Path, message: str, run_id: str) -> None:
+def assert_kept_locally(fallback: Path, message: str, run_id: str, target: str) -> None:
     local = LocalStore(fallback)
     assert [m["run_id"] for m in list_runs(local)] == [run_id]
-    assert sorted(p.split("/")[0] for p in local.list("")) == sorted([*TABLES, "manifests"])
-    assert len(read_table(local, "results")) == 3
-    assert len(read_table(local, "vulnerabilities")) == 6
+    assert sorted({p.split("/")[0] for p in local.list("")}) == sorted(TABLES)
+    assert {name: len(read_table(local, name)) for name in TABLES} == NIGHT
     assert f"run {run_id} is kept complete in {fallback}" in message
+    assert message.endswith(f"basebench publish {fallback} --output {target}")
 
 
 def test_missing_bucket_keeps_the_run_locally(s3_server: S3Server, tmp_path: Path) -> None:
@@ -146,12 +146,13 @@ def test_missing_bucket_keeps_the_run_locally(s3_server: S3Server, tmp_path: Pat
     assert outcome.attempts == 3
     assert waits == [0.01, 0.02]
     assert outcome.fallback_dir == tmp_path / "unpublished"
-    assert "cannot" in (outcome.error or "") and "s3://no-such-bucket/nightly" in (
-        outcome.error or ""
+    error = outcome.error or ""
+    assert "append run night-1 to s3://no-such-bucket/nightly/samples" in error
+    assert "NoSuchBucket" in error
+    assert outcome.message.startswith("publish failed after 3 attempts (append run night-1 ")
+    assert_kept_locally(
+        tmp_path / "unpublished", outcome.message, "night-1", "s3://no-such-bucket/nightly"
     )
-    assert "NoSuchBucket" in (outcome.error or "")
-    assert outcome.message.startswith("publish failed after 3 attempts (cannot ")
-    assert_kept_locally(tmp_path / "unpublished", outcome.message, "night-1")
 
 
 def test_unreachable_s3_keeps_the_run_locally(s3_server: S3Server, tmp_path: Path) -> None:
@@ -164,22 +165,36 @@ def test_unreachable_s3_keeps_the_run_locally(s3_server: S3Server, tmp_path: Pat
     )
     assert outcome.published is False
     assert f"http://127.0.0.1:{port}" in (outcome.error or "")
-    assert_kept_locally(tmp_path / "kept", outcome.message, "night-1")
+    assert_kept_locally(tmp_path / "kept", outcome.message, "night-1", "s3://bucket/nightly")
 
 
-def test_kept_run_is_copied_to_the_store_later(s3_server: S3Server, tmp_path: Path) -> None:
+def test_kept_runs_publish_later_with_one_call(s3_server: S3Server, tmp_path: Path) -> None:
     broken = S3Store("no-such-bucket", "nightly", s3_server.endpoint_url, s3_server.region)
-    outcome = publish_with_fallback(
-        nightly_run("night-1", T0), broken, tmp_path / "kept", FAST, sleep=lambda _: None
-    )
-    assert outcome.fallback_dir is not None
+    kept = tmp_path / "kept"
+    for run in (nightly_run("night-1", T0), nightly_run("night-2", T0 + timedelta(days=1))):
+        outcome = publish_with_fallback(run, broken, kept, FAST, sleep=lambda _: None)
+        assert outcome.fallback_dir == kept  # both runs kept in the same folder
     store = S3Store(s3_server.bucket, f"copy/{uuid.uuid4().hex}", s3_server.endpoint_url)
-    location = copy_run(LocalStore(outcome.fallback_dir), store, "night-1")
-    copy_run(LocalStore(outcome.fallback_dir), store, "night-1")  # twice: still one copy
-    assert location == store.location("manifests/run_id=night-1.json")
-    assert [m["run_id"] for m in list_runs(store)] == ["night-1"]
-    assert len(read_table(store, "samples")) == 15
-    assert len(store.list("")) == len(TABLES) + 1
+    # night-1 reached the store already (say, by hand): it is counted, not copied again.
+    copy_run(LocalStore(kept), store, "night-1")
+    copied = publish_kept(LocalStore(kept), store)
+    assert [(c.run_id, c.written, c.complete) for c in copied] == [
+        ("night-1", (), True),
+        ("night-2", ("samples", "vulnerabilities", "packages", "results", "runs"), True),
+    ]
+    assert copied[1].source_rows == copied[1].target_rows == NIGHT
+    assert [m["run_id"] for m in list_runs(store)] == ["night-1", "night-2"]
+    assert len(read_table(store, "samples")) == 30
+    assert publish_kept(LocalStore(kept), store)[1].written == ()  # twice: nothing added
+
+
+def test_copy_of_an_unknown_run_is_an_error(tmp_path: Path) -> None:
+    source = LocalStore(tmp_path / "kept")
+    publish(nightly_run("night-1", T0), source)
+    with pytest.raises(PublishError, match=rf"no complete run night-9 in {tmp_path}/kept"):
+        copy_run(source, LocalStore(tmp_path / "target"), "night-9")
+    with pytest.raises(PublishError, match=rf"no complete run in {tmp_path}/empty to publish"):
+        publish_kept(LocalStore(tmp_path / "empty"), LocalStore(tmp_path / "target"))
 
 
 def test_fallback_failing_too_is_a_publish_error(s3_server: S3Server, tmp_path: Path) -> None:

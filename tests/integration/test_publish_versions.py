@@ -1,94 +1,135 @@
-"""The schema version policy on files read back from a store (local folder and moto S3).
+"""The schema version policy on Delta tables read back (local folder and moto S3).
 
-``store`` is each kind in turn (the shared fixture in tests/s3_server.py).
+``store`` is each kind in turn (the shared fixture in tests/s3_server.py). A table's
+version is its ``basebench.schema_version`` property; additive changes evolve the
+table in place (``schema_mode="merge"``), older rows reading nulls in new columns.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
 from tasks.dataset import schema
-from tasks.dataset.layout import PublishError, table_path
+from tasks.dataset.layout import PublishError, app_id
 from tasks.dataset.reader import read_table
+from tasks.dataset.schema import build_tables
 from tasks.dataset.stores import ResultStore
-from tasks.dataset.writer import publish
-from tests.records_factory import make_run
+from tasks.dataset.tables import append_run
+from tasks.dataset.writer import COMMIT_ORDER, publish
+from tests.records_factory import T0, make_run
 
 pytestmark = pytest.mark.integration
 
-SAMPLES = table_path("samples", "2024-05-01", "run-1")
-RESULTS = table_path("results", "2024-05-01", "run-1")
+
+def delta(store: ResultStore, table: str) -> DeltaTable:
+    location = store.table_location(table)
+    return DeltaTable(location.uri, storage_options=location.storage_options)
 
 
-def rewrite(store: ResultStore, path: str, change: pa.Table) -> None:
-    sink = pa.BufferOutputStream()
-    pq.write_table(change, sink)
-    store.write(path, sink.getvalue().to_pybytes())
+def set_version(store: ResultStore, table: str, version: str) -> None:
+    delta(store, table).alter.set_table_properties(
+        {"basebench.schema_version": version}, raise_if_not_exists=False
+    )
 
 
-def stored(store: ResultStore, path: str) -> pa.Table:
-    return pq.read_table(pa.BufferReader(store.read(path)))
+def write_raw(store: ResultStore, table: str, rows: pa.Table, version: str | None) -> None:
+    """Table ``table`` as another writer made it: ``rows`` as they are, in a commit with
+    run-1's app transaction (as basebench commits it), with ``version`` (or none)."""
+    location = store.table_location(table)
+    write_deltalake(
+        location.uri,
+        rows,
+        partition_by=["date"],
+        storage_options=location.storage_options,
+        commit_properties=CommitProperties(app_transactions=[Transaction(app_id("run-1"), 1)]),
+    )
+    if version is not None:
+        set_version(store, table, version)
 
 
-def with_version(table: pa.Table, version: bytes | None) -> pa.Table:
-    metadata = dict(table.schema.metadata)
-    if version is None:
-        del metadata[schema.SCHEMA_VERSION_KEY]
-    else:
-        metadata[schema.SCHEMA_VERSION_KEY] = version
-    return table.replace_schema_metadata(metadata)
+def publish_except(store: ResultStore, skipped: str) -> None:
+    """make_run() into every table but ``skipped``."""
+    tables = build_tables(make_run())
+    for name in COMMIT_ORDER:
+        if name != skipped:
+            append_run(store, name, tables[name], "run-1")
 
 
 def test_current_version_reads(store: ResultStore) -> None:
     publish(make_run(), store)
     assert schema.SCHEMA_VERSION == 1
-    assert stored(store, SAMPLES).schema.metadata[b"basebench.schema_version"] == b"1"
+    assert delta(store, "samples").metadata().configuration["basebench.schema_version"] == "1"
     assert len(read_table(store, "samples")) == 8
 
 
 def test_newer_version_is_refused_clearly(store: ResultStore) -> None:
     publish(make_run(), store)
-    rewrite(store, SAMPLES, with_version(stored(store, SAMPLES), b"2"))
+    set_version(store, "samples", "2")
+    where = store.location("samples")
     with pytest.raises(
         PublishError,
-        match=r"samples/date=2024-05-01/run_id=run-1/part-0\.parquet has schema version 2, "
-        r"newer than this basebench reads \(1\.\.1\); upgrade basebench to read it",
+        match=rf"^{where} has schema version 2, newer than this basebench reads \(1\.\.1\); "
+        r"upgrade basebench to read it$",
     ):
         read_table(store, "samples")
     assert len(read_table(store, "results")) == 4  # other tables are unaffected
+    with pytest.raises(
+        PublishError,
+        match=rf"^{where} has schema version 2, newer than this basebench writes \(1\); "
+        r"upgrade basebench to publish to it$",
+    ):
+        publish(make_run("run-2", T0 + timedelta(days=1)), store)
 
 
 @pytest.mark.parametrize(
     ("version", "message"),
     [
-        (None, "no basebench.schema_version in the file metadata"),
-        (b"one", "basebench.schema_version 'one' is not a whole number"),
-        (b"0", r"schema version 0, older than this basebench reads \(1\.\.1\)"),
+        (None, "no basebench.schema_version in the table properties; not a basebench table"),
+        ("one", "basebench.schema_version 'one' is not a whole number"),
+        ("0", r"schema version 0, older than this basebench reads \(1\.\.1\)"),
     ],
 )
-def test_bad_versions_are_refused(store: ResultStore, version: bytes | None, message: str) -> None:
-    publish(make_run(), store)
-    rewrite(store, SAMPLES, with_version(stored(store, SAMPLES), version))
+def test_bad_versions_are_refused(store: ResultStore, version: str | None, message: str) -> None:
+    publish_except(store, "packages")
+    write_raw(store, "packages", build_tables(make_run())["packages"], version)
     with pytest.raises(PublishError, match=message):
-        read_table(store, "samples")
+        read_table(store, "packages")
 
 
-def test_file_without_a_later_nullable_column_reads_with_nulls(store: ResultStore) -> None:
-    # An older file written before `startup_unstable` existed: same version (additive change).
-    publish(make_run(), store)
-    old = stored(store, RESULTS).drop_columns(["startup_unstable"])
-    rewrite(store, RESULTS, old)
+def test_table_without_a_later_nullable_column_reads_with_nulls_and_evolves(
+    store: ResultStore,
+) -> None:
+    # A table written before `startup_unstable` existed: same version (additive change).
+    old = build_tables(make_run())["results"].drop_columns(["startup_unstable"])
+    write_raw(store, "results", old, "1")
+    publish(make_run(), store)  # the other tables and the runs row; results has run-1
     results = read_table(store, "results")
     assert list(results.columns) == schema.SCHEMAS["results"].names
     assert results["startup_unstable"].isna().all()
     assert results.set_index("cell_id").loc["id-distroless-base", "size_bytes"] == 26_000_000
+    # A newer run adds the column to the table; the older rows keep reading null.
+    publish(make_run("run-2", T0 + timedelta(days=1)), store)
+    assert "startup_unstable" in delta(store, "results").schema().to_arrow().names
+    both = read_table(store, "results").set_index(["run_id", "cell_id"])["startup_unstable"]
+    assert both.isna().sum() == 4 + 2  # run-1's four rows, run-2's failed and skipped cells
+    assert bool(both[("run-2", "id-single-stage")]) is True
 
 
-def test_file_without_a_required_column_is_refused(store: ResultStore) -> None:
+def test_table_without_a_required_column_is_refused(store: ResultStore) -> None:
     publish(make_run(), store)
-    rewrite(store, SAMPLES, stored(store, SAMPLES).drop_columns(["repetition"]))
+    broken = build_tables(make_run())["samples"].drop_columns(["repetition"])
+    location = store.table_location("samples")
+    write_deltalake(
+        location.uri,
+        broken,
+        mode="overwrite",
+        schema_mode="overwrite",
+        storage_options=location.storage_options,
+    )
     with pytest.raises(PublishError, match="required column repetition of table samples"):
         read_table(store, "samples")
 
@@ -117,6 +158,6 @@ def test_old_runs_stay_readable_after_a_version_bump(
     monkeypatch.setitem(schema.SCHEMAS, "samples", v2)
     monkeypatch.setitem(schema.UPGRADES, 1, rename)
     samples = read_table(store, "samples")
-    assert list(samples.columns) == ["run_id", "cell_id", "repetition", "seconds"]
+    assert list(samples.columns) == ["run_id", "date", "cell_id", "repetition", "seconds"]
     assert samples["seconds"].tolist()[:5] == [0.25, 0.22, 0.27, 0.24, 0.26]
     assert len(read_table(store, "results")) == 4  # the upgrade passes other tables through

@@ -14,9 +14,11 @@ from tasks.analysis.statistics import cliffs_delta, hodges_lehmann_shift, mann_w
 from tasks.dataset.schema import build_tables
 from tasks.records import RunRecord
 from tests.records_factory import (
+    APP_LAYER,
     NIGHTLY_HIGH,
     NIGHTLY_LOW,
     NIGHTLY_NEW_HIGH,
+    NIGHTLY_STDLIB_HIGH,
     T0,
     failed_cell,
     make_run,
@@ -64,13 +66,65 @@ def test_grown_image_and_new_high_cve_are_exactly_the_regressions() -> None:
     size, cve = result.regressions
     assert (size.base, size.head) == (120_000_000, 132_000_000)
     assert size.summary == "size 120 MB -> 132 MB (+12.0 MB, +10.0%)"
-    assert cve.summary == "new HIGH CVE-2024-3000 in libssl3"
+    assert cve.summary == "new HIGH CVE-2024-3000 in libssl3, inherited from the base"
     assert cve.detail == {
         "vulnerability_id": "CVE-2024-3000",
         "severity": "HIGH",
         "packages": ["libssl3"],
+        "origins": ["base"],
     }
     assert result.to_dict()["regressed"] is True
+
+
+def test_new_cves_say_whether_the_base_or_the_build_brought_them() -> None:
+    base = nightly_run("a", T0)
+    head = nightly_run(
+        "b",
+        T0 + DAY,
+        extra_findings={
+            "distroless-static": (NIGHTLY_NEW_HIGH, NIGHTLY_STDLIB_HIGH),
+            "bookworm": (NIGHTLY_STDLIB_HIGH,),
+        },
+    )
+    result = compare(base, head)
+    assert [(c.cell_id, c.summary) for c in result.regressions] == [
+        ("id-bookworm", "new HIGH CVE-2024-6000 in stdlib, added by the build"),
+        ("id-distroless-static", "new HIGH CVE-2024-3000 in libssl3, inherited from the base"),
+        ("id-distroless-static", "new HIGH CVE-2024-6000 in stdlib, added by the build"),
+    ]
+    assert result.new_serious_by_origin() == {"base": 1, "build": 2, "unknown": 0}
+    fixed = compare(head, base)  # and back: gone, with the same origins
+    assert [c.summary for c in fixed.changes][-1] == (
+        "gone HIGH CVE-2024-6000 in stdlib, added by the build"
+    )
+
+
+def test_a_cve_in_a_base_and_a_build_package_names_both() -> None:
+    in_build = dataclasses.replace(NIGHTLY_NEW_HIGH, package="app-libssl", layer_diff_id=APP_LAYER)
+    head = nightly_run("b", T0, extra_findings={"bookworm": (NIGHTLY_NEW_HIGH, in_build)})
+    (change,) = compare(nightly_run("a", T0), head).changes
+    assert change.summary == (
+        "new HIGH CVE-2024-3000 in app-libssl, libssl3, inherited from the base and added by "
+        "the build"
+    )
+    assert change.detail["origins"] == ["base", "build"]
+
+
+def test_runs_without_origins_compare_without_the_phrase() -> None:
+    # Runs migrated from the manifest layout have no origin: no claim is made.
+    base, head = (
+        run_data(nightly_run("a", T0)),
+        run_data(nightly_run("b", T0, extra_findings={"distroless-static": (NIGHTLY_NEW_HIGH,)})),
+    )
+    head = dataclasses.replace(head, vulnerabilities=head.vulnerabilities.drop(columns="origin"))
+    (change,) = compare_runs(base, head).changes
+    assert change.summary == "new HIGH CVE-2024-3000 in libssl3"
+    assert change.detail["origins"] == []
+    assert compare_runs(base, head).new_serious_by_origin() == {
+        "base": 0,
+        "build": 0,
+        "unknown": 1,
+    }
 
 
 @pytest.mark.parametrize(

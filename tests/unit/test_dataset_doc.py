@@ -63,3 +63,24 @@ def test_parser_sees_a_missing_column() -> None:
     text = DOC.read_text().replace("| `layers` | int32 | count | number of image layers |\n", "")
     assert "layers" not in documented_columns(text)["results"]
     assert "layers" in documented_columns(DOC.read_text())["results"]
+
+
+def meanings(text: str, table: str) -> dict[str, str]:
+    """column -> documented meaning (the last cell of its row) in ``table``'s section."""
+    section = text.split(f"## `{table}`", 1)[1].split("\n## ", 1)[0]
+    return {
+        row["column"]: line.rstrip(" |").rsplit(" | ", 1)[1]
+        for line in section.splitlines()
+        if (row := ROW.match(line))
+    }
+
+
+def test_setuid_columns_say_what_inspect_counts() -> None:
+    # inspect.privileged_files counts regular files: setuid bit / setuid-or-setgid bit
+    # (tests/unit/test_inspect_layers.py and tests/integration/test_inspect_privileged.py).
+    meaning = meanings(DOC.read_text(), "results")
+    assert meaning["setuid_files"] == "regular files with the setuid bit"
+    assert "setgid" not in meaning["setuid_files"]
+    assert meaning["setuid_or_setgid_files"].startswith(
+        "regular files with the setuid or the setgid bit (a file with both counts once)"
+    )

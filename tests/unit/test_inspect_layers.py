@@ -17,22 +17,29 @@ from tasks.stages.inspect import (
     LayerSummary,
     has_any,
     merge_layers,
+    privileged_files,
     read_archive,
     summarize_layer,
 )
 
 
-def layer_tar(files: dict[str, bytes | None], setuid: tuple[str, ...] = ()) -> bytes:
-    """A layer tar: value None makes a directory."""
+def layer_tar(
+    files: dict[str, bytes | None],
+    setuid: tuple[str, ...] = (),
+    modes: dict[str, int] | None = None,
+) -> bytes:
+    """A layer tar: value None makes a directory; ``modes`` sets permission bits by name."""
+    modes = modes or {}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             if data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                info.type, info.mode = tarfile.DIRTYPE, modes.get(name, 0o755)
                 tar.addfile(info)
             else:
-                info.size, info.mode = len(data), 0o4755 if name in setuid else 0o644
+                info.size = len(data)
+                info.mode = modes.get(name, 0o4755 if name in setuid else 0o644)
                 tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
@@ -75,6 +82,31 @@ def test_whiteouts_and_opaque_dirs_apply_in_order() -> None:
     assert has_any(merge_layers([bottom]), SHELLS)
     setuid = [p for p, mode in tree.items() if mode & 0o100000 and mode & 0o4000]
     assert setuid == ["bin/su"]
+
+
+def test_setuid_and_setgid_files_are_counted_apart_from_directories_and_links() -> None:
+    raw = layer_tar(
+        {
+            "usr/bin/su": b"su",  # setuid root, as Debian ships it
+            "usr/bin/chage": b"c",  # setgid shadow
+            "usr/bin/both": b"b",  # both bits: counted once
+            "usr/bin/ls": b"l",
+            "var/mail": None,  # a setgid directory: not a file
+        },
+        modes={
+            "usr/bin/su": 0o4755,
+            "usr/bin/chage": 0o2755,
+            "usr/bin/both": 0o6755,
+            "var/mail": 0o2775,
+        },
+    )
+    buffer = io.BytesIO(raw)
+    with tarfile.open(fileobj=buffer, mode="a") as tar:
+        link = tarfile.TarInfo("usr/bin/su-link")
+        link.type, link.linkname, link.mode = tarfile.SYMTYPE, "su", 0o6777
+        tar.addfile(link)
+    tree = merge_layers([summarize_layer(io.BytesIO(buffer.getvalue()))])
+    assert privileged_files(tree) == (2, 3)  # setuid: su, both; either bit: su, chage, both
 
 
 def saved_archive(folder: Path, layers: dict[str, bytes], order: list[str]) -> Path:

@@ -14,10 +14,11 @@ from tasks.records import RunRecord
 from tasks.render.artifacts import artifact_key, artifact_rows, summary_markdown
 from tasks.render.charts import nice_ticks
 from tasks.render.html import CHART_TITLES, render_report
-from tests.records_factory import NIGHTLY_NEW_HIGH, T0, make_run, nightly_run
+from tasks.render.terminal import COLUMNS, summary_row
+from tests.records_factory import NIGHTLY_NEW_HIGH, NIGHTLY_STDLIB_HIGH, T0, make_run, nightly_run
 from tests.report_dom import parse_charts
 
-CELL_CHARTS = ("size", "vulnerabilities", "startup", "memory", "packages")
+CELL_CHARTS = ("size", "vulnerabilities", "origin", "startup", "memory", "packages")
 
 
 def frames(run: RunRecord) -> dict[str, pd.DataFrame]:
@@ -83,6 +84,54 @@ def test_vulnerabilities_stack_by_severity(two_nights: tuple[RunRecord, RunRecor
     ]
     assert [(n, w) for n, w in vulns.segments["id-distroless-static"] if w] == [("HIGH", 130.0)]
     assert vulns.values == {"id-single-stage": "4", "id-bookworm": "2", "id-distroless-static": "1"}
+
+
+def test_vulnerabilities_inherited_from_the_base_apart_from_added_by_the_build() -> None:
+    head = nightly_run(
+        "night-2",
+        T0,
+        extra_findings={"single-stage": (NIGHTLY_STDLIB_HIGH,), "bookworm": (NIGHTLY_STDLIB_HIGH,)},
+    )
+    html = render_report(frames(head)["results"])
+    charts, _ = parse_charts(html)
+    origin = charts["origin"]
+    # single-stage: 4 inherited + 1 added, axis 0..5 over 520 px (104 px per id)
+    assert origin.segments["id-single-stage"] == [
+        ("inherited from the base", 416.0),
+        ("added by the build", 104.0),
+    ]
+    assert origin.segments["id-distroless-static"] == [
+        ("inherited from the base", 0.0),
+        ("added by the build", 0.0),
+    ]
+    assert origin.values == {
+        "id-single-stage": "5",
+        "id-bookworm": "3",
+        "id-distroless-static": "0",
+    }
+    table = html.split('<table id="cells">', 1)[1]
+    assert "<th>inherited from the base (vulns / packages)</th>" in table
+    assert "<th>added by the build (vulns / packages)</th>" in table
+    # single-stage: 4 / 3 from the base (CVEs / Debian packages), 1 / 1 from the build.
+    assert "<td>4 / 3</td><td>1 / 1</td>" in table
+
+
+def test_terminal_row_splits_vulnerabilities_by_origin() -> None:
+    head = nightly_run("night-2", T0, extra_findings={"single-stage": (NIGHTLY_STDLIB_HIGH,)})
+    single, bookworm, _ = head.cells
+    assert len(summary_row(single)) == len(COLUMNS)
+    assert COLUMNS[7] == "vulns base/build"
+    assert summary_row(single)[6:8] == ["1/2/1/1", "4/1"]  # CVE-6000 is HIGH, from the build
+    assert summary_row(bookworm)[7] == "2/0"
+    failed = make_run().cells[2]  # its scan failed
+    assert summary_row(failed)[7] == "-"
+
+
+def test_runs_without_origins_say_not_measured() -> None:
+    results = frames(nightly_run("night-1", T0))["results"]
+    old = results.assign(vulns_from_base=None, vulns_from_build=None, packages_from_base=None)
+    charts, _ = parse_charts(render_report(old))
+    assert set(charts["origin"].values.values()) == {"not measured"}
 
 
 def test_startup_has_whiskers_and_memory_and_packages(
@@ -163,6 +212,8 @@ def test_artifact_rows_and_summary(two_nights: tuple[RunRecord, RunRecord]) -> N
         "vulns_high": 1,
         "vulns_medium": 0,
         "vulns_low": 1,
+        "vulns_from_base": 2,
+        "vulns_from_build": 0,
         "startup_seconds": 0.25,
         "idle_memory_mb": 3.5,
     }
@@ -179,7 +230,10 @@ def test_artifact_rows_and_summary(two_nights: tuple[RunRecord, RunRecord]) -> N
         "Against run night-1: **REGRESSION**.",
         "",
         "- **regression**: go-hello go1.22.10 bookworm: size 120 MB -> 132 MB (+12.0 MB, +10.0%)",
-        "- **regression**: go-hello go1.22.10 distroless-static: new HIGH CVE-2024-3000 in libssl3",
+        "- **regression**: go-hello go1.22.10 distroless-static: new HIGH CVE-2024-3000 in "
+        "libssl3, inherited from the base",
+        "",
+        "new CRITICAL/HIGH: 1 inherited from the base, 0 added by the build",
     ]
     assert "No earlier run" in summary_markdown("night-1", results, None)
     failed_rows = artifact_rows(frames(make_run())["results"])

@@ -23,6 +23,14 @@ from tasks.scanners.trivy import TrivyScanner, _parse_time, _trivy_error, parse_
 
 DATA = Path(__file__).parent / "data"
 UPDATED = datetime(2026, 11, 27, 23, 22, 25, tzinfo=UTC)
+# The one layer of the image in trivy-dpkg-image.json (its Metadata.DiffIDs).
+LAYER = "sha256:df2339b2a1f0115a4a423a301c819b7fdc8d07769e685fe3f9f650e07b779bb9"
+
+
+def purl(name: str, version: str, arch: str = "amd64") -> str:
+    """Trivy's package URL of a Debian 12.11 package ('+' percent-encoded)."""
+    encoded = version.replace("+", "%2B")
+    return f"pkg:deb/debian/{name}@{encoded}?arch={arch}&distro=debian-12.11"
 
 
 def load(name: str) -> dict[str, Any]:
@@ -33,11 +41,26 @@ def load(name: str) -> dict[str, Any]:
 def test_dpkg_image_os_and_packages() -> None:
     result = parse_report(load("trivy-dpkg-image.json"), "0.76.0", UPDATED)
     assert (result.os_family, result.os_version) == ("debian", "12.11")
+    glibc = "2.36-9+deb12u14"
     assert result.packages == (
-        Package("base-files", "12.4+deb12u11", "base-files", "debian"),
-        Package("libc-bin", "2.36-9+deb12u14", "glibc", "debian"),
-        Package("libc6", "2.36-9+deb12u14", "glibc", "debian"),
-        Package("tzdata", "2025b-0+deb12u2", "tzdata", "debian"),
+        Package(
+            "base-files",
+            "12.4+deb12u11",
+            "base-files",
+            "debian",
+            purl("base-files", "12.4+deb12u11"),
+            LAYER,
+        ),
+        Package("libc-bin", glibc, "glibc", "debian", purl("libc-bin", glibc), LAYER),
+        Package("libc6", glibc, "glibc", "debian", purl("libc6", glibc), LAYER),
+        Package(
+            "tzdata",
+            "2025b-0+deb12u2",
+            "tzdata",
+            "debian",
+            purl("tzdata", "2025b-0+deb12u2", "all"),
+            LAYER,
+        ),
     )
     assert result.packages_by_type() == {"debian": 4}
     assert (result.scanner, result.scanner_version, result.db_updated_at) == (
@@ -50,10 +73,19 @@ def test_dpkg_image_os_and_packages() -> None:
 def test_dpkg_image_findings() -> None:
     result = parse_report(load("trivy-dpkg-image.json"), "0.76.0", None)
     glibc = ("CVE-2026-90001", "2.36-9+deb12u14", "2.36-9+deb12u99", "CRITICAL", "fixed")
+    tzdata = ("tzdata", "2025b-0+deb12u2")
     assert result.findings == (
-        Finding(glibc[0], "libc-bin", *glibc[1:]),
-        Finding(glibc[0], "libc6", *glibc[1:]),
-        Finding("CVE-2026-90004", "tzdata", "2025b-0+deb12u2", "2099a-0+deb12u1", "LOW", "fixed"),
+        Finding(glibc[0], "libc-bin", *glibc[1:], purl("libc-bin", glibc[1]), LAYER),
+        Finding(glibc[0], "libc6", *glibc[1:], purl("libc6", glibc[1]), LAYER),
+        Finding(
+            "CVE-2026-90004",
+            *tzdata,
+            "2099a-0+deb12u1",
+            "LOW",
+            "fixed",
+            purl(*tzdata, "all"),
+            LAYER,
+        ),
     )
     # One CVE in two binary packages counts once per severity, twice as findings.
     assert result.vulns_by_severity() == {
@@ -69,7 +101,12 @@ def test_dpkg_image_findings() -> None:
 def test_image_without_os_has_unknown_os_and_lang_packages() -> None:
     result = parse_report(load("trivy-no-os-image.json"), "0.76.0", None)
     assert (result.os_family, result.os_version) == ("unknown", "")
-    assert result.packages == (Package("fixturepkg", "1.2.3", "fixturepkg", "python-pkg"),)
+    layer = "sha256:cd0e901f4323d823ee21857611a5a016cf63040b425e9e5565df5751c48068fb"
+    assert result.packages == (
+        Package(
+            "fixturepkg", "1.2.3", "fixturepkg", "python-pkg", "pkg:pypi/fixturepkg@1.2.3", layer
+        ),
+    )
     assert result.findings == ()
 
 
@@ -136,3 +173,4 @@ def test_make_scanner_picks_the_db_location(config: ScannerConfig, expected_cach
     assert scanner.cache_dir == expected_cache
     assert scanner.timeout_seconds == 300
     assert scanner.db_repository is None
+    assert scanner.documents_dir == Path("/cache/documents")  # kept until published

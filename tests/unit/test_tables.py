@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -15,11 +17,24 @@ from tasks.dataset.schema import (
     TABLE_KEY,
     TABLES,
     build_tables,
+    origin,
     run_date,
     startup_stats,
 )
-from tasks.records import CellResult, Status
-from tests.records_factory import T0, UNSTABLE, make_cell, make_run
+from tasks.records import CellResult, ScanDocuments, Status
+from tests.records_factory import (
+    APP_LAYER,
+    BASE_LAYER,
+    FINDINGS,
+    NIGHTLY_STDLIB_HIGH,
+    STDLIB_PURL,
+    T0,
+    UNSTABLE,
+    deb_purl,
+    make_cell,
+    make_run,
+    ok_result,
+)
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +147,9 @@ def test_skipped_cell_has_reason_and_null_measurements(tables: dict[str, pa.Tabl
     measured = [
         name for name in SCHEMAS["results"].names if name.startswith(("size", "vulns", "startup"))
     ]
-    assert len(measured) == 12
+    assert len(measured) == 14
     assert all(row[name] is None for name in [*measured, "image_id", "build_seconds"])
+    assert row["packages_from_base"] is None and row["scan_report_path"] is None
 
 
 def test_samples_keep_order_and_repetition(tables: dict[str, pa.Table]) -> None:
@@ -248,3 +264,85 @@ def test_missing_required_value_is_a_clear_error() -> None:
     )
     with pytest.raises(ValueError, match="table results: column host is required but has nulls"):
         build_tables(make_run(cells=(broken,)))
+
+
+def test_every_row_carries_the_partition_date(tables: dict[str, pa.Table]) -> None:
+    for name, table in tables.items():
+        assert table.schema.field("date").type == pa.date32(), name
+        assert set(table.column("date").to_pylist()) == {date(2024, 5, 1)}, name
+
+
+def test_origin_of_a_layer() -> None:
+    assert origin(BASE_LAYER, (BASE_LAYER,)) == "base"
+    assert origin(APP_LAYER, (BASE_LAYER,)) == "build"
+    assert origin("", (BASE_LAYER,)) is None  # the scanner named no layer
+    assert origin(APP_LAYER, ()) is None  # the base's layers are unknown
+
+
+def test_packages_and_findings_carry_purl_layer_and_origin(tables: dict[str, pa.Table]) -> None:
+    packages = [r for r in tables["packages"].to_pylist() if r["cell_id"] == "id-distroless-base"]
+    assert [(r["name"], r["purl"], r["layer_diff_id"], r["origin"]) for r in packages] == [
+        ("libc6", deb_purl("libc6", "2.36-9+deb12u4"), BASE_LAYER, "base"),
+        ("libc-bin", deb_purl("libc-bin", "2.36-9+deb12u4"), BASE_LAYER, "base"),
+        ("libssl3", deb_purl("libssl3", "3.0.11-1~deb12u2"), BASE_LAYER, "base"),
+        ("stdlib", STDLIB_PURL, APP_LAYER, "build"),
+    ]
+    vulns = tables["vulnerabilities"].to_pylist()
+    assert {(r["vulnerability_id"], r["package"], r["origin"]) for r in vulns} == {
+        ("CVE-2024-0001", "libc6", "base"),
+        ("CVE-2024-0001", "libc-bin", "base"),
+        ("CVE-2024-0002", "libssl3", "base"),
+        ("CVE-2024-0003", "libc6", "base"),
+    }
+    assert vulns[2]["purl"] == deb_purl("libssl3", "3.0.11-1~deb12u2")
+
+
+def test_results_split_what_the_base_gave_from_what_the_build_added() -> None:
+    # A libssl3 CVE from the base and a Go stdlib CVE in the binary the build added.
+    cell = ok_result("bookworm", 120_000_000, findings=(FINDINGS[2], NIGHTLY_STDLIB_HIGH))
+    (mixed,) = build_tables(make_run(cells=(cell,)))["results"].to_pylist()
+    assert (mixed["packages_from_base"], mixed["packages_from_build"]) == (3, 1)
+    assert (mixed["vulns_from_base"], mixed["vulns_from_build"]) == (1, 1)
+    row = results_by_cell(build_tables(make_run()))["id-distroless-base"]
+    assert (row["packages_from_base"], row["packages_from_build"]) == (3, 1)
+    # CVE-2024-0001 (twice), 0002 and 0003: three unique ids, all inherited.
+    assert (row["vulns_from_base"], row["vulns_from_build"]) == (3, 0)
+
+
+def test_failed_scan_and_unknown_base_layers_give_no_split(tables: dict[str, pa.Table]) -> None:
+    failed = results_by_cell(tables)["id-bookworm"]
+    assert failed["packages_from_base"] is None and failed["vulns_from_build"] is None
+    cell = ok_result("bookworm", 1)
+    unknown = dataclasses.replace(
+        cell,
+        build=dataclasses.replace(cell.build, base_layers=()),  # type: ignore[arg-type]
+    )
+    tables_unknown = build_tables(make_run(cells=(unknown,)))
+    (row,) = tables_unknown["results"].to_pylist()
+    assert row["packages_from_base"] is None and row["vulns_from_base"] is None
+    assert {r["origin"] for r in tables_unknown["packages"].to_pylist()} == {None}
+
+
+def test_setuid_and_setuid_or_setgid_counts(tables: dict[str, pa.Table]) -> None:
+    rows = results_by_cell(tables)
+    assert (rows["id-bookworm"]["setuid_files"], rows["id-bookworm"]["setuid_or_setgid_files"]) == (
+        2,
+        3,
+    )
+    assert rows["id-alpine"]["setuid_or_setgid_files"] is None  # skipped: not inspected
+
+
+def test_document_paths_point_beside_the_tables(tmp_path: Path) -> None:
+    cell = ok_result("bookworm", 1)
+    documents = ScanDocuments(tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.sarif")
+    kept = dataclasses.replace(
+        cell,
+        scan=dataclasses.replace(cell.scan, documents=documents),  # type: ignore[arg-type]
+    )
+    rows = results_by_cell(build_tables(make_run(cells=(kept, ok_result("distroless-base", 1)))))
+    assert {c: rows["id-bookworm"][c] for c in ("scan_report_path", "sbom_path", "sarif_path")} == {
+        "scan_report_path": "documents/run-1/id-bookworm/trivy.json",
+        "sbom_path": "documents/run-1/id-bookworm/sbom.cdx.json",
+        "sarif_path": "documents/run-1/id-bookworm/report.sarif",
+    }
+    assert rows["id-distroless-base"]["sbom_path"] is None  # no documents kept

@@ -1,0 +1,224 @@
+"""The dataset's tables as Delta Lake tables (delta-rs): create, append a run, read rows.
+
+One table per name in ``SCHEMAS``, in the folder of that name in a result store
+(``ResultStore.table_location``), partitioned by ``date``. Every append of a run is one
+commit carrying the app transaction ``app_id(run_id)``: a table whose log already has
+it holds the run, so appending the run again is a no-op, and two writers racing with
+the same run id end with one copy (delta-rs rejects the second commit). Appends of
+different runs commit side by side (delta-rs retries them on a newer log version).
+
+Each table's properties hold ``basebench.schema_version``; readers upgrade older tables
+as they read them (``conform_table``) and refuse newer ones, writers append only to a
+table of the current version. Every commit says who wrote it and which run it holds
+(``basebench.writer``, ``basebench.run_id`` in the commit info).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from tasks.dataset.layout import APP_VERSION, PublishError, app_id
+from tasks.dataset.schema import (
+    PARTITION,
+    SCHEMA_VERSION,
+    SCHEMAS,
+    SchemaVersionError,
+    conform_table,
+)
+from tasks.dataset.stores import ResultStore, TableLocation
+
+SCHEMA_VERSION_PROPERTY = "basebench.schema_version"
+# Time travel (``DeltaTable(..., version=N)``) needs the log entries of version N: keep
+# them for ten years instead of Delta's default 30 days. Data files are never removed
+# by basebench (it only appends), so every version stays readable.
+TABLE_PROPERTIES = {
+    "delta.logRetentionDuration": "interval 3650 days",
+    SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION),
+}
+COMPRESSION: Final = "ZSTD"
+# How often an append starts over after a commit conflict that delta-rs cannot resolve
+# by itself (a concurrent table creation or metadata change).
+CONFLICT_ATTEMPTS = 5
+
+# What delta-rs raises: DeltaError and its subclasses, OSError for the object store.
+DELTA_ERRORS = (DeltaError, OSError, pa.ArrowException)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What appending one run to one table did."""
+
+    table: str
+    rows: int
+    written: bool  # False: the table already held the run (its app transaction)
+
+
+def describe(exc: BaseException) -> str:
+    """delta-rs's multi-line, coloured error as one plain line."""
+    return " ".join(_ANSI.sub("", str(exc)).replace("↳", "").split())
+
+
+def open_table(store: ResultStore, name: str, version: int | None = None) -> DeltaTable | None:
+    """Table ``name`` of ``store`` (at ``version``, default the latest); None if absent."""
+    location = store.table_location(name)
+    try:
+        return DeltaTable(location.uri, version=version, storage_options=location.storage_options)
+    except TableNotFoundError:
+        return None
+
+
+def schema_version(table: DeltaTable, where: str) -> int:
+    """The table's ``basebench.schema_version``; ``SchemaVersionError`` when absent or bad."""
+    raw = table.metadata().configuration.get(SCHEMA_VERSION_PROPERTY)
+    if raw is None:
+        raise SchemaVersionError(
+            f"{where}: no {SCHEMA_VERSION_PROPERTY} in the table properties; not a basebench table?"
+        )
+    try:
+        return int(raw)
+    except ValueError:
+        raise SchemaVersionError(
+            f"{where}: {SCHEMA_VERSION_PROPERTY} {raw!r} is not a whole number"
+        ) from None
+
+
+def holds_run(table: DeltaTable, run_id: str) -> bool:
+    """True when the table's log has the run's app transaction (the run is in it)."""
+    committed = table.transaction_version(app_id(run_id))
+    return committed is not None and committed >= APP_VERSION
+
+
+def append_run(store: ResultStore, name: str, rows: pa.Table, run_id: str) -> Commit:
+    """Append one run's ``rows`` to table ``name`` in one commit, creating the table first
+    if needed; nothing when the table already holds the run.
+
+    Raises ``PublishError`` naming the table when the store fails or the table's
+    schema version is not this basebench's.
+    """
+    location = store.table_location(name)
+    where = store.location(name)
+    properties = CommitProperties(
+        custom_metadata={
+            "basebench.writer": f"basebench {package_version('basebench')}",
+            "basebench.run_id": run_id,
+            SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION),
+        },
+        app_transactions=[Transaction(app_id(run_id), APP_VERSION)],
+    )
+    last: Exception | None = None
+    for _ in range(CONFLICT_ATTEMPTS):
+        try:
+            table = _create_or_open(location, name)
+            _check_writable(table, where)
+            if holds_run(table, run_id):
+                return Commit(name, rows.num_rows, written=False)
+            write_deltalake(
+                table,
+                rows,
+                mode="append",
+                partition_by=[PARTITION],
+                # Columns a newer basebench adds (nullable, by the policy) join the table.
+                schema_mode="merge",
+                writer_properties=WriterProperties(compression=COMPRESSION),
+                commit_properties=properties,
+            )
+            return Commit(name, rows.num_rows, written=True)
+        except CommitFailedError as exc:
+            last = exc  # a concurrent commit won; read the log again and decide again
+        except SchemaVersionError as exc:
+            raise PublishError(str(exc)) from exc
+        except DELTA_ERRORS as exc:
+            raise PublishError(f"append run {run_id} to {where}: {describe(exc)}") from exc
+    raise PublishError(
+        f"append run {run_id} to {where}: still conflicting after {CONFLICT_ATTEMPTS} "
+        f"attempts: {describe(last) if last else 'no detail'}"
+    )
+
+
+def _create_or_open(location: TableLocation, name: str) -> DeltaTable:
+    # mode="ignore": an existing table is opened as it is. Two first writers racing to
+    # create it make one of them fail with CommitFailedError: append_run starts over.
+    return DeltaTable.create(
+        location.uri,
+        SCHEMAS[name],
+        mode="ignore",
+        partition_by=[PARTITION],
+        name=name,
+        description=f"basebench {name} (docs/dataset.md)",
+        configuration=TABLE_PROPERTIES,
+        storage_options=location.storage_options,
+        raise_if_key_not_exists=False,  # basebench.* properties are ours, not Delta's
+    )
+
+
+def _check_writable(table: DeltaTable, where: str) -> None:
+    found = schema_version(table, where)
+    if found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{where} has schema version {found}, newer than this basebench writes "
+            f"({SCHEMA_VERSION}); upgrade basebench to publish to it"
+        )
+    if found < SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{where} has schema version {found}, older than this basebench writes "
+            f"({SCHEMA_VERSION}); run `basebench migrate` on the output first"
+        )
+
+
+def read_rows(
+    store: ResultStore, name: str, run_ids: list[str] | None = None, version: int | None = None
+) -> pa.Table:
+    """Rows of ``run_ids`` (all when None) in table ``name``, as the current schema.
+
+    A missing table reads as empty. Raises ``PublishError`` for an unreadable table or
+    one whose schema version this basebench cannot read.
+    """
+    where = store.location(name)
+    try:
+        table = open_table(store, name, version)
+        if table is None:
+            return SCHEMAS[name].empty_table()
+        found = schema_version(table, where)
+        dataset = table.to_pyarrow_dataset()
+        wanted = None if run_ids is None else ds.field("run_id").isin(run_ids)
+        data = dataset.to_table(filter=wanted)
+        return conform_table(name, data, where, found)
+    except ValueError as exc:  # SchemaVersionError or a missing required column
+        raise PublishError(str(exc)) from exc
+    except DELTA_ERRORS as exc:
+        raise PublishError(f"read {where}: {describe(exc)}") from exc
+
+
+def count_rows(store: ResultStore, name: str, run_id: str) -> int:
+    """Rows of one run in table ``name`` (0 when the table does not exist)."""
+    where = store.location(name)
+    try:
+        table = open_table(store, name)
+        if table is None:
+            return 0
+        return int(table.to_pyarrow_dataset().count_rows(filter=ds.field("run_id") == run_id))
+    except DELTA_ERRORS as exc:
+        raise PublishError(f"count rows of run {run_id} in {where}: {describe(exc)}") from exc
+
+
+__all__ = [
+    "SCHEMA_VERSION_PROPERTY",
+    "TABLE_PROPERTIES",
+    "Commit",
+    "append_run",
+    "count_rows",
+    "describe",
+    "holds_run",
+    "open_table",
+    "read_rows",
+    "schema_version",
+]
