@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.catalogue import load_catalogue
 from tasks.hosts.session import BaseUnavailable, HostSession
-from tasks.matrix import BASES, load_app
+from tasks.matrix import SINGLE_STAGE, load_app
 from tasks.records import (
     BuildResult,
     Cell,
@@ -51,9 +52,13 @@ class Stages:
 
 
 def skip_reason(cell: Cell, error: BaseUnavailable) -> str | None:
-    """Why a cell cannot run here, when its base is one no Debian recipe can forge."""
-    spec = BASES.get(cell.base)
-    if spec is None or spec.forgeable:
+    """Why a cell cannot run here, when its base is one no recipe can forge: a base the
+    catalogue has no ``forge`` entry for, or a matrix's own (``custom_bases``). A missing
+    base that ``infra up`` forges is a failure (set-up was not run), not a skip."""
+    if cell.base == SINGLE_STAGE:
+        return None
+    names = load_catalogue().base_names()
+    if cell.base in names and load_catalogue().base(cell.base).forge is not None:
         return None
     return (
         f"{cell.base} is not available here: {error}; it cannot be forged from Debian "

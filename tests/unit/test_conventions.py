@@ -36,7 +36,8 @@ def test_plan_json_lists_every_cell(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main.main(["plan", CONFIG, "--only", "base=distroless-*"]) == 0
     text_lines = capsys.readouterr().out.splitlines()
     assert cli_main.main(["plan", CONFIG, "--only", "base=distroless-*", "--json"]) == 0
-    cells = json.loads(capsys.readouterr().out)
+    planned = json.loads(capsys.readouterr().out)
+    cells = planned["cells"]
     assert text_lines[-1] == f"{len(cells)} cells"
     assert {c["base"] for c in cells} == {"distroless-static", "distroless-base"}
     assert {c["toolchain_version"] for c in cells} == {"1.22.10", "1.25.5"}

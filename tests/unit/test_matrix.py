@@ -86,7 +86,7 @@ def test_apply_mirror_only_rewrites_known_registries() -> None:
         ("name: t\napps: [go-hello\n", "not valid YAML"),
         ("- a\n- b\n", "top level must be a mapping"),
         (MINIMAL + "colour: red\n", "colour: unknown key"),
-        (MINIMAL.replace("alpine", "windows"), "bases: unknown base 'windows'; allowed: bookworm"),
+        (MINIMAL.replace("alpine", "windows"), "bases[3]: unknown base 'windows'; allowed: bookworm"),
         (
             MINIMAL.replace('"1.25.5"', '"1.25.5; rm -rf /"'),
             "toolchains[1]: String should match pattern",
