@@ -35,6 +35,9 @@ from tasks.catalogue import (
     fit,
     load_catalogue,
 )
+from tasks.catalogue import (
+    Name as CatalogueName,
+)
 from tasks.config_file import read_mapping, validate
 from tasks.hosts.config import HostConfig, default_host
 from tasks.records import Cell
@@ -117,7 +120,7 @@ class CustomBase(BaseModel):
 
     ref: ImageRef
     capabilities: Capabilities
-    generation: Name | None = None
+    generation: CatalogueName | None = None
 
 
 # Either one list of versions (apps of one language) or language -> versions.
