@@ -24,6 +24,7 @@ from infra.install import install_missing, programs_as_infra_errors
 from infra.paths import DEFAULT_APT_SOURCES, DEFAULT_CACHE_DIR, DEFAULT_REGISTRY_PORT, state_dir
 from infra.process import exclusive_lock
 from infra.registry import LocalRegistry, check_port_free
+from infra.trivy_java_db import write_java_db
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ def _up(
         apt = _AptViews(sources, cache_dir, steps)
         _forge_all(recipes, apt, url, registry.address, cache_dir, steps)
         steps.done("trivy fixture db", *_trivy_db(cache_dir))
+        steps.done("trivy java db", "written", str(write_java_db(cache_dir / "trivy")))
     return InfraState(url, registry.address, cache_dir, steps.results)
 
 

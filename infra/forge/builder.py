@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from infra.errors import InfraError
 from infra.forge.apt import AptIndex
-from infra.forge.debian import DEBIAN_ENV, DebianRecipe
-from infra.forge.recipe import Output
+from infra.forge.debian import DEBIAN_ENV, DebianRecipe, installed_packages, mmdebstrap
+from infra.forge.recipe import Output, Rootfs
 
 REFERENCE = re.compile(r"^(?P<registry>[^/]+)/(?P<repository>[^:@]+):(?P<tag>[^:@/]+)$")
 
@@ -72,6 +73,15 @@ class BuilderRecipe(DebianRecipe):
 
     def hash_inputs(self) -> dict[str, str]:
         return {"suite": self.suite, "slim": str(self.slim), "include": " ".join(self.include())}
+
+    def build(self, apt: AptIndex, packages: dict[str, str], workdir: Path) -> Rootfs:
+        tarball = workdir / "rootfs.tar"
+        # Slim leaves out /usr/share/man, yet the JDK's postinst registers its man pages
+        # with update-alternatives, which fails without the folder (the upstream slim
+        # images' Dockerfiles make it for the same reason).
+        hooks = ('mkdir -p "$1/usr/share/man/man1"',) if self.slim else ()
+        mmdebstrap(apt.sources, self.suite, self.include(), self.slim, tarball, workdir, hooks)
+        return Rootfs(tarball, installed_packages(tarball))
 
     def resolve(self, apt: AptIndex) -> dict[str, str]:
         resolved = super().resolve(apt)

@@ -72,9 +72,19 @@ class DebianRecipe(Recipe):
 
 
 def mmdebstrap(
-    sources: Path, suite: str, include: tuple[str, ...], slim: bool, out: Path, workdir: Path
+    sources: Path,
+    suite: str,
+    include: tuple[str, ...],
+    slim: bool,
+    out: Path,
+    workdir: Path,
+    essential_hooks: tuple[str, ...] = (),
 ) -> None:
-    """Build a minbase rootfs tarball ``out`` from ``sources`` (the host's apt sources)."""
+    """Build a minbase rootfs tarball ``out`` from ``sources`` (the host's apt sources).
+
+    ``essential_hooks``: shell commands run once the essential packages are in, before
+    ``include`` is installed (``$1`` is the root).
+    """
     settings = workdir / "settings"
     settings.mkdir()
     hooks = []
@@ -92,6 +102,7 @@ def mmdebstrap(
         # apt's binary caches (~70 MB) are not in the official image either.
         '--customize-hook=rm -f "$1"/var/cache/apt/*.bin',
     ]
+    argv += [f"--essential-hook={hook}" for hook in essential_hooks]
     if include:
         argv.append("--include=" + ",".join(include))
     if slim:
@@ -99,8 +110,11 @@ def mmdebstrap(
     argv += [suite, str(out), str(sources)]
     proc = subprocess.run(argv, capture_output=True, text=True, env=_tmp_env(workdir))
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise InfraError(f"mmdebstrap {suite} failed: {last}")
+        lines = proc.stderr.strip().splitlines() or ["(no output)"]
+        # mmdebstrap's own last line says only that it failed; the cause (a maintainer
+        # script, a missing package) is the first error line before it.
+        causes = [line for line in lines if "error" in line.lower() and "mmdebstrap" not in line]
+        raise InfraError(f"mmdebstrap {suite} failed: {causes[0] if causes else lines[-1]}")
 
 
 def _tmp_env(workdir: Path) -> dict[str, str]:
