@@ -59,10 +59,12 @@ Reporter = Callable[[StepResult], None]
 HOST_SUITE = "bookworm"
 
 
-def base_recipes(names: tuple[str, ...] = DEFAULT_BASES) -> list[Recipe]:
+def base_recipes(
+    names: tuple[str, ...] = DEFAULT_BASES, rootfs_cache: Path | None = None
+) -> list[Recipe]:
     """The recipes of catalogue bases ``names`` (by default the seed comparison's Debian 12
     bases); bases without a recipe are left out."""
-    recipes = [base_recipe(name) for name in names]
+    recipes = [base_recipe(name, rootfs_cache) for name in names]
     return [r for r in recipes if r is not None]
 
 
@@ -108,7 +110,7 @@ def _up(
     check_sources(sources, HOST_SUITE)
     extra: list[Recipe] = [AlpineRecipe(alpine_rootfs)] if alpine_rootfs else []
     # Recipes are made (and their names and versions checked) before anything changes.
-    bases = base_recipes(needs.bases)
+    bases = base_recipes(needs.bases, cache_dir / "rootfs")
     builders = [builder_recipe(lang, v) for lang, v in needs.toolchains if lang != "go"]
     registry = registry_for(cache_dir, port)
     if registry.pid() is None:

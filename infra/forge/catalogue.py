@@ -61,12 +61,17 @@ def needs_of(config: MatrixConfig) -> Needs:
     return Needs(bases, toolchains)
 
 
-def base_recipe(name: str, catalogue: Catalogue | None = None) -> Recipe | None:
-    """The recipe of catalogue base ``name``; None when it has none (alpine, for now)."""
+def base_recipe(
+    name: str, rootfs_cache: Path | None = None, catalogue: Catalogue | None = None
+) -> Recipe | None:
+    """The recipe of catalogue base ``name``; None when it has none (alpine, for now).
+
+    ``rootfs_cache``: where Debian recipes keep the full rootfs their slim variant is cut
+    from."""
     catalogue = catalogue or load_catalogue()
     forge = catalogue.bases[name].forge
     if isinstance(forge, DebianForge):
-        return DebianRecipe(forge.suite, slim=forge.slim)
+        return DebianRecipe(forge.suite, slim=forge.slim, rootfs_cache=rootfs_cache)
     if isinstance(forge, DistrolessForge):
         suite, exact, closure = catalogue.distroless_packages(name)
         repository, _ = split_reference(catalogue.bases[name].ref)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 from typing import cast
 
@@ -12,7 +14,7 @@ from infra.forge.alpine import parse_apk_installed
 from infra.forge.apt import AptIndex
 from infra.forge.builder import BuilderRecipe, debian_version_matches
 from infra.forge.catalogue import Needs, base_recipe, builder_recipe, needs_of
-from infra.forge.debian import DebianRecipe, parse_status
+from infra.forge.debian import SLIM_DPKG_OPTIONS, DebianRecipe, parse_status, slimify
 from infra.forge.distroless import DistrolessRecipe
 from infra.forge.golang import GolangRecipe
 from infra.forge.recipe import (
@@ -264,3 +266,44 @@ def test_needs_of_a_matrix_are_its_cells_images(tmp_path: Path) -> None:
         toolchains=(("go", "1.25.5"), ("python", "3.13.5")),
     )
     assert base_recipes(needs.bases)[-1].name == "distroless/python3-debian13:latest"
+
+
+def test_slimify_drops_what_slim_leaves_out_and_keeps_copyright(tmp_path: Path) -> None:
+    full = tmp_path / "full.tar"
+    with tarfile.open(full, "w") as tar:
+        for name in ("./usr", "./usr/bin", "./usr/share", "./usr/share/doc",
+                     "./usr/share/doc/bash", "./usr/share/man", "./usr/share/man/man1",
+                     "./usr/share/locale", "./usr/share/locale/de"):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+        for name in ("./usr/bin/bash", "./usr/share/doc/bash/copyright",
+                     "./usr/share/doc/bash/README", "./usr/share/man/man1/bash.1.gz",
+                     "./usr/share/locale/de/bash.mo"):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = len(name)
+            tar.addfile(info, io.BytesIO(name.encode()))
+    slim = tmp_path / "slim.tar"
+    slimify(full, slim)
+    with tarfile.open(slim) as tar:
+        names = tar.getnames()
+        settings = tar.extractfile("./etc/dpkg/dpkg.cfg.d/99mmdebstrap")
+        assert settings is not None
+        lines = settings.read().decode().splitlines()
+        copyright_file = tar.extractfile("./usr/share/doc/bash/copyright")
+        assert copyright_file is not None and copyright_file.read().endswith(b"copyright")
+    assert names == [
+        "./usr", "./usr/bin", "./usr/share", "./usr/share/doc", "./usr/share/doc/bash",
+        "./usr/share/man", "./usr/share/locale", "./usr/bin/bash",
+        "./usr/share/doc/bash/copyright", "./etc/dpkg/dpkg.cfg.d/99mmdebstrap",
+    ]  # fmt: skip
+    assert lines == list(SLIM_DPKG_OPTIONS)
+
+
+def test_debian_recipes_share_the_full_rootfs_of_their_suite(tmp_path: Path) -> None:
+    full = base_recipe("trixie", tmp_path)
+    slim = base_recipe("trixie-slim", tmp_path)
+    assert isinstance(full, DebianRecipe) and isinstance(slim, DebianRecipe)
+    assert (full.rootfs_cache, slim.rootfs_cache, slim.slim) == (tmp_path, tmp_path, True)
+    # same packages, different images: the hashes differ, the cached full rootfs is shared
+    assert full.recipe_hash(PACKAGES) != slim.recipe_hash(PACKAGES)
