@@ -20,7 +20,7 @@ from tasks.dataset.writer import publish_with_fallback
 from tasks.hosts.connection import HostUnavailable, connect
 from tasks.hosts.sweep import sweep_archives, sweep_host
 from tasks.journal import RunJournal, interrupted_run
-from tasks.matrix import CellFilter, MatrixConfig, expand, load_matrix, parse_only
+from tasks.matrix import CellFilter, MatrixConfig, expand, load_matrix, parse_only, plan
 from tasks.processes import children
 from tasks.records import INTERRUPTED, Cell, RunRecord, new_run_id, run_started
 
@@ -56,7 +56,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             help="use this Docker host instead of the matrix's hosts (repeatable)",
         )
         if name == "plan":
-            sub.add_argument("--json", action="store_true", help="one JSON object per cell")
+            sub.add_argument(
+                "--json",
+                action="store_true",
+                help='{"cells": [one object per cell], "left_out": [what cannot run, and why]}',
+            )
         sub.set_defaults(func=func)
 
 
@@ -73,19 +77,32 @@ def load(args: argparse.Namespace) -> MatrixConfig:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    cells = expand(load(args), parse_only(args.only))
+    planned = plan(load(args), parse_only(args.only))
     if args.json:
-        print(json.dumps([vars(cell) for cell in cells], indent=2))
+        left_out = [vars(item) for item in planned.left_out]
+        print(
+            json.dumps({"cells": [vars(c) for c in planned.cells], "left_out": left_out}, indent=2)
+        )
         return 0
-    for cell in cells:
-        print(f"{cell.cell_id}  {cell.label:<42} {cell.variant:<12} {cell.base_ref}")
-    print(f"{len(cells)} cells")
+    for cell in planned.cells:
+        print(
+            f"{cell.cell_id}  {cell.label:<46} {cell.variant:<12} {cell.linkage:<8} {cell.base_ref}"
+        )
+    if planned.left_out:
+        print(f"left out, cannot run ({len(planned.left_out)}):")
+        for item in planned.left_out:
+            print(f"  {item.label}: {item.reason}")
+    print(f"{len(planned.cells)} cells")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load(args)
     only = parse_only(args.only)
+    left_out = plan(config, only).left_out
+    if left_out:
+        print(f"basebench: {len(left_out)} coordinates cannot run and are left out "
+              f"(`basebench plan {args.config}` says why)")  # fmt: skip
     run_id = new_run_id()
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)

@@ -77,6 +77,9 @@ def describe(path: Path, exc: ValidationError) -> str:
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
-    """``("hosts", 0, "tls")`` -> ``hosts[0].tls``."""
-    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    """``("hosts", 0, "tls")`` -> ``hosts[0].tls``. Parts in parentheses name the member
+    of a tagged union a value was read as, not a key: ``("toolchains", "(list)", 1)`` ->
+    ``toolchains[1]``."""
+    keys = [p for p in loc if not (isinstance(p, str) and p.startswith("(") and p.endswith(")"))]
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in keys)
     return text.lstrip(".") or "(top level)"

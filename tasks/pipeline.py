@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.catalogue import load_catalogue
 from tasks.hosts.session import BaseUnavailable, HostSession
-from tasks.matrix import load_app
+from tasks.matrix import SINGLE_STAGE, load_app
 from tasks.records import (
     BuildResult,
     Cell,
@@ -51,10 +52,14 @@ class Stages:
 
 
 def skip_reason(cell: Cell, error: BaseUnavailable) -> str | None:
-    """Why the cell cannot run here, when its runtime base is known to be absent from
-    every registry the run pulls from; None for anything else (a missing builder, a pull
-    that timed out), which is a failure."""
-    if not error.absent or error.ref != cell.base_ref or cell.base_ref == cell.builder_ref:
+    """Why the cell cannot run here: its runtime base is known to be absent from every
+    registry the run pulls from, and no recipe forges it (a base the catalogue has no
+    ``forge`` entry for, or a matrix's own). Anything else is a failure: a missing builder,
+    a pull that failed on the way, or a forgeable base missing (set-up was not run)."""
+    if not error.absent or error.ref != cell.base_ref or cell.base == SINGLE_STAGE:
+        return None
+    catalogue = load_catalogue()
+    if cell.base in catalogue.base_names() and catalogue.base(cell.base).forge is not None:
         return None
     return (
         f"{cell.base} is not available here: {error} (push it to the registry mirror, "

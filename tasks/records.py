@@ -48,6 +48,9 @@ class Cell:
     builder_ref: str  # reference as pulled (after the registry mirror)
     base_ref: str  # runtime base reference as pulled; the builder itself for single-stage
     cgo_enabled: bool
+    # How the program meets its base: "dynamic" (linked against the base's C library),
+    # "static", or "runtime" (run by the base's language runtime); "" when not recorded.
+    linkage: str = ""
 
     @property
     def label(self) -> str:

@@ -86,14 +86,18 @@ def test_apply_mirror_only_rewrites_known_registries() -> None:
         ("name: t\napps: [go-hello\n", "not valid YAML"),
         ("- a\n- b\n", "top level must be a mapping"),
         (MINIMAL + "colour: red\n", "colour: unknown key"),
-        (MINIMAL.replace("alpine", "windows"), "bases: unknown base 'windows'; allowed: bookworm"),
+        (
+            MINIMAL.replace("alpine", "windows"),
+            "bases[3]: unknown base 'windows'; allowed: bookworm",
+        ),
         (
             MINIMAL.replace('"1.25.5"', '"1.25.5; rm -rf /"'),
             "toolchains[1]: String should match pattern",
         ),
         (
-            MINIMAL.replace("[go-hello]", "[rust-hello]"),
-            "unknown app 'rust-hello'; allowed: go-hello",
+            MINIMAL.replace("[go-hello]", "[ruby-hello]"),
+            "apps: unknown app 'ruby-hello'; allowed: go-hello, java-hello, node-hello, "
+            "python-hello, rust-hello",
         ),
         (MINIMAL + "repeat: 0\n", "repeat: Input should be greater than or equal to 1"),
         (MINIMAL + "mirrors: {docker.io: 'x/$(id)'}\n", "mirrors.docker.io"),

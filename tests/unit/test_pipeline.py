@@ -197,17 +197,26 @@ def test_probe_failure_is_recorded_with_all_measurements() -> None:
     assert (result.build, result.inspect, result.scan, result.probe) == (BUILD, INSPECT, SCAN, None)
 
 
-def test_absent_base_is_skipped_with_the_reason() -> None:
-    cell = make_cell("alpine")
+def test_absent_base_no_recipe_forges_is_skipped_with_the_reason() -> None:
+    cell = make_cell("golden-image")  # a matrix's own base: nothing here forges it
     missing = BaseUnavailable(cell.base_ref, f"pull {cell.base_ref}: manifest unknown", True)
     fakes, called = stages()
     result = run_pipeline(cell, context(cell, override={cell.base_ref: missing}), fakes)
     assert called == []
     assert (result.status, result.failed_stage) == (Status.SKIPPED, None)
     assert result.error == (
-        f"alpine is not available here: pull {cell.base_ref}: manifest unknown (push it to"
-        " the registry mirror, forge a stand-in, or run with upstream registries)"
+        f"golden-image is not available here: pull {cell.base_ref}: manifest unknown (push it"
+        " to the registry mirror, forge a stand-in, or run with upstream registries)"
     )
+
+
+def test_absent_base_that_infra_forges_is_a_failure_not_a_skip() -> None:
+    cell = make_cell("alpine")  # the stand-in: missing means set-up did not run
+    missing = BaseUnavailable(cell.base_ref, f"pull {cell.base_ref}: manifest unknown", True)
+    fakes, _ = stages()
+    result = run_pipeline(cell, context(cell, override={cell.base_ref: missing}), fakes)
+    assert (result.status, result.failed_stage) == (Status.FAILED, Stage.BUILD)
+    assert result.error == f"build: pull {cell.base_ref}: manifest unknown"
 
 
 def test_base_pull_that_failed_on_the_way_is_a_build_failure() -> None:
