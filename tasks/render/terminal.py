@@ -92,12 +92,14 @@ def render_summary(outcome: BenchmarkOutcome) -> None:
     for result in run.cells:  # matrix order
         table.add_row(*summary_row(result))
     console.print(table)
+    # Errors and paths are plain text: "[/bin/sh -c ...]" in a build log is no rich markup.
     for result in run.cells:
         if result.status is not Status.OK:
-            console.print(f"{result.cell.label}: {result.status}: {result.error}", highlight=False)
-    console.print(outcome.published.message, highlight=False)
+            line = f"{result.cell.label}: {result.status}: {result.error}"
+            console.print(line, highlight=False, markup=False)
+    console.print(outcome.published.message, highlight=False, markup=False)
     if outcome.comparison is not None:
-        console.print(render_comparison(outcome.comparison), highlight=False)
+        console.print(render_comparison(outcome.comparison), highlight=False, markup=False)
 
 
 def render_comparison(comparison: Comparison) -> str:

@@ -65,7 +65,8 @@ def test_exhausted_pools_drop_the_host_and_a_sweep_frees_them(
             assert close_session(session, keep_images=False, lost=False) is None
         dead = {"label": f"{labels.RUN}={DEAD_RUN}"}
         assert client.networks.list(filters=dead) == []
-    finally:
-        for network in client.networks.list(filters={"label": labels.RUN}):
-            network.remove()
+    finally:  # only what this test made: other runs may share the engine
+        for run in (DEAD_RUN, run_id):
+            for network in client.networks.list(filters={"label": f"{labels.RUN}={run}"}):
+                network.remove()
         client.close()
