@@ -247,7 +247,8 @@ def test_packages_and_findings_know_their_layer_and_origin(run: Run) -> None:
     cells = run.results.reset_index(drop=True)[["cell_id", "app", "base", "status"]]
     packages = run.packages.merge(cells, on="cell_id")
     scanned = packages[packages["app"] == "go-hello"]
-    assert set(scanned["base"]) == {
+    # alpine too, where a registry serves it (the forge cannot make it on every machine)
+    assert set(scanned["base"]) - {"alpine"} == {
         "single-stage",
         "bookworm",
         "distroless-static",
