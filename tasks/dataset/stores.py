@@ -281,11 +281,19 @@ class S3Store:
         key = self._key(path, allow_empty=True)
         return f"s3://{self.bucket}/{key}"
 
+    def _endpoint(self) -> str | None:
+        # As boto3 finds it for this client: the setting, else the environment's.
+        return (
+            self.endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
+
     def table_location(self, path: str) -> TableLocation:
         options = {"AWS_REGION": self._client.meta.region_name or "us-east-1"}
-        if self.endpoint_url:
-            options["AWS_ENDPOINT_URL"] = self.endpoint_url
-            options["AWS_ALLOW_HTTP"] = str(self.endpoint_url.startswith("http://")).lower()
+        if endpoint := self._endpoint():
+            options["AWS_ENDPOINT_URL"] = endpoint
+            options["AWS_ALLOW_HTTP"] = str(endpoint.startswith("http://")).lower()
         credentials = self._session.get_credentials()
         if credentials is not None:  # else delta-rs looks for them itself (instance role)
             frozen = credentials.get_frozen_credentials()
@@ -299,7 +307,8 @@ class S3Store:
         return TableLocation(f"s3://{self.bucket}/{key}", options, self._filesystem(options, key))
 
     def _filesystem(self, options: dict[str, str], key: str) -> pafs.FileSystem:
-        endpoint = urlparse(self.endpoint_url) if self.endpoint_url else None
+        configured = self._endpoint()
+        endpoint = urlparse(configured) if configured else None
         s3 = pafs.S3FileSystem(
             access_key=options.get("AWS_ACCESS_KEY_ID"),
             secret_key=options.get("AWS_SECRET_ACCESS_KEY"),
