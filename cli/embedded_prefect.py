@@ -38,6 +38,11 @@ class EmbeddedPrefect:
     def api_url(self) -> str:
         return f"{self._child.base_url}/api"
 
+    @property
+    def pids(self) -> set[int]:
+        """The server's process id, while it runs (an interrupt must not stop it first)."""
+        return {self._child.pid} if self._child.pid is not None else set()
+
     def start(self) -> None:
         """Spawn the server on a free port (inheriting this process's environment)."""
         self._child.start()

@@ -1,14 +1,18 @@
-"""``basebench hosts CONFIG``: ask every Docker host of a matrix whether it answers."""
+"""``basebench hosts CONFIG``: ask every Docker host of a matrix whether it answers;
+``basebench gc CONFIG``: remove what dead runs left on those hosts and in the cache."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tasks.hosts.connection import HostUnavailable, connect
 from tasks.hosts.health import HostHealth, check_hosts
+from tasks.hosts.sweep import DEFAULT_MAX_AGE, RunLeases, sweep_archives, sweep_host
 from tasks.matrix import ConfigError, load_matrix
 from tasks.render.units import format_bytes
 
@@ -27,7 +31,45 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per host")
     parser.set_defaults(func=func)
+    gc = subparsers.add_parser(
+        "gc", help="remove containers, networks, images and archives of runs that died"
+    )
+    gc.add_argument("config", help="matrix YAML file whose hosts and cache to sweep")
+    gc.add_argument(
+        "--older-than",
+        type=float,
+        default=DEFAULT_MAX_AGE.total_seconds() / 3600,
+        metavar="HOURS",
+        help="a run with no lease on this machine counts as dead after this (default 24)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
+    gc.set_defaults(func=cmd_gc)
     return parser
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """One line per host and one for this machine's archives; 1 when a host is unreachable."""
+    if args.older_than <= 0:
+        raise ConfigError(f"--older-than {args.older_than}: must be more than 0 hours")
+    config = load_matrix(Path(args.config))
+    leases = RunLeases(config.cache_dir, timedelta(hours=args.older_than))
+    verb = "would remove" if args.dry_run else "removed"
+    code = 0
+    for host in config.hosts:
+        try:
+            client = connect(host, ping_timeout=5)
+        except HostUnavailable as exc:
+            print(f"{host.name}: unreachable: {exc}")
+            code = 1
+            continue
+        try:
+            swept = sweep_host(client, leases.alive, args.dry_run)
+        finally:
+            client.close()
+        print(f"{host.name}: {verb} {swept.summary()}")
+    swept = sweep_archives(config.cache_dir / "archives", leases.alive, args.dry_run)
+    print(f"archives in {config.cache_dir / 'archives'}: {verb} {swept.summary()}")
+    return code
 
 
 def func(args: argparse.Namespace) -> int:

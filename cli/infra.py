@@ -12,6 +12,7 @@ from typing import Any
 
 from infra.engine import engine_answers, engine_pid
 from infra.errors import InfraError
+from infra.forge.catalogue import Needs
 from infra.paths import DEFAULT_APT_SOURCES, DEFAULT_CACHE_DIR, DEFAULT_REGISTRY_PORT, state_dir
 from infra.registry_api import RegistryAPI
 from infra.up import StepResult, down, registry_for, up
@@ -38,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         default=[],
         type=Path,
         metavar="MATRIX",
-        help="take the Go versions from matrix files (repeatable)",
+        help="forge only the bases and builders these matrix files use (repeatable)",
     )
     up_cmd.add_argument(
         "--apt-sources",
@@ -50,7 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "--alpine-rootfs",
         type=Path,
         metavar="FILE",
-        help="an Alpine minirootfs tarball to serve as library/alpine:<major.minor>",
+        help="an Alpine minirootfs tarball to serve as library/alpine:<major.minor> instead "
+        "of the stand-in forged from Debian's musl and busybox",
     )
     _common(up_cmd)
     up_cmd.set_defaults(func=run_up)  # fmt: skip
@@ -80,19 +82,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def go_versions(args: argparse.Namespace) -> list[str]:
-    """--go values, then the toolchains (and include entries) of each --config matrix."""
-    versions = list(args.go)
-    if args.config:
-        from tasks.matrix import ConfigError, load_matrix
+def matrix_needs(args: argparse.Namespace) -> Needs | None:
+    """The bases and builders the --config matrices use; None without --config (``up``
+    then forges its default Debian 12 bases)."""
+    if not args.config:
+        return None
+    from infra.forge.catalogue import needs_of
+    from tasks.matrix import ConfigError, load_matrix
 
-        for path in args.config:
-            try:
-                matrix = load_matrix(path)
-            except ConfigError as exc:
-                raise InfraError(str(exc).splitlines()[0]) from exc
-            versions += [*matrix.toolchains, *(c.toolchain for c in matrix.include)]
-    return list(dict.fromkeys(versions))
+    needs = Needs()
+    for path in args.config:
+        try:
+            needs |= needs_of(load_matrix(path))
+        except ConfigError as exc:
+            raise InfraError(str(exc).splitlines()[0]) from exc
+    return needs
 
 
 def _print_step(result: StepResult) -> None:
@@ -106,12 +110,13 @@ def run_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         state = up(
-            go_versions(args),
+            list(args.go),
             args.port,
             args.cache_dir,
             args.apt_sources,
             report=_print_step,
             alpine_rootfs=args.alpine_rootfs,
+            needs=matrix_needs(args),
         )
     except InfraError as exc:
         print(f"infra up: {exc}", file=sys.stderr)

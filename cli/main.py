@@ -19,12 +19,20 @@ from importlib.metadata import version
 from cli import dataset, deploy, hosts, infra, report, run
 from cli.embedded_prefect import EmbeddedPrefectError
 from infra.errors import InfraError
+from tasks.catalogue import CatalogueError
 from tasks.hosts.connection import HostUnavailable
 from tasks.matrix import ConfigError
 from tasks.programs import ProgramMissing
 
 # Errors whose message is one line written for the user: printed as they are.
-USER_ERRORS = (ConfigError, HostUnavailable, EmbeddedPrefectError, InfraError, ProgramMissing)
+USER_ERRORS = (
+    ConfigError,
+    CatalogueError,
+    HostUnavailable,
+    EmbeddedPrefectError,
+    InfraError,
+    ProgramMissing,
+)
 EXIT_USER_ERROR, EXIT_UNEXPECTED, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 2, 4, 130, 141
 
 

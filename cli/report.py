@@ -1,6 +1,6 @@
-"""``basebench report`` and ``basebench compare``: read published runs, write a page or a verdict.
+"""``basebench report``, ``compare`` and ``history``: read published runs.
 
-``add_parser(subparsers)`` registers both commands; each sets ``func(args) -> int``.
+``add_parser(subparsers)`` registers the three; each sets ``func(args) -> int``.
 Exit codes: 0 done / no regression, 1 regression (compare), 2 bad input or unreadable store.
 """
 
@@ -20,11 +20,13 @@ from tasks.analysis.compare import (
     load_run,
     pick_runs,
 )
+from tasks.analysis.history import METRICS, history_changes, load_history
 from tasks.dataset.layout import PublishError
+from tasks.dataset.reader import RunNotFound
 from tasks.dataset.stores import ResultStore, StoreError, open_store
 from tasks.matrix import S3Config
 from tasks.render.html import build_report
-from tasks.render.terminal import render_comparison
+from tasks.render.terminal import render_comparison, render_history
 
 EXIT_CLEAN, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 
@@ -54,6 +56,42 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="size-ratio=0.05, size-bytes=1000000, alpha=0.05, startup-ratio=0.05",
     )
     compare.set_defaults(func=cmd_compare)
+    _add_history(subparsers)
+
+
+def _add_history(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    history = subparsers.add_parser(
+        "history", help="change points per cell and metric over a matrix's runs"
+    )
+    _store_arguments(history)
+    history.add_argument("--matrix", help="matrix name (default: the latest run's)")
+    history.add_argument(
+        "--metric", action="append", choices=METRICS, help="only these metrics (repeatable)"
+    )
+    history.add_argument(
+        "--alpha", type=float, default=0.05, help="significance of a change point (default 0.05)"
+    )
+    history.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    history.set_defaults(func=cmd_history)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """Print every change in a matrix's history; always 0 unless the input is bad."""
+    if not 0 < args.alpha < 1:
+        print(f"basebench history: --alpha {args.alpha}: must be between 0 and 1", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        results, run_ids = load_history(_store(args), args.matrix)
+    except (RunNotFound, PublishError, StoreError, ValueError) as exc:
+        print(f"basebench history: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    changes = history_changes(results, run_ids, tuple(args.metric or METRICS), args.alpha)
+    if args.json:
+        print(json.dumps([c.to_dict() for c in changes], indent=2))
+    else:
+        print(f"{len(run_ids)} runs")
+        print(render_history(changes))
+    return EXIT_CLEAN
 
 
 def _store_arguments(parser: argparse.ArgumentParser) -> None:

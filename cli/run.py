@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cli.embedded_prefect import EmbeddedPrefect
 from cli.hosts import HOST_OPTION, parse_host_options
-from tasks.matrix import CellFilter, MatrixConfig, expand, load_matrix, parse_only
+from tasks.dataset.layout import PublishError
+from tasks.dataset.stores import open_store
+from tasks.dataset.writer import publish_with_fallback
+from tasks.hosts.connection import HostUnavailable, connect
+from tasks.hosts.sweep import sweep_archives, sweep_host
+from tasks.journal import RunJournal, interrupted_run
+from tasks.matrix import CellFilter, MatrixConfig, expand, load_matrix, parse_only, plan
+from tasks.processes import children
+from tasks.records import INTERRUPTED, Cell, RunRecord, new_run_id, run_started
 
 if TYPE_CHECKING:
     from flows.benchmark import BenchmarkOutcome
+
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 
 # Prefect runs embedded and quiet, and sends nothing out.
 PREFECT_DEFAULTS = {
@@ -43,7 +56,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             help="use this Docker host instead of the matrix's hosts (repeatable)",
         )
         if name == "plan":
-            sub.add_argument("--json", action="store_true", help="one JSON object per cell")
+            sub.add_argument(
+                "--json",
+                action="store_true",
+                help='{"cells": [one object per cell], "left_out": [what cannot run, and why]}',
+            )
         sub.set_defaults(func=func)
 
 
@@ -60,19 +77,33 @@ def load(args: argparse.Namespace) -> MatrixConfig:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    cells = expand(load(args), parse_only(args.only))
+    planned = plan(load(args), parse_only(args.only))
     if args.json:
-        print(json.dumps([vars(cell) for cell in cells], indent=2))
+        left_out = [vars(item) for item in planned.left_out]
+        print(
+            json.dumps({"cells": [vars(c) for c in planned.cells], "left_out": left_out}, indent=2)
+        )
         return 0
-    for cell in cells:
-        print(f"{cell.cell_id}  {cell.label:<42} {cell.variant:<12} {cell.base_ref}")
-    print(f"{len(cells)} cells")
+    for cell in planned.cells:
+        print(
+            f"{cell.cell_id}  {cell.label:<46} {cell.variant:<12} {cell.linkage:<8} {cell.base_ref}"
+        )
+    if planned.left_out:
+        print(f"left out, cannot run ({len(planned.left_out)}):")
+        for item in planned.left_out:
+            print(f"  {item.label}: {item.reason}")
+    print(f"{len(planned.cells)} cells")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load(args)
     only = parse_only(args.only)
+    left_out = plan(config, only).left_out
+    if left_out:
+        print(f"basebench: {len(left_out)} coordinates cannot run and are left out "
+              f"(`basebench plan {args.config}` says why)")  # fmt: skip
+    run_id = new_run_id()
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     home = os.environ.setdefault("PREFECT_HOME", str(config.cache_dir / "prefect"))
@@ -80,11 +111,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Without a configured server, start the embedded one now: it comes up while the
     # flow's modules load (they import Prefect, which reads the env set above).
     server = None if os.environ.get("PREFECT_API_URL") else EmbeddedPrefect()
+    # SIGTERM (a Prefect cancellation, a service stop) ends the run like Ctrl-C does;
+    # builds and scans in flight are stopped with it (Ctrl-C reaches them by itself).
+    keep = server.pids if server else set()
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: _interrupt(signum, keep))
     try:
         if server:
             server.start()
-        outcome = _run_flow(config, only, server)
+        outcome = _run_flow(config, only, server, run_id)
+    except KeyboardInterrupt:
+        return keep_interrupted(config, expand(config, only), run_id)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if server:
             server.stop()
     from tasks.render.terminal import render_summary  # imports rich
@@ -96,8 +134,70 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if outcome.record.cell_counts()["cells_failed"] else 0
 
 
+def keep_interrupted(config: MatrixConfig, cells: list[Cell], run_id: str) -> int:
+    """After an interrupt: publish the cells that finished (or keep them locally), every
+    other cell a failed row, and remove what the run made on its hosts and here."""
+    template = RunRecord(run_id, config.name, config.config_hash(), _started(run_id), _now())
+    journal = RunJournal(config.cache_dir, run_id)
+    record = interrupted_run(journal, cells, template)
+    finished = sum(1 for cell in record.cells if cell.error != INTERRUPTED)
+    try:
+        outcome = publish_with_fallback(
+            record, open_store(config.output, config.s3), config.cache_dir / "unpublished"
+        )
+        journal.remove()
+        where = outcome.message
+    except PublishError as exc:
+        where = f"not published, the journal stays in {journal.folder}: {exc}"
+    print(f"basebench: interrupted; {finished} of {len(cells)} cells had finished. {where}")
+    cleaned = sweep_run(config, run_id)
+    print(f"basebench: removed what run {run_id} made: {cleaned}")
+    return EXIT_INTERRUPTED
+
+
+def sweep_run(config: MatrixConfig, run_id: str) -> str:
+    """Remove run ``run_id``'s containers, networks, images and archives everywhere."""
+
+    def alive(run: str) -> bool:
+        return run != run_id
+
+    parts = []
+    for host in config.hosts:
+        try:
+            client = connect(host, ping_timeout=5)
+        except HostUnavailable as exc:
+            parts.append(f"{host.name}: unreachable ({exc})")
+            continue
+        try:
+            parts.append(f"{host.name}: {sweep_host(client, alive).summary()}")
+        finally:
+            client.close()
+    archives = sweep_archives(config.cache_dir / "archives", alive)
+    return "; ".join([*parts, f"archives: {archives.summary()}"])
+
+
+def _interrupt(signum: int, keep: set[int]) -> None:
+    """SIGTERM to this process's children but ``keep`` (docker builds, trivy scans in
+    flight), then stop the run where it is."""
+    for pid in set(children(os.getpid())) - keep:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _started(run_id: str) -> datetime:
+    return run_started(run_id) or _now()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _run_flow(
-    config: MatrixConfig, only: list[CellFilter], server: EmbeddedPrefect | None
+    config: MatrixConfig,
+    only: list[CellFilter],
+    server: EmbeddedPrefect | None,
+    run_id: str,
 ) -> BenchmarkOutcome:
     # Imported here: Prefect reads its settings at import, after cmd_run has set them.
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -113,5 +213,9 @@ def _run_flow(
     with temporary_settings(settings), progress_bar(len(expand(config, only))) as tick:
         # Host limits belong to a configured server, shared with its other runs.
         return benchmark(
-            config=config, only=only, host_limits=False if server else None, on_cell=tick
+            config=config,
+            only=only,
+            run_id=run_id,
+            host_limits=False if server else None,
+            on_cell=tick,
         )

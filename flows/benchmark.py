@@ -5,7 +5,7 @@ What runs, in which order, with what concurrency; the work itself is in tasks/.
 
 from __future__ import annotations
 
-import secrets
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +13,7 @@ from importlib.metadata import version as package_version
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
+from prefect.futures import as_completed, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.analysis.compare import CompareError, Comparison, compare_with_previous
@@ -25,14 +25,17 @@ from tasks.hosts.connection import HostUnavailable
 from tasks.hosts.limits import host_limit, server_in_use
 from tasks.hosts.pool import HostPool, host_lost, run_with_failover
 from tasks.hosts.session import HostSession, close_session, open_session
+from tasks.hosts.sweep import RunLeases, sweep_archives
+from tasks.journal import RunJournal
 from tasks.matrix import CellFilter, MatrixConfig, expand
 from tasks.pipeline import run_pipeline
-from tasks.records import Cell, CellResult, RunRecord
+from tasks.records import INTERRUPTED, Cell, CellResult, RunRecord, Status, new_run_id
 from tasks.render.artifacts import attach_artifacts
 from tasks.scanners import make_scanner
 from tasks.scanners.base import Scanner
 
 CellObserver = Callable[[CellResult], None]
+INTERRUPT_GRACE_SECONDS = 120  # cells in flight may finish (or fail) this long
 
 
 @dataclass(frozen=True)
@@ -62,15 +65,30 @@ def benchmark(
     run_id = run_id or new_run_id()
     started = datetime.now(UTC)
     cells = expand(config, only)
-    with make_scanner(config.scanner, config.cache_dir) as scanner:
-        sessions = _open_hosts(config, run_id, cells, scanner)
+    leases = RunLeases(config.cache_dir)
+    journal = RunJournal(config.cache_dir, run_id)
+    with leases.hold(run_id), make_scanner(config.scanner, config.cache_dir) as scanner:
+        swept = sweep_archives(config.cache_dir / "archives", leases.alive)
+        sessions = _open_hosts(config, run_id, cells, scanner, leases.alive)
+        for name, session in sessions.items():
+            if session.swept is not None and not session.swept.empty:
+                get_run_logger().warning("swept %s: %s", name, session.swept.summary())
+        if not swept.empty:
+            get_run_logger().warning("swept this machine: %s", swept.summary())
         pool = HostPool([session.host for session in sessions.values()])
         try:
             limited = server_in_use() if host_limits is None else host_limits
-            futures = run_cell.map(cells, unmapped(pool), unmapped(sessions), unmapped(limited))
-            for finished in as_completed(futures):
-                if on_cell is not None:
-                    on_cell(finished.result())
+            futures = run_cell.map(
+                cells, unmapped(pool), unmapped(sessions), unmapped(limited), unmapped(journal)
+            )
+            try:
+                for finished in as_completed(futures):
+                    if on_cell is not None:
+                        on_cell(finished.result())
+            except BaseException:  # Ctrl-C, SIGTERM, a cancellation: start nothing more,
+                pool.stop()  # let the cells in flight end (their journal rows), then go
+                wait(futures, timeout=INTERRUPT_GRACE_SECONDS)
+                raise
             results = [future.result() for future in futures]  # matrix order
         finally:
             for session in sessions.values():
@@ -86,28 +104,39 @@ def benchmark(
         cells=tuple(results),
     )
     published, comparison = publish_run(record, config)
+    journal.remove()  # every row is published or kept in the fallback folder
     attach_artifacts(record, comparison)
     return BenchmarkOutcome(record, published, comparison)
 
 
 @task(name="open-host", cache_policy=NO_CACHE)
 def open_host(
-    host: HostConfig, config: MatrixConfig, run_id: str, cells: list[Cell], scanner: Scanner
+    host: HostConfig,
+    config: MatrixConfig,
+    run_id: str,
+    cells: list[Cell],
+    scanner: Scanner,
+    alive: Callable[[str], bool],
 ) -> HostSession | HostUnavailable:
     """Ready ``host`` for the run; an unreachable host is a value, not a failed task."""
     try:
-        return open_session(host, config, run_id, cells, scanner)
+        return open_session(host, config, run_id, cells, scanner, alive)
     except HostUnavailable as exc:
         return exc
 
 
 @task(name="cell", task_run_name="{cell.label}", cache_policy=NO_CACHE)
 def run_cell(
-    cell: Cell, pool: HostPool, sessions: dict[str, HostSession], host_limits: bool
+    cell: Cell,
+    pool: HostPool,
+    sessions: dict[str, HostSession],
+    host_limits: bool,
+    journal: RunJournal,
 ) -> CellResult:
     """Run one cell on a free host; when the host is lost mid-cell, move to another.
 
-    With ``host_limits`` the cell also holds a slot of its host's global limit.
+    With ``host_limits`` the cell also holds a slot of its host's global limit. The
+    result goes to the run's journal as soon as it is known.
     """
 
     def run(host: HostConfig) -> CellResult:
@@ -117,7 +146,12 @@ def run_cell(
     def moved(host: HostConfig, result: CellResult) -> None:
         get_run_logger().warning("%s: host %s lost; moving the cell", cell.label, host.name)
 
-    return run_with_failover(cell, pool, run, on_moved=moved)
+    result = run_with_failover(cell, pool, run, on_moved=moved)
+    if pool.stopped and result.status is Status.FAILED:
+        # Failed because the interrupt stopped its build or scan: not the image's fault.
+        result = dataclasses.replace(result, failed_stage=None, error=INTERRUPTED)
+    journal.record(result)
+    return result
 
 
 @task(name="close-host", cache_policy=NO_CACHE)
@@ -147,15 +181,14 @@ def publish_run(
         return outcome, None
 
 
-def new_run_id() -> str:
-    """Sortable and unique: UTC time plus a random suffix."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-
-
 def _open_hosts(
-    config: MatrixConfig, run_id: str, cells: list[Cell], scanner: Scanner
+    config: MatrixConfig,
+    run_id: str,
+    cells: list[Cell],
+    scanner: Scanner,
+    alive: Callable[[str], bool],
 ) -> dict[str, HostSession]:
-    futures = [open_host.submit(h, config, run_id, cells, scanner) for h in config.hosts]
+    futures = [open_host.submit(h, config, run_id, cells, scanner, alive) for h in config.hosts]
     sessions: dict[str, HostSession] = {}
     dropped: list[str] = []
     for future in futures:

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tasks.processes import process_stat
+
 
 def start_daemon(argv: list[str], log: Path, pidfile: Path) -> int:
     """Start ``argv`` detached from our session, output to ``log``; record its pid."""
@@ -31,16 +33,13 @@ def start_daemon(argv: list[str], log: Path, pidfile: Path) -> int:
 def running_pid(pidfile: Path, program: str) -> int | None:
     """The pid in ``pidfile`` if that process is alive and is ``program`` (by process name)."""
     try:
-        pid = int(pidfile.read_text().strip())
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = process_stat(int(pidfile.read_text().strip()))
     except (OSError, ValueError):
         return None
     # comm (kernel-truncated to 15 chars) is set even while cmdline is still empty.
-    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-    state = stat[stat.rindex(")") + 1 :].split()[0]
-    if state == "Z" or comm != program[:15]:
+    if stat is None or stat.state == "Z" or stat.name != program[:15]:
         return None  # exited (zombie) or the pid was reused by something else
-    return pid
+    return stat.pid
 
 
 def stop_daemon(pidfile: Path, program: str, timeout: float = 20.0) -> bool:

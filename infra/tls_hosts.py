@@ -30,6 +30,7 @@ from infra.errors import InfraError
 from infra.links import create_bridge, ip, link_names
 from infra.process import exclusive_lock, running_pid, start_daemon, stop_daemon, wait_until
 from tasks.hosts import HostConfig, HostUnavailable, TlsFiles, connect
+from tasks.processes import alive
 from tasks.programs import find_program
 
 PROGRAM = "dockerd"
@@ -341,7 +342,7 @@ def _kill_leftover_processes(host: TlsHost) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not any(_alive(p) for p in pids), 10, interval=0.05)
+    wait_until(lambda: not any(alive(p) for p in pids), 10, interval=0.05)
     for pid in pids:
         _reap(pid)
 
@@ -351,14 +352,6 @@ def _is_our_proxy(argv: list[str], host: TlsHost) -> bool:
         return False
     address = ipaddress.ip_address(argv[argv.index("-container-ip") + 1])
     return address in host.bridge_network or address in host.pool
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _reap(pid: int) -> None:

@@ -14,17 +14,18 @@ import docker
 from infra.engine import engine_pid, ensure_engine, stop_engine
 from infra.errors import InfraError
 from infra.forge.alpine import AlpineRecipe
+from infra.forge.alpine_standin import AlpineStandInRecipe
 from infra.forge.apt import AptIndex
-from infra.forge.debian import DebianRecipe
-from infra.forge.distroless import DistrolessRecipe
+from infra.forge.catalogue import DEFAULT_BASES, Needs, base_recipe, builder_recipe
 from infra.forge.forge import forge
-from infra.forge.golang import GolangRecipe, go_wheel
+from infra.forge.golang import go_wheel
 from infra.forge.recipe import Recipe
-from infra.forge.sources import check_sources
+from infra.forge.sources import check_sources, for_suite
 from infra.install import install_missing, programs_as_infra_errors
 from infra.paths import DEFAULT_APT_SOURCES, DEFAULT_CACHE_DIR, DEFAULT_REGISTRY_PORT, state_dir
 from infra.process import exclusive_lock
 from infra.registry import LocalRegistry, check_port_free
+from infra.trivy_java_db import write_java_db
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,30 @@ class InfraState:
 Reporter = Callable[[StepResult], None]
 
 
-def base_recipes() -> list[Recipe]:
-    """The base images every matrix can use (alpine is not forgeable)."""
-    return [
-        DebianRecipe("bookworm"),
-        DebianRecipe("bookworm", slim=True),
-        DistrolessRecipe("static"),
-        DistrolessRecipe("base"),
+# The Debian release of the host's apt sources; other suites reuse its mirrors.
+HOST_SUITE = "bookworm"
+
+
+def base_recipes(
+    names: tuple[str, ...] = DEFAULT_BASES,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    sources: Path = DEFAULT_APT_SOURCES,
+) -> list[Recipe]:
+    """The recipes of catalogue bases ``names`` (by default the seed comparison's bases);
+    bases without a recipe are left out."""
+    recipes = [
+        base_recipe(name, cache_dir / "rootfs", sources=sources, apt_root=cache_dir / "apt-alpine")
+        for name in names
     ]
+    return [r for r in recipes if r is not None]
+
+
+def alpine_recipe(alpine_rootfs: Path | None, sources: Path, cache_dir: Path) -> Recipe:
+    """library/alpine: the user's minirootfs when given (the real image), else the stand-in
+    forged from Debian's musl and busybox."""
+    if alpine_rootfs is not None:
+        return AlpineRecipe(alpine_rootfs)
+    return AlpineStandInRecipe(sources, cache_dir / "apt-alpine")
 
 
 def registry_for(cache_dir: Path, port: int) -> LocalRegistry:
@@ -78,19 +95,23 @@ def up(
     docker_url: str | None = None,
     report: Reporter | None = None,
     alpine_rootfs: Path | None = None,
+    needs: Needs | None = None,
 ) -> InfraState:
     """Bring everything up; steps already done are reused. Bad input fails before any change.
 
     The Debian packages of the programs set-up and ``basebench run`` need are installed
     first (after the input checks), so no later step finds a program missing.
     ``alpine_rootfs``: an Alpine minirootfs tarball to serve as library/alpine:<major.minor>.
+    ``needs``: the bases and builders to forge (``needs_of(matrix)``); by default the
+    Debian 12 bases of the seed comparison. Golang builders for ``go_versions`` come on top.
     """
+    needs = (needs or Needs(DEFAULT_BASES)) | Needs((), tuple(("go", v) for v in go_versions))
     with programs_as_infra_errors():
-        return _up(go_versions, port, cache_dir, sources, docker_url, report, alpine_rootfs)
+        return _up(needs, port, cache_dir, sources, docker_url, report, alpine_rootfs)
 
 
 def _up(
-    go_versions: Sequence[str],
+    needs: Needs,
     port: int,
     cache_dir: Path,
     sources: Path,
@@ -99,16 +120,23 @@ def _up(
     alpine_rootfs: Path | None,
 ) -> InfraState:
     steps = _Steps(report)
-    versions = list(dict.fromkeys(go_versions))
-    check_sources(sources)
-    extra: list[Recipe] = [AlpineRecipe(alpine_rootfs)] if alpine_rootfs else []
+    versions = needs.versions("go")
+    check_sources(sources, HOST_SUITE)
+    # Recipes are made (and their names and versions checked) before anything changes.
+    bases = base_recipes(needs.bases, cache_dir, sources)
+    if alpine_rootfs is not None:  # the real image, from the user's minirootfs
+        bases = [b for b in bases if not isinstance(b, AlpineStandInRecipe)]
+        bases.append(alpine_recipe(alpine_rootfs, sources, cache_dir))
+    builders = [builder_recipe(lang, v) for lang, v in needs.toolchains if lang != "go"]
     registry = registry_for(cache_dir, port)
     if registry.pid() is None:
         check_port_free(port)
     with tempfile.TemporaryDirectory(prefix="basebench-wheels-") as tmp:
         # Every Go version is checked (downloaded) before anything is created.
         wheels = {v: _wheel(v, cache_dir / "wheels", Path(tmp)) for v in versions}
-        steps.done("check inputs", "ok", f"sources {sources}, go {' '.join(versions) or '-'}")
+        others = [f"{lang} {v}" for lang, v in needs.toolchains if lang != "go"]
+        detail = f"sources {sources}, go {' '.join(versions) or '-'}"
+        steps.done("check inputs", "ok", ", ".join([detail, *others]))
         installed = install_missing({"setup", "run"})
         steps.done("programs", "installed" if installed else "present", " ".join(installed))
         ours_before = engine_pid(state_dir(cache_dir))
@@ -119,12 +147,12 @@ def _up(
     # One `up` at a time per cache dir: concurrent test sessions share the registry.
     with exclusive_lock(state_dir(cache_dir) / "up.lock"):
         steps.done("registry", "started" if registry.start() else "running", registry.address)
-        apt = AptIndex(sources, cache_dir / "apt")
-        apt.update()
-        steps.done("apt lists", "refreshed", str(sources))
-        golang = [GolangRecipe(v, w, cache_dir / "rootfs") for v, w in wheels.items()]
-        _forge_all([*base_recipes(), *extra, *golang], apt, url, registry.address, cache_dir, steps)
+        golang = [builder_recipe("go", v, w, cache_dir / "rootfs") for v, w in wheels.items()]
+        recipes = [*bases, *golang, *builders]
+        apt = _AptViews(sources, cache_dir, steps)
+        _forge_all(recipes, apt, url, registry.address, cache_dir, steps)
         steps.done("trivy fixture db", *_trivy_db(cache_dir))
+        steps.done("trivy java db", "written", str(write_java_db(cache_dir / "trivy")))
     return InfraState(url, registry.address, cache_dir, steps.results)
 
 
@@ -145,14 +173,35 @@ class _Steps:
             self.report(result)
 
 
+class _AptViews:
+    """One private apt view per Debian suite, on the host's mirrors, refreshed on first use."""
+
+    def __init__(self, sources: Path, cache_dir: Path, steps: _Steps) -> None:
+        self.sources, self.cache_dir, self.steps = sources, cache_dir, steps
+        self.views: dict[str, AptIndex] = {}
+
+    def __call__(self, suite: str) -> AptIndex:
+        if suite not in self.views:
+            if suite == HOST_SUITE:
+                apt = AptIndex(self.sources, self.cache_dir / "apt")
+            else:
+                root = self.cache_dir / f"apt-{suite}"
+                apt = AptIndex(for_suite(self.sources, HOST_SUITE, suite, root), root)
+            apt.update()
+            self.steps.done("apt lists" if suite == HOST_SUITE else f"apt lists {suite}",
+                            "refreshed", str(apt.sources))  # fmt: skip
+            self.views[suite] = apt
+        return self.views[suite]
+
+
 def _forge_all(
-    recipes: list[Recipe], apt: AptIndex, url: str, registry: str, cache_dir: Path, steps: _Steps
+    recipes: list[Recipe], apt: _AptViews, url: str, registry: str, cache_dir: Path, steps: _Steps
 ) -> None:
     client = docker.DockerClient(base_url=url, timeout=900)
     client.api.trust_env = False
     try:
         for recipe in recipes:
-            result = forge(recipe, apt, client, registry, cache_dir / "tmp")
+            result = forge(recipe, apt(recipe.suite), client, registry, cache_dir / "tmp")
             detail = f"{', '.join(result.refs)} ({result.packages} packages)"
             steps.done(recipe.name, "built" if result.rebuilt else "reused", detail)
     finally:

@@ -4,6 +4,8 @@ Prefect API are such servers."""
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
 import tempfile
@@ -46,8 +48,17 @@ class ChildServer:
             port = sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}"
         self._process = subprocess.Popen(
-            self._argv(port), stdout=subprocess.DEVNULL, stderr=self._log, env=self._env
+            self._argv(port),
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            env=self._env,
+            preexec_fn=_end_with_parent,
         )
+
+    @property
+    def pid(self) -> int | None:
+        """The server process's id, once started."""
+        return self._process.pid if self._process is not None else None
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the health check answers 200; ``ChildServerError`` when the server
@@ -91,3 +102,14 @@ class ChildServer:
                 self._process.wait()
         self._process = None
         self._log.close()
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _end_with_parent() -> None:
+    """In the child, before exec: ask the kernel for SIGTERM when our parent dies, so a
+    killed ``basebench run`` leaves no server behind (the kernel sends it when the thread
+    that spawned the child ends: servers are started from the run's main thread)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

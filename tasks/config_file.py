@@ -15,12 +15,36 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types here
+    """A safe loader that refuses a key given twice in one mapping (PyYAML keeps the
+    last one silently, so a duplicated ``hosts:`` would drop the first list)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *anchor`` merges defaults that keys beside it override
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (line {line})", key_node.start_mark
+                )
+            seen.add(key)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
 def read_mapping(path: Path, error: type[Exception]) -> dict[str, Any]:
     """The top-level mapping of a YAML file, or ``error`` saying why there is none."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{path}: not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
+        ) from exc
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(raw, dict):
@@ -53,6 +77,9 @@ def describe(path: Path, exc: ValidationError) -> str:
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
-    """``("hosts", 0, "tls")`` -> ``hosts[0].tls``."""
-    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    """``("hosts", 0, "tls")`` -> ``hosts[0].tls``. Parts in parentheses name the member
+    of a tagged union a value was read as, not a key: ``("toolchains", "(list)", 1)`` ->
+    ``toolchains[1]``."""
+    keys = [p for p in loc if not (isinstance(p, str) and p.startswith("(") and p.endswith(")"))]
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in keys)
     return text.lstrip(".") or "(top level)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,18 +19,33 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     ValidationError,
+    field_validator,
 )
 
+from tasks.catalogue import (
+    BaseSpec,
+    Capabilities,
+    ImageRef,
+    Linkage,
+    Version,
+    fit,
+    load_catalogue,
+)
+from tasks.catalogue import (
+    Name as CatalogueName,
+)
 from tasks.config_file import read_mapping, validate
 from tasks.hosts.config import HostConfig, default_host
 from tasks.records import Cell
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-Version = Annotated[str, StringConstraints(pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")]
 Registry = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+(:[0-9]{1,5})?$")]
+BuildTool = Literal["buildkit", "legacy"]
 UserPath = Annotated[Path, AfterValidator(Path.expanduser)]  # "~/x" means what a shell means
 Glob = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.*?-]{1,64}$")]
 
@@ -42,33 +58,8 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names file, key and what is allowed."""
 
 
-class Base(BaseModel):
-    """A runtime base image as users know it (before any registry mirror)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    ref: str
-    has_libc: bool
-    forgeable: bool  # can infra forge a stand-in from Debian packages?
-
-
 # The single-stage variant runs on the builder image itself; its ref is per toolchain.
 SINGLE_STAGE = "single-stage"
-
-BASES: dict[str, Base] = {
-    "bookworm": Base(ref="docker.io/library/debian:bookworm", has_libc=True, forgeable=True),
-    "bookworm-slim": Base(
-        ref="docker.io/library/debian:bookworm-slim", has_libc=True, forgeable=True
-    ),
-    "alpine": Base(ref="docker.io/library/alpine:3.20", has_libc=False, forgeable=False),
-    "distroless-static": Base(
-        ref="gcr.io/distroless/static-debian12:latest", has_libc=False, forgeable=True
-    ),
-    "distroless-base": Base(
-        ref="gcr.io/distroless/base-debian12:latest", has_libc=True, forgeable=True
-    ),
-}
-BUILDERS = {"go": "docker.io/library/golang:{version}-bookworm"}
 
 
 class App(BaseModel):
@@ -77,7 +68,7 @@ class App(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Name
-    language: Literal["go"]
+    language: Name  # a language of tasks/catalogue.yaml (checked by load_app)
     port: int = Field(8080, ge=1, le=65535)
     probe_path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9/._-]*$")] = "/"
     directory: Path
@@ -100,7 +91,7 @@ class CellFilter(BaseModel):
     toolchain: Glob | None = None
     base: Glob | None = None
 
-    def matches(self, cell: Cell) -> bool:
+    def matches(self, cell: Cell | LeftOut) -> bool:
         pairs = [
             (self.app, cell.app),
             (self.toolchain, cell.toolchain_version),
@@ -122,6 +113,24 @@ def parse_only(pairs: list[str]) -> list[CellFilter]:
         return [CellFilter.model_validate(fields)] if fields else []
     except ValidationError as exc:
         raise ConfigError(f"--only: {exc.errors()[0]['msg']} ({' '.join(pairs)})") from exc
+
+
+class CustomBase(BaseModel):
+    """A base a matrix adds: its reference and what it can run (see tasks/catalogue.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ref: ImageRef
+    capabilities: Capabilities
+    generation: CatalogueName | None = None
+
+
+# Either one list of versions (apps of one language) or language -> versions.
+Toolchains = Annotated[
+    Annotated[list[Version], Tag("(list)")]
+    | Annotated[dict[Name, list[Version]], Tag("(mapping)")],
+    Discriminator(lambda value: "(mapping)" if isinstance(value, dict) else "(list)"),
+]
 
 
 class ExtraCell(BaseModel):
@@ -160,13 +169,16 @@ class MatrixConfig(BaseModel):
 
     name: Name
     apps: list[Name] = Field(min_length=1)
-    toolchains: list[Version] = Field(min_length=1)
+    toolchains: Toolchains
     bases: list[Name] = Field(min_length=1)
+    custom_bases: dict[Name, CustomBase] = {}
     include: list[ExtraCell] = []
     exclude: list[CellFilter] = []
     repeat: int = Field(5, ge=1, le=100)
     probe_timeout_seconds: float = Field(30.0, gt=0, le=600)
     keep_images: bool = False
+    # buildkit: Docker's builder since Engine 23; legacy: the SDK's classic builder.
+    build_tool: BuildTool = "buildkit"
     # upstream registry host -> replacement; {} pulls from the upstream registries.
     mirrors: dict[Registry, Registry] = {"docker.io": DEFAULT_REGISTRY, "gcr.io": DEFAULT_REGISTRY}
     scanner: ScannerConfig = ScannerConfig()
@@ -176,6 +188,21 @@ class MatrixConfig(BaseModel):
     s3: S3Config = S3Config()
     cache_dir: UserPath = DEFAULT_CACHE
     apps_dir: UserPath = APPS_DIR
+
+    @field_validator("hosts")
+    @classmethod
+    def _unique_host_names(cls, hosts: list[HostConfig]) -> list[HostConfig]:
+        names = [host.name for host in hosts]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"host names must be unique; given more than once: {', '.join(twice)}")
+        return hosts
+
+    def versions_for(self, language: str) -> list[str]:
+        """The toolchain versions the matrix asks for ``language``."""
+        if isinstance(self.toolchains, list):
+            return list(self.toolchains)
+        return list(self.toolchains.get(language, []))
 
     def config_hash(self) -> str:
         """Stable hash of the settings that define what is measured."""
@@ -193,7 +220,12 @@ def apply_mirror(ref: str, mirrors: dict[str, str]) -> str:
 
 
 def load_matrix(path: Path, overrides: dict[str, Any] | None = None) -> MatrixConfig:
-    """Read and validate a matrix file; ``overrides`` are top-level keys from the CLI."""
+    """Read and validate a matrix file; ``overrides`` are top-level keys from the CLI.
+
+    Beyond the file's shape, everything a plan needs is checked here, so that bad input
+    stops before any work: known bases, apps whose language has a builder, toolchain
+    versions the catalogue can supply, and ``include`` cells that can run.
+    """
     raw = {**read_mapping(path, ConfigError), **(overrides or {})}
     config = validate(MatrixConfig, raw, path, ConfigError)
     _check_names(path, config)
@@ -201,28 +233,91 @@ def load_matrix(path: Path, overrides: dict[str, Any] | None = None) -> MatrixCo
 
 
 def _check_names(path: Path, config: MatrixConfig) -> None:
-    allowed_bases = [*BASES, SINGLE_STAGE]
-    named = [("bases", b) for b in config.bases] + [("include", c.base) for c in config.include]
+    catalogue = load_catalogue()
+    built_in = catalogue.base_names()
+    for name in config.custom_bases:
+        if name in built_in or name == SINGLE_STAGE:
+            raise ConfigError(
+                f"{path}: custom_bases.{name}: {name!r} is a built-in base; choose another name"
+            )
+    allowed_bases = [*built_in, *config.custom_bases, SINGLE_STAGE]
+    named = [(f"bases[{i}]", b) for i, b in enumerate(config.bases)]
+    named += [(f"include[{i}].base", c.base) for i, c in enumerate(config.include)]
     for key, base in named:
         if base not in allowed_bases:
             raise ConfigError(
                 f"{path}: {key}: unknown base {base!r}; allowed: {', '.join(allowed_bases)}"
             )
-    for app in {*config.apps, *(c.app for c in config.include)}:
+    apps = {}
+    for key, app in [("apps", a) for a in config.apps] + [
+        (f"include[{i}].app", c.app) for i, c in enumerate(config.include)
+    ]:
         try:
-            load_app(app, config.apps_dir)
+            apps[app] = load_app(app, config.apps_dir)
         except ConfigError as exc:
-            raise ConfigError(f"{path}: apps: {exc}") from exc
+            raise ConfigError(f"{path}: {key}: {exc}") from exc
+    _check_toolchains(path, config, [apps[a] for a in config.apps])
+    for i, extra in enumerate(config.include):
+        language = apps[extra.app].language
+        try:
+            catalogue.toolchain(language, extra.toolchain)
+        except LookupError as exc:
+            raise ConfigError(f"{path}: include[{i}].toolchain: {exc}") from exc
+        outcome = make_cell(config, extra.app, extra.toolchain, extra.base)
+        if isinstance(outcome, LeftOut):
+            raise ConfigError(f"{path}: include[{i}]: {outcome.label} cannot run: {outcome.reason}")
+
+
+def _check_toolchains(path: Path, config: MatrixConfig, apps: list[App]) -> None:
+    catalogue = load_catalogue()
+    languages = sorted({app.language for app in apps})
+    if isinstance(config.toolchains, list):
+        if len(languages) > 1:
+            raise ConfigError(
+                f"{path}: toolchains: a list of versions serves apps of one language; these "
+                f"apps use {', '.join(languages)}: give toolchains as language -> versions"
+            )
+        keyed = [(f"toolchains[{i}]", languages[0], v) for i, v in enumerate(config.toolchains)]
+    else:
+        for language in config.toolchains:
+            if language not in catalogue.languages:
+                allowed = ", ".join(catalogue.languages)
+                raise ConfigError(
+                    f"{path}: toolchains.{language}: unknown language; allowed: {allowed}"
+                )
+        for app in apps:
+            if not config.toolchains.get(app.language):
+                raise ConfigError(
+                    f"{path}: toolchains: no {app.language} versions for app {app.name}; "
+                    f"add toolchains.{app.language}"
+                )
+        keyed = [
+            (f"toolchains.{language}[{i}]", language, version)
+            for language, versions in config.toolchains.items()
+            for i, version in enumerate(versions)
+        ]
+    for key, language, version in keyed:
+        try:
+            catalogue.toolchain(language, version)
+        except LookupError as exc:
+            raise ConfigError(f"{path}: {key}: {exc}") from exc
 
 
 def load_app(name: str, apps_dir: Path = APPS_DIR) -> App:
-    """Read apps/<name>/app.yaml."""
+    """Read apps/<name>/app.yaml; its language must have a builder in the catalogue."""
     app_file = apps_dir / name / "app.yaml"
     if not app_file.is_file():
         known = sorted(p.parent.name for p in apps_dir.glob("*/app.yaml"))
         raise ConfigError(f"unknown app {name!r}; allowed: {', '.join(known)}")
     raw = read_mapping(app_file, ConfigError)
-    return validate(App, {**raw, "name": name, "directory": app_file.parent}, app_file, ConfigError)
+    app = validate(App, {**raw, "name": name, "directory": app_file.parent}, app_file, ConfigError)
+    languages = load_catalogue().languages
+    if app.language not in languages:
+        raise ConfigError(
+            f"{app_file}: language: {app.language!r} has no builder in the catalogue; "
+            f"allowed: {', '.join(languages)}"
+        )
+    return app
 
 
 def cell_id(app: str, language: str, version: str, base: str) -> str:
@@ -231,11 +326,58 @@ def cell_id(app: str, language: str, version: str, base: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def make_cell(config: MatrixConfig, app_name: str, version: str, base: str) -> Cell:
+@dataclass(frozen=True)
+class LeftOut:
+    """A coordinate of the matrix that cannot run, and why (from the bases' capabilities)."""
+
+    app: str
+    language: str
+    toolchain_version: str
+    base: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        """``python-hello python3.13.5 on distroless-static-debian12``."""
+        return f"{self.app} {self.language}{self.toolchain_version} on {self.base}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a matrix expands to: the cells that run, and the coordinates left out."""
+
+    cells: list[Cell]
+    left_out: list[LeftOut]
+
+
+def base_spec(config: MatrixConfig, name: str) -> BaseSpec:
+    """The base ``name`` of the catalogue or of the matrix's ``custom_bases``."""
+    custom = config.custom_bases.get(name)
+    if custom is not None:
+        return BaseSpec(
+            ref=custom.ref, capabilities=custom.capabilities, generation=custom.generation
+        )
+    return load_catalogue().base(name)
+
+
+def make_cell(config: MatrixConfig, app_name: str, version: str, base: str) -> Cell | LeftOut:
+    """The cell of these coordinates, or why it cannot run."""
+    catalogue = load_catalogue()
     app = load_app(app_name, config.apps_dir)
-    builder = apply_mirror(BUILDERS[app.language].format(version=version), config.mirrors)
+    spec = catalogue.languages[app.language]
+    toolchain = catalogue.toolchain(app.language, version)
+    builder = apply_mirror(toolchain.builder_ref, config.mirrors)
     single = base == SINGLE_STAGE
-    spec = None if single else BASES[base]
+    base_ref = builder
+    if single:
+        # Built and run on the builder: it has the toolchain's runtime and libraries.
+        linkage: Linkage = "runtime" if spec.runtime else "dynamic"
+    else:
+        target = base_spec(config, base)
+        found = fit(spec, toolchain, target.capabilities)
+        if found.linkage is None:
+            return LeftOut(app.name, app.language, version, base, found.reason or "")
+        linkage, base_ref = found.linkage, apply_mirror(target.ref, config.mirrors)
     return Cell(
         cell_id=cell_id(app.name, app.language, version, base),
         app=app.name,
@@ -244,22 +386,31 @@ def make_cell(config: MatrixConfig, app_name: str, version: str, base: str) -> C
         base=base,
         variant="single-stage" if single else "multi-stage",
         builder_ref=builder,
-        base_ref=builder if spec is None else apply_mirror(spec.ref, config.mirrors),
-        cgo_enabled=single or (spec is not None and spec.has_libc),
+        base_ref=base_ref,
+        cgo_enabled=app.language == "go" and linkage == "dynamic",
+        linkage=linkage,
     )
 
 
-def expand(config: MatrixConfig, only: list[CellFilter] | None = None) -> list[Cell]:
-    """The cells of a matrix: the product, minus ``exclude``, plus ``include``, then ``only``."""
-    cells = [
-        make_cell(config, app, version, base)
+def plan(config: MatrixConfig, only: list[CellFilter] | None = None) -> Plan:
+    """The product of apps x their language's versions x bases, minus ``exclude``, plus
+    ``include``, then ``only``; coordinates no base can run are left out with the reason."""
+    coordinates = [
+        (app, version, base)
         for app in config.apps
-        for version in config.toolchains
+        for version in config.versions_for(load_app(app, config.apps_dir).language)
         for base in config.bases
     ]
-    cells = [c for c in cells if not any(f.matches(c) for f in config.exclude)]
-    cells += [make_cell(config, c.app, c.toolchain, c.base) for c in config.include]
-    unique = list({c.cell_id: c for c in cells}.values())
+    outcomes = [make_cell(config, *c) for c in coordinates]
+    outcomes = [o for o in outcomes if not any(f.matches(o) for f in config.exclude)]
+    outcomes += [make_cell(config, c.app, c.toolchain, c.base) for c in config.include]
     if only:
-        unique = [c for c in unique if all(f.matches(c) for f in only)]
-    return unique
+        outcomes = [o for o in outcomes if all(f.matches(o) for f in only)]
+    cells = list({o.cell_id: o for o in outcomes if isinstance(o, Cell)}.values())
+    left_out = list({o.label: o for o in outcomes if isinstance(o, LeftOut)}.values())
+    return Plan(cells, left_out)
+
+
+def expand(config: MatrixConfig, only: list[CellFilter] | None = None) -> list[Cell]:
+    """The cells of a matrix that can run (see ``plan``)."""
+    return plan(config, only).cells

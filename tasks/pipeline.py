@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.catalogue import load_catalogue
 from tasks.hosts.session import BaseUnavailable, HostSession
-from tasks.matrix import BASES, load_app
+from tasks.matrix import SINGLE_STAGE, load_app
 from tasks.records import (
     BuildResult,
     Cell,
@@ -51,47 +52,60 @@ class Stages:
 
 
 def skip_reason(cell: Cell, error: BaseUnavailable) -> str | None:
-    """Why a cell cannot run here, when its base is one no Debian recipe can forge."""
-    spec = BASES.get(cell.base)
-    if spec is None or spec.forgeable:
+    """Why the cell cannot run here: its runtime base is known to be absent from every
+    registry the run pulls from, and no recipe forges it (a base the catalogue has no
+    ``forge`` entry for, or a matrix's own). Anything else is a failure: a missing builder,
+    a pull that failed on the way, or a forgeable base missing (set-up was not run)."""
+    if not error.absent or error.ref != cell.base_ref or cell.base == SINGLE_STAGE:
+        return None
+    catalogue = load_catalogue()
+    if cell.base in catalogue.base_names() and catalogue.base(cell.base).forge is not None:
         return None
     return (
-        f"{cell.base} is not available here: {error}; it cannot be forged from Debian "
-        "packages (push it to the registry mirror, or run with upstream registries)"
+        f"{cell.base} is not available here: {error} (push it to the registry mirror, "
+        "forge a stand-in, or run with upstream registries)"
     )
 
 
 def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None) -> CellResult:
-    """Run every stage of ``cell``; never raises for a failure of the cell itself."""
+    """Run every stage of ``cell``; never raises for a failure of the cell itself.
+
+    After a build, inspect, scan and probe all run whatever the others did: they need
+    the image, not each other's results. The first failure in stage order names the
+    cell's failed stage; the error lists every failure.
+    """
     stages = stages or Stages()
     started = datetime.now(UTC)
     done: dict[str, Any] = {}
-    stage = Stage.BUILD
     try:
         app = load_app(cell.app, session.apps_dir)
         builder, base = session.pulled_image(cell.builder_ref), session.pulled_image(cell.base_ref)
         with session.quiet.shared():
-            done["build"] = stages.build(session.client, cell, app, session.run_id, builder, base)
-        stage = Stage.INSPECT
-        outcomes = _inspect_and_scan(session, stages, done["build"], builder, base)
-        done |= {s.value: o for s, o in outcomes.items() if not isinstance(o, Exception)}
-        failed = [(s, o) for s, o in outcomes.items() if isinstance(o, Exception)]
-        if failed:
-            stage, error = failed[0]  # the first in stage order names the cell's failure
-            raise error
-        stage = Stage.PROBE
-        with session.quiet.exclusive():
-            done["probe"] = stages.probe(
-                session.client, done["build"], app, session.probe, session.repeat
+            done["build"] = stages.build(
+                session.client,
+                cell,
+                app,
+                session.run_id,
+                builder,
+                base,
+                host=session.host,
+                tool=session.build_tool,
             )
     except BaseUnavailable as exc:
         reason = skip_reason(cell, exc)
         status = Status.SKIPPED if reason else Status.FAILED
-        return _result(cell, session, started, done, status, stage, reason or str(exc))
+        return _result(cell, session, started, done, status, [(Stage.BUILD, reason or str(exc))])
     except Exception as exc:
-        message = str(exc) if str(exc).startswith(f"{stage}:") else f"{stage}: {exc}"
-        return _result(cell, session, started, done, Status.FAILED, stage, message)
-    return _result(cell, session, started, done, Status.OK, None, None)
+        return _result(cell, session, started, done, Status.FAILED, [(Stage.BUILD, str(exc))])
+    outcomes = _inspect_and_scan(session, stages, done["build"], builder, base)
+    with session.quiet.exclusive():
+        outcomes[Stage.PROBE] = _outcome(
+            lambda: stages.probe(session.client, done["build"], app, session.probe, session.repeat)
+        )
+    done |= {s.value: o for s, o in outcomes.items() if not isinstance(o, Exception)}
+    failures = [(s, str(o)) for s, o in outcomes.items() if isinstance(o, Exception)]
+    status = Status.FAILED if failures else Status.OK
+    return _result(cell, session, started, done, status, failures)
 
 
 def _inspect_and_scan(
@@ -104,7 +118,10 @@ def _inspect_and_scan(
     """Save the image once, then inspect and scan the archive side by side; what each
     stage returned or raised (a failed save raises, as part of inspect)."""
     with session.quiet.shared(), _archive_folder(session) as folder:
-        archive = stages.save(session.client, build.image_id, Path(folder))
+        try:
+            archive = stages.save(session.client, build.image_id, Path(folder))
+        except Exception as exc:
+            return {Stage.INSPECT: exc}  # nothing to inspect or scan: a failed save
         inspected, scanned = _side_by_side(
             lambda: stages.inspect(
                 session.client, build, builder, base, archive, session.layer_cache
@@ -117,21 +134,24 @@ def _inspect_and_scan(
 def _archive_folder(session: HostSession) -> tempfile.TemporaryDirectory[str]:
     if session.archive_dir is not None:
         session.archive_dir.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix="image-", dir=session.archive_dir)
+    # Named by run: ``basebench gc`` removes the folders of runs that died.
+    return tempfile.TemporaryDirectory(prefix=f"{session.run_id}-", dir=session.archive_dir)
+
+
+def _outcome(call: Callable[[], Any]) -> Any:
+    """What ``call`` returned, or the exception it raised."""
+    try:
+        return call()
+    except Exception as exc:
+        return exc
 
 
 def _side_by_side(*calls: Callable[[], Any]) -> list[Any]:
     """Run ``calls`` at once, each in a thread with the caller's context (Prefect's run
     context among it); what each returned or raised."""
 
-    def outcome(call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except Exception as exc:
-            return exc
-
     with ThreadPoolExecutor(max_workers=len(calls)) as threads:
-        futures = [threads.submit(contextvars.copy_context().run, outcome, c) for c in calls]
+        futures = [threads.submit(contextvars.copy_context().run, _outcome, c) for c in calls]
         return [future.result() for future in futures]
 
 
@@ -141,16 +161,19 @@ def _result(
     started: datetime,
     done: dict[str, Any],
     status: Status,
-    stage: Stage | None,
-    error: str | None,
+    problems: list[tuple[Stage, str]],
 ) -> CellResult:
+    """The cell's row; ``problems`` are (stage, message) in stage order."""
+    messages = [m if m.startswith(f"{s}:") else f"{s}: {m}" for s, m in problems]
+    if status is Status.SKIPPED:
+        messages = [m for _, m in problems]
     return CellResult(
         cell=cell,
         status=status,
         host=session.host.name,
         started_at=started,
         finished_at=datetime.now(UTC),
-        failed_stage=stage if status is Status.FAILED else None,
-        error=error,
+        failed_stage=problems[0][0] if status is Status.FAILED else None,
+        error="; ".join(messages) or None,
         **done,
     )

@@ -6,10 +6,11 @@ stage formats output itself. Records are frozen: a stage returns a new value.
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ class Cell:
     builder_ref: str  # reference as pulled (after the registry mirror)
     base_ref: str  # runtime base reference as pulled; the builder itself for single-stage
     cgo_enabled: bool
+    # How the program meets its base: "dynamic" (linked against the base's C library),
+    # "static", or "runtime" (run by the base's language runtime); "" when not recorded.
+    linkage: str = ""
 
     @property
     def label(self) -> str:
@@ -72,6 +76,7 @@ class BuildResult:
     build_seconds: float
     builder_digest: str | None
     base_digest: str | None
+    build_tool: str = "legacy"  # "buildkit" or "legacy" (tasks/stages/build.py)
     # Diff ids of the runtime base's layers (the builder's for single-stage): what the
     # built image inherited; its other layers are what the build added.
     base_layers: tuple[str, ...] = ()
@@ -158,7 +163,8 @@ class ScanResult:
 @dataclass(frozen=True)
 class ProbeResult:
     startup_seconds: tuple[float, ...]  # one per repetition, in order
-    idle_memory_bytes: int
+    idle_memory_bytes: int | None  # None when the engine reports no memory usage ...
+    idle_memory_error: str | None = None  # ... and then why
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,24 @@ class CellResult:
     inspect: InspectResult | None = None
     scan: ScanResult | None = None
     probe: ProbeResult | None = None
+
+
+RUN_ID_TIME = "%Y%m%dT%H%M%SZ"
+# The error of a cell that had not finished when its run was interrupted.
+INTERRUPTED = "interrupted: the run was stopped before this cell finished"
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC start time plus a random suffix (``20261129T043141Z-e62871``)."""
+    return f"{datetime.now(UTC):{RUN_ID_TIME}}-{secrets.token_hex(3)}"
+
+
+def run_started(run_id: str) -> datetime | None:
+    """The start time in a run id made by ``new_run_id``; None for other ids."""
+    try:
+        return datetime.strptime(run_id[:16], RUN_ID_TIME).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.processes import children
 from tasks.programs import find_program
 
 # sshd refuses to start without its privilege separation folder (made at boot by systemd).
@@ -113,13 +114,13 @@ def running_sshd(directory: Path, timeout: float = 10.0) -> Iterator[Sshd]:
     finally:
         # Each connection is served by a child in a session of its own that outlives the
         # listener (so a restart keeps logins); end the ones a failed test left connected.
-        children = _children(process.pid)
-        for child in children:
+        started = children(process.pid)
+        for child in started:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
         # Let the listener reap them: once it is gone, they would linger as zombies.
         deadline = time.monotonic() + 5
-        while set(children) & set(_children(process.pid)) and time.monotonic() < deadline:
+        while set(started) & set(children(process.pid)) and time.monotonic() < deadline:
             time.sleep(0.02)
         process.terminate()
         try:
@@ -143,13 +144,3 @@ def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path, time
     raise RuntimeError(
         f"sshd not listening on 127.0.0.1:{port} after {timeout} s: {log.read_text()}"
     )
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fnmatch
+import io
 import os
+import shutil
 import subprocess
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from infra.errors import InfraError
 from infra.forge.apt import AptIndex
-from infra.forge.recipe import Output, Recipe, Rootfs
+from infra.forge.recipe import Output, Recipe, Rootfs, recipe_hash
 from tasks.programs import find_program
 
 MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")
@@ -43,15 +46,26 @@ SLIM_DPKG_OPTIONS = (
     "path-exclude=/usr/share/man/*",
 )
 
+# Where mmdebstrap leaves its --dpkgopt settings; the slim rootfs keeps them there.
+SLIM_SETTINGS = "/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
+
 DEBIAN_ENV = ("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
 
 
 class DebianRecipe(Recipe):
-    """``library/debian:<suite>[-slim]``: mmdebstrap minbase with the official settings."""
+    """``library/debian:<suite>[-slim]``: mmdebstrap minbase with the official settings.
 
-    def __init__(self, suite: str = "bookworm", slim: bool = False) -> None:
+    Slim is the full rootfs with debuerreotype's slimify applied, as upstream makes it:
+    with ``rootfs_cache`` the full rootfs of the same packages is built once and kept, so
+    forging debian:<suite> and debian:<suite>-slim runs mmdebstrap once.
+    """
+
+    def __init__(
+        self, suite: str = "bookworm", slim: bool = False, rootfs_cache: Path | None = None
+    ) -> None:
         self.suite = suite
         self.slim = slim
+        self.rootfs_cache = rootfs_cache
         tag = f"{suite}-slim" if slim else suite
         self.repository = "library/debian"
         self.upstream = f"docker.io/library/debian:{tag}"
@@ -67,14 +81,86 @@ class DebianRecipe(Recipe):
 
     def build(self, apt: AptIndex, packages: dict[str, str], workdir: Path) -> Rootfs:
         tarball = workdir / "rootfs.tar"
-        mmdebstrap(apt.sources, self.suite, self.include(), self.slim, tarball, workdir)
+        full = self._full_rootfs(apt, packages, workdir)
+        if self.slim:
+            slimify(full, tarball)
+        elif full != tarball:
+            shutil.copyfile(full, tarball)
         return Rootfs(tarball, installed_packages(tarball))
+
+    def _full_rootfs(self, apt: AptIndex, packages: dict[str, str], workdir: Path) -> Path:
+        cached = None
+        if self.rootfs_cache is not None:
+            key = recipe_hash({"part": "debian-full", "suite": self.suite}, packages)
+            cached = self.rootfs_cache / f"debian-{self.suite}-{key}.tar"
+            if cached.exists():
+                return cached
+        full = workdir / ("full.tar" if self.slim else "rootfs.tar")
+        mmdebstrap(apt.sources, self.suite, self.include(), False, full, workdir)
+        if cached is None:
+            return full
+        keep_only(full, cached, f"debian-{self.suite}-*.tar")
+        return cached
+
+
+def keep_only(tarball: Path, cached: Path, pattern: str) -> None:
+    """Copy ``tarball`` to ``cached`` atomically; drop the older files of ``pattern``."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    for old in cached.parent.glob(pattern):
+        old.unlink()
+    partial = cached.with_suffix(".partial")
+    shutil.copyfile(tarball, partial)
+    partial.rename(cached)
+
+
+def slimify(full: Path, out: Path) -> None:
+    """``out``: rootfs ``full`` without what the slim variant leaves out, plus the dpkg
+    settings that keep later installs slim (what debuerreotype-slimify does upstream)."""
+    excludes = [o.split("=", 1)[1] for o in SLIM_DPKG_OPTIONS if o.startswith("path-exclude=")]
+    includes = [o.split("=", 1)[1] for o in SLIM_DPKG_OPTIONS if o.startswith("path-include=")]
+
+    def dropped(path: str) -> bool:
+        return any(fnmatch.fnmatchcase(path, p) for p in excludes) and not any(
+            fnmatch.fnmatchcase(path, p) for p in includes
+        )
+
+    with tarfile.open(full) as tar:
+        members = tar.getmembers()
+        # Folders that hold a kept file stay, as dpkg makes them for an included file.
+        kept = {"/" + m.name.removeprefix("./").rstrip("/") for m in members}
+        kept = {p for p in kept if not dropped(p)}
+        parents = {str(PurePosixPath(p).parent) for p in kept}
+        while True:
+            more = {str(PurePosixPath(p).parent) for p in parents} - parents
+            if not more:
+                break
+            parents |= more
+        settings = "".join(f"{option}\n" for option in SLIM_DPKG_OPTIONS).encode()
+        with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as slim:
+            for member in members:
+                path = "/" + member.name.removeprefix("./").rstrip("/")
+                if path in kept or (member.isdir() and path in parents):
+                    data = tar.extractfile(member) if member.isfile() else None
+                    slim.addfile(member, data)
+            info = tarfile.TarInfo(f"./{SLIM_SETTINGS.lstrip('/')}")
+            info.size, info.mode = len(settings), 0o644
+            slim.addfile(info, io.BytesIO(settings))
 
 
 def mmdebstrap(
-    sources: Path, suite: str, include: tuple[str, ...], slim: bool, out: Path, workdir: Path
+    sources: Path,
+    suite: str,
+    include: tuple[str, ...],
+    slim: bool,
+    out: Path,
+    workdir: Path,
+    essential_hooks: tuple[str, ...] = (),
 ) -> None:
-    """Build a minbase rootfs tarball ``out`` from ``sources`` (the host's apt sources)."""
+    """Build a minbase rootfs tarball ``out`` from ``sources`` (the host's apt sources).
+
+    ``essential_hooks``: shell commands run once the essential packages are in, before
+    ``include`` is installed (``$1`` is the root).
+    """
     settings = workdir / "settings"
     settings.mkdir()
     hooks = []
@@ -92,6 +178,7 @@ def mmdebstrap(
         # apt's binary caches (~70 MB) are not in the official image either.
         '--customize-hook=rm -f "$1"/var/cache/apt/*.bin',
     ]
+    argv += [f"--essential-hook={hook}" for hook in essential_hooks]
     if include:
         argv.append("--include=" + ",".join(include))
     if slim:
@@ -99,8 +186,11 @@ def mmdebstrap(
     argv += [suite, str(out), str(sources)]
     proc = subprocess.run(argv, capture_output=True, text=True, env=_tmp_env(workdir))
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise InfraError(f"mmdebstrap {suite} failed: {last}")
+        lines = proc.stderr.strip().splitlines() or ["(no output)"]
+        # mmdebstrap's own last line says only that it failed; the cause (a maintainer
+        # script, a missing package) is the first error line before it.
+        causes = [line for line in lines if "error" in line.lower() and "mmdebstrap" not in line]
+        raise InfraError(f"mmdebstrap {suite} failed: {causes[0] if causes else lines[-1]}")
 
 
 def _tmp_env(workdir: Path) -> dict[str, str]:

@@ -1,16 +1,18 @@
-"""distroless static/base-debian12 stand-ins: unpacked .debs, no maintainer scripts.
+"""distroless stand-ins (static, base, cc, python3, nodejs, java): unpacked .debs.
 
 As upstream (rules_distroless): each package's files plus its control file in
-/var/lib/dpkg/status.d/<pkg> and <pkg>.md5sums; no /var/lib/dpkg/status, no shell,
-no dpkg; root, nobody and nonroot (65532) users.
+/var/lib/dpkg/status.d/<pkg> and <pkg>.md5sums; no maintainer scripts, no
+/var/lib/dpkg/status, no shell, no dpkg; root, nobody and nonroot (65532) users. Which
+packages each image holds is data (tasks/catalogue.yaml, after upstream's config.bzl).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from infra.errors import InfraError
@@ -40,22 +42,60 @@ COMMON_ENV = (
 
 
 class DistrolessRecipe(Recipe):
-    """``distroless/<flavour>-debian12`` with tags ``latest`` and ``nonroot``."""
+    """``distroless/<flavour>-<generation>`` with tags ``latest`` and ``nonroot``.
 
-    def __init__(self, flavour: str) -> None:
-        if flavour not in ("static", "base"):
-            raise ValueError(f"unknown distroless flavour {flavour!r}; allowed: static, base")
+    ``packages`` are taken exactly (upstream lists each one); ``with_dependencies`` are
+    taken with everything they depend on (where Debian's packaging of a runtime differs
+    from the tarball upstream unpacks). ``symlinks`` (path -> target), ``entrypoint`` and
+    ``env`` complete a language image as upstream configures it.
+    """
+
+    def __init__(
+        self,
+        flavour: str,
+        suite: str = "bookworm",
+        generation: str = "debian12",
+        packages: Sequence[str] | None = None,
+        with_dependencies: Sequence[str] = (),
+        symlinks: Mapping[str, str] | None = None,
+        entrypoint: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        deviation: str | None = None,
+    ) -> None:
+        if packages is None:
+            if flavour not in ("static", "base"):
+                raise ValueError(f"distroless {flavour!r}: give its packages")
+            packages = STATIC_PACKAGES if flavour == "static" else BASE_PACKAGES
         self.flavour = flavour
-        self.wanted = STATIC_PACKAGES if flavour == "static" else BASE_PACKAGES
-        self.repository = f"distroless/{flavour}-debian12"
-        self.upstream = f"gcr.io/distroless/{flavour}-debian12"
+        self.suite = suite
+        self.wanted = tuple(packages)
+        self.with_dependencies = tuple(with_dependencies)
+        self.symlinks = dict(symlinks or {})
+        self.deviation = deviation
+        self.repository = f"distroless/{flavour}-{generation}"
+        self.upstream = f"gcr.io/distroless/{flavour}-{generation}"
+        settings = [f"ENV {k}={v}" for k, v in (env or {}).items()]
+        if entrypoint:
+            settings.append(f"ENTRYPOINT {json.dumps(list(entrypoint))}")
         self.outputs = (
-            Output("latest", (*COMMON_ENV, "USER 0", "WORKDIR /")),
-            Output("nonroot", (*COMMON_ENV, f"USER {NONROOT}", "WORKDIR /home/nonroot")),
+            Output("latest", (*COMMON_ENV, *settings, "USER 0", "WORKDIR /")),
+            Output("nonroot", (*COMMON_ENV, *settings, f"USER {NONROOT}", "WORKDIR /home/nonroot")),
         )
 
+    def hash_inputs(self) -> dict[str, str]:
+        # Only what the packages and outputs do not already say (none for static and base).
+        inputs = {}
+        if self.symlinks:
+            inputs["symlinks"] = json.dumps(self.symlinks, sort_keys=True)
+        if self.with_dependencies:
+            inputs["with-dependencies"] = " ".join(self.with_dependencies)
+        return inputs
+
     def resolve(self, apt: AptIndex) -> dict[str, str]:
-        return apt.candidates(self.wanted)
+        packages = apt.candidates(self.wanted)
+        if self.with_dependencies:
+            packages |= apt.resolve(self.with_dependencies)
+        return dict(sorted(packages.items()))
 
     def build(self, apt: AptIndex, packages: dict[str, str], workdir: Path) -> Rootfs:
         debs = apt.download(packages, workdir / "debs")
@@ -65,8 +105,14 @@ class DistrolessRecipe(Recipe):
             for entry in _skeleton():
                 _add(out, seen, entry)
             certs: list[bytes] = []
-            for name in sorted(debs):
+            merged: dict[str, str] = {}
+            # base-files first: from Debian 13 on it ships the merged-/usr links (/lib ->
+            # usr/lib), and a path below such a link must be written below its target.
+            for name in sorted(debs, key=lambda n: (n != "base-files", n)):
                 for member, data in _deb_files(debs[name]):
+                    member.name = _below_links(member.name, merged)
+                    if member.issym() and member.name in MERGED_USR:
+                        merged[member.name + "/"] = f"./{member.linkname}/"
                     if member.name.startswith("./usr/share/ca-certificates/") and data:
                         certs.append(data)
                     _add(out, seen, (member, data))
@@ -74,7 +120,32 @@ class DistrolessRecipe(Recipe):
                     _add(out, seen, entry)
             if certs:  # what update-ca-certificates would have generated
                 _add(out, seen, _file(CA_BUNDLE, b"".join(certs)))
+            for path, target in sorted(self.symlinks.items()):
+                for parent in _parents("." + path):
+                    _add(out, seen, _dir(parent))
+                _add(out, seen, _symlink("." + path, target))
         return Rootfs(tarball, dict(packages))
+
+
+MERGED_USR = ("./bin", "./lib", "./lib64", "./sbin")
+
+
+def _below_links(name: str, merged: dict[str, str]) -> str:
+    for link, target in merged.items():
+        if name.startswith(link):
+            return target + name[len(link) :]
+    return name
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(2, len(parts))]
+
+
+def _symlink(name: str, target: str) -> Entry:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
+    return info, None
 
 
 Entry = tuple[tarfile.TarInfo, bytes | None]

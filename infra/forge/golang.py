@@ -12,7 +12,7 @@ from pathlib import Path
 
 from infra.errors import InfraError
 from infra.forge.apt import AptIndex
-from infra.forge.debian import DebianRecipe, installed_packages, mmdebstrap
+from infra.forge.debian import DebianRecipe, installed_packages, keep_only, mmdebstrap
 from infra.forge.recipe import Output, Rootfs, recipe_hash
 
 # docker-library: buildpack-deps:bookworm-curl, then -scm, then golang's own additions.
@@ -69,7 +69,7 @@ class GolangRecipe(DebianRecipe):
         else:
             mmdebstrap(apt.sources, self.suite, self.include(), self.slim, tarball, workdir)
             if cached is not None:
-                _keep_only(tarball, cached)
+                keep_only(tarball, cached, "golang-debian-*.tar")
         rootfs = Rootfs(tarball, installed_packages(tarball))
         append_go_tree(tarball, self.wheel)
         return rootfs
@@ -79,16 +79,6 @@ class GolangRecipe(DebianRecipe):
             return None
         key = recipe_hash({"part": "golang-debian", "include": " ".join(self.include())}, packages)
         return self.rootfs_cache / f"golang-debian-{key}.tar"
-
-
-def _keep_only(tarball: Path, cached: Path) -> None:
-    """Copy ``tarball`` to ``cached`` atomically; drop older cached Debian parts."""
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    for old in cached.parent.glob("golang-debian-*.tar"):
-        old.unlink()
-    partial = cached.with_suffix(".partial")
-    shutil.copyfile(tarball, partial)
-    partial.rename(cached)
 
 
 def append_go_tree(tarball: Path, wheel: Path) -> None:

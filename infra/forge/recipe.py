@@ -49,6 +49,9 @@ class Recipe(ABC):
     outputs: tuple[Output, ...]
     #: why this cannot match upstream exactly, or None
     deviation: str | None = None
+    #: the Debian suite whose packages ``resolve`` and ``build`` see (the forge gives
+    #: them an apt view of that suite on the host's mirrors)
+    suite: str = "bookworm"
 
     @property
     def name(self) -> str:

@@ -90,3 +90,46 @@ def check_sources(path: Path, suite: str = "bookworm") -> list[SourceEntry]:
     if not any(suite in e.suites and e.uris for e in entries):
         raise InfraError(f"apt sources file {path}: no enabled 'deb' entry for suite {suite}")
     return entries
+
+
+def for_suite(path: Path, host_suite: str, suite: str, dest: Path) -> Path:
+    """A copy of sources file ``path`` that names ``suite`` wherever it names ``host_suite``
+    (``bookworm-security`` -> ``trixie-security``): the same mirrors, another Debian
+    release. Written to ``dest`` (a folder), keeping the file's format; returns the file.
+    """
+    check_sources(path, host_suite)
+    text = path.read_text()
+    if suite != host_suite:
+        text = "\n".join(_rename_suite(line, host_suite, suite) for line in text.splitlines())
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / f"{suite}{path.suffix}"
+    out.write_text(text + "\n")
+    return out
+
+
+def _rename_suite(line: str, old: str, new: str) -> str:
+    stripped = line.lstrip()
+    if stripped.startswith("#"):
+        return line
+    if stripped.lower().startswith("suites:"):
+        key, _, value = line.partition(":")
+        return f"{key}: " + " ".join(_rename_word(w, old, new) for w in value.split())
+    words = line.split()
+    if words and words[0] == "deb":
+        # deb [options] uri suite components...: the suite follows the uri
+        rest = words[1:]
+        options = []
+        if rest and rest[0].startswith("["):
+            while rest and not rest[0].endswith("]"):
+                options.append(rest.pop(0))
+            options.append(rest.pop(0))
+        if len(rest) >= 2:
+            rest[1] = _rename_word(rest[1], old, new)
+        return " ".join(["deb", *options, *rest])
+    return line
+
+
+def _rename_word(word: str, old: str, new: str) -> str:
+    if word == old or word.startswith(old + "-"):
+        return new + word[len(old) :]
+    return word

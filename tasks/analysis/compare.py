@@ -9,7 +9,9 @@ a store. A regression is:
   (each says whether it is inherited from the base image's layers or added by the
   build, from the vulnerabilities table's ``origin``);
 - a startup time that got slower beyond the noise: a two-sided Mann-Whitney U test on
-  the two runs' samples gives p < ``alpha`` AND the median grew by ``startup_ratio``;
+  the two runs' samples gives p < ``alpha``, AND the Hodges-Lehmann shift is at least
+  ``startup_ratio`` of the base median, AND |Cliff's delta| >= ``startup_effect``
+  (evidence and magnitude, as asv and bencher judge benchmarks);
 - a cell that was ``ok`` and is now ``failed`` or ``skipped``.
 
 Cells that appeared or disappeared, shrunk images, fixed CVEs and faster startups are
@@ -25,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.analysis.statistics import mann_whitney_u
+from tasks.analysis.statistics import cliffs_delta, hodges_lehmann_shift, mann_whitney_u
 from tasks.dataset.reader import RunNotFound, find_run, previous_run, read_table
 from tasks.dataset.stores import ResultStore
 from tasks.records import cell_label
@@ -48,7 +50,8 @@ class Thresholds:
     size_ratio: float = 0.05  # 5 % growth ...
     size_bytes: int = 1_000_000  # ... and at least 1 MB
     alpha: float = 0.05  # significance level of the startup test
-    startup_ratio: float = 0.05  # minimal median slowdown worth reporting
+    startup_ratio: float = 0.05  # minimal shift (Hodges-Lehmann, of the base median) ...
+    startup_effect: float = 0.33  # ... and minimal |Cliff's delta| (a "medium" effect)
 
 
 @dataclass(frozen=True)
@@ -270,10 +273,14 @@ def _startup_change(
     if len(before) < 2 or len(after) < 2:
         return []  # no spread, no judgement
     p_value = mann_whitney_u(before, after)[1]
+    shift = hodges_lehmann_shift(before, after)
+    effect = cliffs_delta(before, after)
     median_before, median_after = statistics.median(before), statistics.median(after)
-    ratio = (median_after - median_before) / median_before if median_before else 0.0
+    ratio = shift / median_before if median_before else 0.0
     if p_value >= limits.alpha or abs(ratio) < limits.startup_ratio:
         return []  # within the noise, or too small to matter
+    if abs(effect) < limits.startup_effect:
+        return []  # the samples overlap too much to call it a change
     return [
         Change(
             "startup",
@@ -281,10 +288,18 @@ def _startup_change(
             cell_label(new),
             ratio > 0,
             f"startup median {median_before:.3f} s -> {median_after:.3f} s "
-            f"({ratio:+.1%}, Mann-Whitney p={p_value:.4f}, n={len(before)}/{len(after)})",
+            f"(shift {ratio:+.1%}, Cliff's delta {effect:+.2f}, "
+            f"Mann-Whitney p={p_value:.4f}, n={len(before)}/{len(after)})",
             median_before,
             median_after,
-            {"p_value": p_value, "ratio": ratio, "n_base": len(before), "n_head": len(after)},
+            {
+                "p_value": p_value,
+                "ratio": ratio,
+                "shift_seconds": shift,
+                "cliffs_delta": effect,
+                "n_base": len(before),
+                "n_head": len(after),
+            },
         )
     ]
 

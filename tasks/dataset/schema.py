@@ -94,6 +94,7 @@ RESULTS_SCHEMA = _schema(
         _required("base", _S),
         _required("variant", _S),
         _required("cgo_enabled", _B),
+        _optional("linkage", _S),
         _required("base_ref", _S),
         _optional("base_digest", _S),
         _required("builder_ref", _S),
@@ -136,12 +137,14 @@ RESULTS_SCHEMA = _schema(
         *(_optional(column, _S) for column in DOCUMENT_COLUMNS),
         # time
         _optional("build_seconds", _F64),
+        _optional("build_tool", _S),
         _optional("startup_seconds", _F64),
         _optional("startup_min_seconds", _F64),
         _optional("startup_max_seconds", _F64),
         _optional("startup_stdev_seconds", _F64),
         _optional("startup_unstable", _B),
         _optional("idle_memory_bytes", _I64),
+        _optional("idle_memory_error", _S),
         # status
         _required("status", _S),
         _optional("failed_stage", _S),
@@ -336,6 +339,7 @@ def _identity(result: CellResult) -> Row:
         "base": cell.base,
         "variant": cell.variant,
         "cgo_enabled": cell.cgo_enabled,
+        "linkage": cell.linkage or None,
         "base_ref": cell.base_ref,
         "base_digest": build.base_digest if build else None,
         "builder_ref": cell.builder_ref,
@@ -391,8 +395,10 @@ def _timing(result: CellResult) -> Row:
     samples = result.probe.startup_seconds if result.probe else ()
     return {
         "build_seconds": result.build.build_seconds if result.build else None,
+        "build_tool": result.build.build_tool if result.build else None,
         **startup_stats(samples),
         "idle_memory_bytes": result.probe.idle_memory_bytes if result.probe else None,
+        "idle_memory_error": result.probe.idle_memory_error if result.probe else None,
     }
 
 

@@ -29,6 +29,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -39,6 +40,7 @@ from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HOST_KINDS, connect, docker_host
 from tasks.hosts.health import check_host
 from tasks.hosts.ssh_tunnel import SshTunnel
+from tasks.programs import find_program
 
 if TYPE_CHECKING:
     from infra.up import InfraState
@@ -218,6 +220,25 @@ class DockerHostSuite:
         assert image.attrs["Size"] == len(payload)
         assert len(image.attrs["RootFS"]["Layers"]) == 1
         assert client.images.get(tag).id == image.id
+
+    def test_buildkit_cli_builds_through_cli_arguments(
+        self, host: HostConfig, client: docker.DockerClient, cleanup: list[str], tmp_path: Path
+    ) -> None:
+        """The build stage's BuildKit path: docker.io's CLI, reaching the engine only
+        through ``cli_arguments`` (no DOCKER_HOST, an empty DOCKER_CONFIG)."""
+        tag = f"basebench-test-buildkit:{uuid.uuid4().hex[:8]}"
+        cleanup.append(tag)
+        (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY greeting.txt /g.txt\n")
+        (tmp_path / "greeting.txt").write_bytes(b"built by buildkit\n")
+        env = {"PATH": os.environ["PATH"], "DOCKER_BUILDKIT": "1", "DOCKER_CONFIG": str(tmp_path)}
+        with docker_host(host).cli_arguments() as connection:
+            argv = [find_program("/usr/bin/docker"), *connection, "build", "--network", "none"]
+            argv += ["--tag", tag, "--iidfile", str(tmp_path / "iid"), str(tmp_path)]
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        image = client.images.get(tag)
+        assert image.id == (tmp_path / "iid").read_text().strip()
+        assert image.attrs["Size"] == len(b"built by buildkit\n")
 
     def test_pull_from_local_registry(self, client: docker.DockerClient, infra: InfraState) -> None:
         # ``infra`` puts the forged images in the local registry (a no-op when there).

@@ -8,7 +8,9 @@ nothing else constructs a client.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import ClassVar
 
 import docker
@@ -79,6 +81,11 @@ class DockerHost(ABC):
             probe.close()
         return str(min(server, DEFAULT_API_VERSION, key=_version_key))
 
+    @contextlib.contextmanager
+    def cli_arguments(self) -> Iterator[list[str]]:
+        """Global ``docker`` CLI options that reach this engine, valid inside the block."""
+        yield ["--host", self.config.url]
+
     def __str__(self) -> str:
         return f"{self.config.name} ({self.config.url})"
 
@@ -118,6 +125,15 @@ class TcpHost(DockerHost):
     def _client(self, timeout: float, version: str) -> docker.DockerClient:
         return _sdk_client(self.config.url, timeout, version, self.config.tls)
 
+    @contextlib.contextmanager
+    def cli_arguments(self) -> Iterator[list[str]]:
+        tls = self.config.tls
+        if tls is None:
+            yield ["--host", self.config.url]
+            return
+        files = ["--tlscacert", str(tls.ca), "--tlscert", str(tls.cert), "--tlskey", str(tls.key)]
+        yield ["--host", self.config.url, "--tlsverify", *files]
+
 
 class SshHost(DockerHost):
     """An engine behind ``ssh://user@host``: its socket forwarded by OpenSSH.
@@ -137,6 +153,12 @@ class SshHost(DockerHost):
             raise
         client.tunnel = tunnel
         return client
+
+    @contextlib.contextmanager
+    def cli_arguments(self) -> Iterator[list[str]]:
+        # The docker CLI's own ssh transport has the SDK's limits: forward the socket too.
+        with SshTunnel(self.config.url, self.config.ssh) as url:
+            yield ["--host", url]
 
 
 class _TunnelledClient(docker.DockerClient):  # type: ignore[misc]  # the SDK is untyped

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import responds
-from tasks.records import Cell, CellResult, Stage, Status
+from tasks.records import INTERRUPTED, Cell, CellResult, Stage, Status
 
 MAX_ATTEMPTS = 3  # a cell moves to another host at most twice
 LOST_PING_SECONDS = 5.0  # a host that does not answer a fresh ping within this is lost
@@ -25,6 +25,10 @@ class NoHostLeft(RuntimeError):
     """Every host of the pool has been marked dead."""
 
 
+class RunStopped(NoHostLeft):
+    """The run was interrupted: no cell starts any more."""
+
+
 class HostPool:
     """Hands out host slots, never more than ``max_parallel`` per host at once."""
 
@@ -32,7 +36,20 @@ class HostPool:
         self._hosts = {host.name: host for host in hosts}
         self._busy = dict.fromkeys(self._hosts, 0)
         self._dead: set[str] = set()
+        self._stopped = False
         self._changed = threading.Condition()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether ``stop`` was called."""
+        with self._changed:
+            return self._stopped
+
+    def stop(self) -> None:
+        """Hand out no more slots: waiting and later cells end as interrupted at once."""
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
 
     @property
     def live(self) -> list[HostConfig]:
@@ -71,6 +88,8 @@ class HostPool:
             self._changed.notify_all()
 
     def _least_loaded(self, avoid: frozenset[str]) -> HostConfig | None:
+        if self._stopped:
+            raise RunStopped(INTERRUPTED)
         live = [h for name, h in self._hosts.items() if name not in self._dead]
         if not live:
             raise NoHostLeft("every Docker host of the pool stopped answering")
@@ -131,6 +150,8 @@ def _no_host_left(cell: Cell, last: CellResult | None, exc: NoHostLeft) -> CellR
     if last is not None:
         return last
     now = datetime.now(UTC)
+    if isinstance(exc, RunStopped):
+        return CellResult(cell, Status.FAILED, "", now, now, attempts=0, error=INTERRUPTED)
     return CellResult(
         cell=cell,
         status=Status.FAILED,

@@ -8,6 +8,8 @@ makes carries the label ``org.basebench.run=<run id>``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,17 +21,26 @@ from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable, connect, describe_error, responds
 from tasks.hosts.health import HostHealth, check_host
 from tasks.hosts.pool import LOST_PING_SECONDS, QuietLock
-from tasks.matrix import MatrixConfig
+from tasks.hosts.sweep import Swept, sweep_host
+from tasks.matrix import BuildTool, MatrixConfig
 from tasks.records import Cell, PulledImage
 from tasks.scanners.base import Scanner
 from tasks.stages.inspect import LayerCache
 from tasks.stages.probe import ProbeTarget
 
 HEALTH_SECONDS = 10.0  # the health check before any work waits this long per host
+# How registries (through the engine) say an image does not exist.
+ABSENT_MARKERS = ("manifest unknown", "not found", "does not exist")
 
 
 class BaseUnavailable(RuntimeError):
-    """A base or builder image could not be pulled."""
+    """A base or builder image could not be pulled. ``absent``: the registry said it has
+    no such image (as opposed to a pull that failed on the way)."""
+
+    def __init__(self, ref: str, message: str, absent: bool) -> None:
+        super().__init__(message)
+        self.ref = ref
+        self.absent = absent
 
 
 @dataclass(frozen=True)
@@ -43,12 +54,14 @@ class HostSession:
     scanner: Scanner
     repeat: int
     apps_dir: Path
+    build_tool: BuildTool = "legacy"
     engine_version: str = ""
     layer_cache: LayerCache | None = None
     archive_dir: Path | None = None  # where saved images go; None: the system's temp dir
     quiet: QuietLock = field(default_factory=QuietLock)  # probes run alone on the host
     pulled: dict[str, PulledImage | BaseUnavailable] = field(default_factory=dict)
     health: HostHealth | None = None  # what the host said when the run opened it
+    swept: Swept | None = None  # what dead runs had left there, removed at opening
 
     def pulled_image(self, ref: str) -> PulledImage:
         """The pulled ``ref``; raises its ``BaseUnavailable`` when no registry had it."""
@@ -64,8 +77,10 @@ def open_session(
     run_id: str,
     cells: list[Cell],
     scanner: Scanner,
+    alive: Callable[[str], bool] | None = None,
 ) -> HostSession:
-    """Ready ``host`` for the run's ``cells``.
+    """Ready ``host`` for the run's ``cells``; first remove what dead runs left there
+    (``alive`` tells which runs are not dead; None: sweep nothing).
 
     Raises ``HostUnavailable`` (one line naming the host) when it does not answer, or
     stops answering while this runs; a base no registry serves is kept as a value.
@@ -75,6 +90,7 @@ def open_session(
         raise HostUnavailable(health.error or f"{host.name} ({host.url}): no answer")
     client = connect(host)
     try:
+        swept = sweep_host(client, alive) if alive is not None else None
         refs = sorted({c.builder_ref for c in cells} | {c.base_ref for c in cells})
         pulled = {ref: _pull_or_reason(client, ref) for ref in refs}
         target = ProbeTarget(
@@ -83,11 +99,14 @@ def open_session(
             timeout=config.probe_timeout_seconds,
         )
     except Exception as exc:
+        # A host that answers but cannot be readied is dropped like one that does not
+        # answer: the run goes on with the others, and nothing of ours stays behind.
+        with contextlib.suppress(Exception):
+            remove_run_network(client, run_id)
         client.close()
-        if responds(host, LOST_PING_SECONDS):
-            raise
+        state = "answers but" if responds(host, LOST_PING_SECONDS) else "stopped answering and"
         raise HostUnavailable(
-            f"{host.name} ({host.url}): stopped answering while opening: {describe_error(exc)}"
+            f"{host.name} ({host.url}): {state} could not be readied: {describe_error(exc)}"
         ) from exc
     return HostSession(
         client=client,
@@ -97,11 +116,13 @@ def open_session(
         scanner=scanner,
         repeat=config.repeat,
         apps_dir=config.apps_dir,
+        build_tool=config.build_tool,
         engine_version=health.version or "",
         layer_cache=LayerCache(config.cache_dir / "layers"),
         archive_dir=config.cache_dir / "archives",
         pulled=pulled,
         health=health,
+        swept=swept,
     )
 
 
@@ -129,7 +150,11 @@ def pull_image(client: docker.DockerClient, ref: str) -> PulledImage:
     try:
         image = client.images.pull(ref)
     except docker.errors.APIError as exc:
-        raise BaseUnavailable(f"pull {ref}: {exc.explanation or exc}") from exc
+        explanation = str(exc.explanation or exc)
+        absent = isinstance(exc, docker.errors.NotFound) or any(
+            marker in explanation for marker in ABSENT_MARKERS
+        )
+        raise BaseUnavailable(ref, f"pull {ref}: {explanation}", absent) from exc
     repository = ref.rsplit(":", 1)[0] if "@" not in ref else ref.split("@", 1)[0]
     digests = [d for d in image.attrs.get("RepoDigests", []) if d.startswith(repository + "@")]
     digest = digests[0].split("@", 1)[1] if digests else None

@@ -12,9 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tasks.analysis.compare import Comparison, origin_summary
+from tasks.analysis.history import HistoryChange
 from tasks.dataset.schema import ORIGIN_BASE, ORIGIN_BUILD, origin
 from tasks.records import CellResult, Status
-from tasks.render.units import format_bytes, format_seconds
+from tasks.render.units import format_bytes, format_count, format_seconds
 
 if TYPE_CHECKING:
     from flows.benchmark import BenchmarkOutcome
@@ -114,4 +115,22 @@ def render_comparison(comparison: Comparison) -> str:
     lines.extend(origin_summary(comparison))
     count = len(comparison.regressions)
     lines.append(f"{count} regression(s)" if count else "clean: no regression")
+    return "\n".join(lines)
+
+
+def render_history(changes: list[HistoryChange]) -> str:
+    """One line per change, oldest first within each cell and metric."""
+    if not changes:
+        return "no changes"
+    width = max(len(c.cell) for c in changes)
+    lines = []
+    for c in changes:
+        formatter = format_seconds if c.metric.endswith("seconds") else format_bytes
+        if c.metric in ("layers", "packages", "vulns_total"):
+            formatter = format_count
+        evidence = f"p={c.p_value:.3f}" if c.p_value is not None else "exact"
+        lines.append(
+            f"{c.cell:<{width}}  {c.metric:<17}  {c.started_at[:10]}  {c.run_id}  "
+            f"{formatter(c.before)} -> {formatter(c.after)} ({c.ratio:+.1%}, {evidence})"
+        )
     return "\n".join(lines)

@@ -53,14 +53,17 @@ def _published_port(container: Container, app: App) -> int:
     return int(bindings[0]["HostPort"])
 
 
-def _memory_bytes(container: Container) -> int:
+def _memory_bytes(container: Container) -> tuple[int | None, str | None]:
+    """(bytes, None), or (None, why) when the engine has no memory figures for it."""
     # one_shot: memory needs one sample; the default waits a second for a CPU delta.
-    stats = container.stats(stream=False, one_shot=True)["memory_stats"]
-    usage = int(stats.get("usage", 0))
+    stats = container.stats(stream=False, one_shot=True).get("memory_stats") or {}
+    if "usage" not in stats:
+        # e.g. cgroup v2 without the memory controller delegated to the engine
+        return None, "the engine reported no memory usage for the container"
     details = stats.get("stats", {})
     # Page cache is reclaimable; what the app holds is usage minus inactive file pages.
     cache = details.get("total_inactive_file", details.get("inactive_file", 0))
-    return usage - int(cache)
+    return int(stats["usage"]) - int(cache), None
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def probe_image(
             container.remove(force=True)
             samples.append(seconds)
         time.sleep(max(0.0, settled_at - time.monotonic()))
-        memory = _memory_bytes(first)
+        memory, why = _memory_bytes(first)
     finally:
         first.remove(force=True)
-    return ProbeResult(startup_seconds=tuple(samples), idle_memory_bytes=memory)
+    return ProbeResult(tuple(samples), idle_memory_bytes=memory, idle_memory_error=why)

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from cli.main import main
+from infra.trivydb.fixture import DEFAULT_ADVISORIES, write_fixture_db
 from tasks import labels
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import ResultStore, open_store
@@ -60,6 +61,9 @@ class Run:
 @pytest.fixture(scope="module")
 def run(infra: Any, s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     tmp = tmp_path_factory.mktemp("run")
+    # A DB of this checkout's advisories: the one in the cache dir is shared with other
+    # checkouts, whose `infra up` rewrites it from their own advisories file.
+    db_dir = write_fixture_db(DEFAULT_ADVISORIES, tmp / "trivy").parent
     config = tmp / "matrix.yaml"
     output = f"s3://{s3_server.bucket}/it"
     config.write_text(
@@ -75,6 +79,7 @@ repeat: 3
 probe_timeout_seconds: 5
 apps_dir: {make_apps(tmp / "apps")}
 cache_dir: {infra.cache_dir}
+scanner: {{db_dir: {db_dir}}}
 hosts: [{{name: local, url: "{infra.docker_url}", max_parallel: 2}}]
 output: {output}
 s3: {{endpoint_url: "{s3_server.endpoint_url}"}}
@@ -173,6 +178,8 @@ def test_sizes_follow_the_classic_comparison(run: Run) -> None:
     assert single >= 10 * static
     assert size["go-hello/distroless-base"] > static
     assert size["go-hello/bookworm"] > size["go-hello/distroless-base"]
+    # The alpine stand-in (3 MB) sits between distroless static (2 MB) and base (21 MB).
+    assert static < size["go-hello/alpine"] < size["go-hello/distroless-base"]
     compressed = run.results["compressed_bytes"]
     assert 0 < compressed["go-hello/distroless-static"] < static
 
@@ -187,6 +194,14 @@ def test_content_facts(run: Run) -> None:
     assert r.loc["go-hello/single-stage", "builder_forged"]
     assert r.loc["go-hello/distroless-static", "base_forged"]
     assert r.loc["go-hello/bookworm", "os_family"] == "debian"
+    # The forged alpine stand-in: busybox's shell, no apk.
+    assert (r.loc["go-hello/alpine", "os_family"], r.loc["go-hello/alpine", "os_version"]) == (
+        "alpine",
+        "3.20.3",
+    )
+    assert r.loc["go-hello/alpine", "has_shell"]
+    assert not r.loc["go-hello/alpine", "has_package_manager"]
+    assert r.loc["go-hello/alpine", "base_forged"]
 
 
 def test_fixture_cves_land_exactly_where_the_packages_are(run: Run) -> None:
@@ -196,27 +211,45 @@ def test_fixture_cves_land_exactly_where_the_packages_are(run: Run) -> None:
     found = ids.groupby(ids["app"] + "/" + ids["base"])["vulnerability_id"].apply(
         lambda s: sorted(set(s))
     )
-    assert found["go-hello/distroless-static"] == ["CVE-2026-90004"]
+    # Every go-hello binary is built by Go 1.22.10: stdlib 90031 (fixed in 1.23.0) and
+    # 90032 (fixed in 1.24.12 / 1.25.6) beside its base's own advisories.
+    stdlib = ["CVE-2026-90031", "CVE-2026-90032"]
+    assert found["go-hello/distroless-static"] == ["CVE-2026-90004", *stdlib]
     assert found["go-hello/distroless-base"] == [
         "CVE-2026-90001",
         "CVE-2026-90002",
         "CVE-2026-90004",
+        *stdlib,
     ]
-    assert found["go-hello/bookworm"] == ["CVE-2026-90001", "CVE-2026-90003", "CVE-2026-90004"]
-    assert "CVE-2026-90005" not in set(run.vulnerabilities["vulnerability_id"])
+    assert found["go-hello/bookworm"] == [
+        "CVE-2026-90001",
+        "CVE-2026-90003",
+        "CVE-2026-90004",
+        *stdlib,
+    ]
+    assert found["go-hello/alpine"] == ["CVE-2026-90002", "CVE-2026-90021", *stdlib]
+    assert not {"CVE-2026-90005", "CVE-2026-90025"} & set(run.vulnerabilities["vulnerability_id"])
     base = run.results.loc["go-hello/distroless-base"]
-    assert (base["vulns_critical"], base["vulns_high"], base["vulns_low"]) == (1, 1, 1)
+    severities = ("vulns_critical", "vulns_high", "vulns_medium", "vulns_low")
+    assert tuple(base[list(severities)]) == (1, 2, 1, 1)
+    # The seed's alpine row: its ssl packages' HIGH findings (2 ids on libcrypto3 and
+    # libssl3), plus the binary's stdlib ones.
+    alpine = run.results.loc["go-hello/alpine"]
+    assert tuple(alpine[list(severities)]) == (0, 3, 1, 0)
+    alpine_findings = ids[ids["app"] + "/" + ids["base"] == "go-hello/alpine"]
+    ssl = alpine_findings[alpine_findings["package"].isin(["libcrypto3", "libssl3"])]
+    assert (len(ssl), set(ssl["severity"])) == (4, {"HIGH"})
 
 
 def test_timings_are_positive_and_plausible(run: Run) -> None:
     ok = run.results[run.results["status"] == "ok"]
-    assert len(ok) == 4
+    assert len(ok) == 5
     assert ((ok["startup_seconds"] > 0.01) & (ok["startup_seconds"] < 10)).all()
     assert ((ok["idle_memory_bytes"] > 100_000) & (ok["idle_memory_bytes"] < 200_000_000)).all()
     assert ((ok["build_seconds"] > 0.5) & (ok["build_seconds"] < 600)).all()
     per_cell = run.samples.groupby("cell_id").size()
     assert set(per_cell) == {3}
-    assert len(per_cell) == 4
+    assert len(per_cell) == 5
 
 
 def test_failures_are_recorded_and_the_rest_completes(run: Run) -> None:
@@ -228,13 +261,13 @@ def test_failures_are_recorded_and_the_rest_completes(run: Run) -> None:
     assert "no HTTP 200" in silent["error"]
     # The silent cell's earlier stages were measured and kept.
     assert silent["size_bytes"] > 0
+    # The alpine stand-in is forged by infra up: its cell runs like the others.
     alpine = run.results.loc["go-hello/alpine"]
-    assert alpine["status"] == "skipped"
-    assert "cannot be forged from Debian packages" in alpine["error"]
+    assert alpine["status"] == "ok" and pd.isna(alpine["error"])
 
 
 def test_nothing_left_behind(run: Run) -> None:
-    assert run.built_images == 5  # four ok cells and the silent one
+    assert run.built_images == 6  # five ok cells and the silent one
     assert run.leftovers == 0
 
 

@@ -4,6 +4,7 @@ SIGKILLed mid-run, and the ways a pool can be unusable (nothing published then).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -21,7 +22,6 @@ import pandas as pd
 import pytest
 
 from cli.main import main
-from flows import benchmark
 from infra.tls_hosts import TlsHost, kill_tls_host, restart_tls_host
 from tasks import labels
 from tasks.dataset.reader import list_runs, read_table
@@ -30,6 +30,7 @@ from tasks.hosts.config import HostConfig, TlsFiles
 from tasks.hosts.connection import connect
 from tasks.matrix import APPS_DIR
 from tasks.records import CellResult
+from tasks.render import terminal
 from tests.docker_daemons import free_port
 
 pytestmark = pytest.mark.integration
@@ -298,6 +299,7 @@ def kill_after_first_cell(
 
 
 def test_a_killed_host_loses_no_cell(
+    monkeypatch: pytest.MonkeyPatch,
     infra: Any,
     tls_hosts: list[TlsHost],
     engine_bridge: str,
@@ -308,11 +310,13 @@ def test_a_killed_host_loses_no_cell(
     twin = [{"app": "go-hello-twin", "toolchain": "1.22.10", "base": b} for b in BASES[:2]]
     config, output = write_matrix(tmp_path, infra, [host_entry(h) for h in hosts], include=twin)
     kill, listener = kill_after_first_cell(tls_hosts, killed)
-    benchmark.cell_listeners.append(listener)
-    try:
-        run = run_matrix(config, output)
-    finally:
-        benchmark.cell_listeners.remove(listener)
+
+    @contextlib.contextmanager
+    def progress_bar(total: int) -> Iterator[Callable[[CellResult], None]]:
+        yield listener  # the CLI hands its progress callback to the flow as on_cell
+
+    monkeypatch.setattr(terminal, "progress_bar", progress_bar)
+    run = run_matrix(config, output)
 
     results = run.results
     assert kill.host and kill.at is not None

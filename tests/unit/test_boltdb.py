@@ -93,23 +93,55 @@ def test_top_level_values_are_rejected() -> None:
 # --- the fixture DB ----------------------------------------------------------------
 
 
+SOURCE_IDS = {
+    b"debian 12": "debian",
+    b"debian 13": "debian",
+    b"alpine 3.20": "alpine",
+    b"go::The Go Vulnerability Database": "govulndb",
+    b"pip::GitHub Security Advisory pip": "ghsa",
+    b"npm::GitHub Security Advisory npm": "ghsa",
+}
+
+
 def test_default_fixture_buckets(tmp_path: Path) -> None:
     db_dir = write_fixture_db(DEFAULT_ADVISORIES, tmp_path)
     assert db_dir == tmp_path / "db"
     tree = boltdb.read(db_dir / "trivy.db")
-    assert set(tree) == {b"data-source", b"debian 12", b"vulnerability"}
+    assert set(tree) == {b"data-source", b"vulnerability", *SOURCE_IDS}
     source = tree[b"data-source"]
     assert isinstance(source, dict)
-    assert json.loads(source[b"debian 12"])["ID"] == "debian"  # type: ignore[arg-type]
+    assert {k: json.loads(v)["ID"] for k, v in source.items()} == SOURCE_IDS  # type: ignore[arg-type]
     packages = tree[b"debian 12"]
     assert isinstance(packages, dict)
     assert set(packages) == {b"glibc", b"openssl", b"apt", b"tzdata", b"base-files"}
     assert packages[b"glibc"] == {b"CVE-2026-90001": b'{"FixedVersion":"2.36-9+deb12u99"}'}
+    assert set(tree[b"debian 13"]) == {b"glibc", b"openssl", b"tzdata"}  # type: ignore[arg-type]
+    assert tree[b"debian 13"][b"glibc"] == {  # type: ignore[index]
+        b"CVE-2026-90001": b'{"FixedVersion":"2.41-1"}',
+        b"CVE-2026-90011": b'{"FixedVersion":"2.41-12+deb13u99"}',
+    }
+    alpine = tree[b"alpine 3.20"]
+    assert isinstance(alpine, dict)
+    assert set(alpine) == {b"openssl", b"busybox"}  # origins, not libcrypto3 / libssl3
+    assert tree[b"go::The Go Vulnerability Database"] == {
+        b"stdlib": {
+            b"CVE-2026-90031": b'{"PatchedVersions":["1.23.0"],"VulnerableVersions":["<1.23.0"]}',
+            b"CVE-2026-90032": b'{"PatchedVersions":["1.24.12","1.25.6"],'
+            b'"VulnerableVersions":["<1.24.12",">=1.25.0, <1.25.6"]}',
+        }
+    }
+    assert set(tree[b"pip::GitHub Security Advisory pip"]) == {b"six"}  # type: ignore[arg-type]
+    assert set(tree[b"npm::GitHub Security Advisory npm"]) == {b"ms"}  # type: ignore[arg-type]
     vulns = tree[b"vulnerability"]
     assert isinstance(vulns, dict)
     glibc = json.loads(vulns[b"CVE-2026-90001"])  # type: ignore[arg-type]
     assert glibc["Severity"] == "CRITICAL"
     assert glibc["VendorSeverity"] == {"debian": 4}
+    # One entry per id; each data source that lists it reads its severity under its ID.
+    openssl = json.loads(vulns[b"CVE-2026-90002"])  # type: ignore[arg-type]
+    assert openssl["VendorSeverity"] == {"alpine": 3, "debian": 3}
+    stdlib = json.loads(vulns[b"CVE-2026-90031"])  # type: ignore[arg-type]
+    assert (stdlib["Severity"], stdlib["VendorSeverity"]) == ("HIGH", {"govulndb": 3})
     metadata = json.loads((db_dir / "metadata.json").read_text())
     assert metadata["Version"] == 2
     assert set(metadata) == {"Version", "NextUpdate", "UpdatedAt", "DownloadedAt"}
@@ -145,8 +177,17 @@ def test_bad_input_leaves_previous_db_untouched(tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in db_dir.iterdir()} == before
 
 
-GOOD_ENTRY = "  - {id: CVE-2026-10001, source_package: glibc, severity: LOW, title: t}\n"
-HEAD = "data_source: {bucket: debian 12, id: debian, name: fixture}\nadvisories:\n"
+GOOD_ENTRY = "      - {id: CVE-2026-10001, source_package: glibc, severity: LOW, title: t}\n"
+HEAD = (
+    "sources:\n  - data_source: {bucket: debian 12, id: debian, name: fixture}\n    advisories:\n"
+)
+GO_HEAD = (
+    "  - data_source: {bucket: 'go::The Go Vulnerability Database', id: govulndb, name: g}\n"
+    "    advisories:\n"
+)
+RANGE = ", vulnerable_versions: ['<1.23.0']"
+GO_ENTRY = f"      - {{id: CVE-2026-10002, package: stdlib{RANGE}, severity: HIGH, title: t}}\n"
+AT = r"sources\[0\]\.advisories"
 
 
 @pytest.mark.parametrize(
@@ -154,24 +195,50 @@ HEAD = "data_source: {bucket: debian 12, id: debian, name: fixture}\nadvisories:
     [
         (
             HEAD + GOOD_ENTRY + GOOD_ENTRY.replace("LOW", "SEVERE").replace("-1", "-2"),
-            r"advisories\[1\]\.severity: Input should be 'CRITICAL', 'HIGH', 'MEDIUM', 'LOW'"
+            AT + r"\[1\]\.severity: Input should be 'CRITICAL', 'HIGH', 'MEDIUM', 'LOW'"
             r" or 'UNKNOWN' \(got 'SEVERE'\)",
         ),
         (
-            HEAD + "  - {id: CVE-2026-10001, severity: LOW, title: t}\n",
-            r"advisories\[0\]\.source_package: required key is missing",
+            HEAD + "      - {id: CVE-2026-10001, severity: LOW, title: t}\n",
+            AT + r"\[0\]\.source_package: required key is missing \(OS data source 'debian 12'\)",
         ),
-        (HEAD + GOOD_ENTRY.replace("t}", "t, cwe: 79}"), r"advisories\[0\]\.cwe: unknown key"),
-        ("data_source: [unclosed\n", "not valid YAML"),
+        (HEAD + GOOD_ENTRY.replace("t}", "t, cwe: 79}"), AT + r"\[0\]\.cwe: unknown key"),
+        ("sources: [unclosed\n", "not valid YAML"),
         ("- just\n- a list\n", "top level must be a mapping of keys, got list"),
-        (HEAD + GOOD_ENTRY + GOOD_ENTRY, r"advisories\[1\]: CVE-2026-10001 on glibc repeats"),
+        (HEAD + GOOD_ENTRY + GOOD_ENTRY, AT + r"\[1\]: CVE-2026-10001 on glibc repeats"),
         (
             HEAD + GOOD_ENTRY + GOOD_ENTRY.replace("glibc", "apt").replace("LOW", "HIGH"),
-            r"advisories\[1\]\.severity: CVE-2026-10001 is LOW elsewhere",
+            AT + r"\[1\]\.severity: CVE-2026-10001 is LOW elsewhere",
         ),
         (
             HEAD + GOOD_ENTRY.replace("CVE-2026-10001", "bad id"),
-            r"advisories\[0\]\.id: String should",
+            AT + r"\[0\]\.id: String should",
+        ),
+        (
+            HEAD + GOOD_ENTRY + GO_HEAD + GO_ENTRY.replace("10002", "10001"),
+            r"sources\[1\]\.advisories\[0\]\.severity: CVE-2026-10001 is LOW elsewhere",
+        ),
+        (
+            HEAD + GOOD_ENTRY.replace("glibc", "glibc, vulnerable_versions: ['<2']"),
+            AT + r"\[0\]\.vulnerable_versions: not a key of an advisory of OS data source"
+            r" 'debian 12'; allowed: id, source_package, fixed_version, severity, title",
+        ),
+        (
+            HEAD + GOOD_ENTRY + GO_HEAD + GO_ENTRY.replace("package", "source_package"),
+            r"sources\[1\]\.advisories\[0\]\.package: required key is missing"
+            r" \(language data source 'go::The Go Vulnerability Database'\)",
+        ),
+        (
+            HEAD + GOOD_ENTRY + GO_HEAD + GO_ENTRY.replace(RANGE, ""),
+            r"sources\[1\]\.advisories\[0\]\.vulnerable_versions: required key is missing",
+        ),
+        (
+            HEAD + GOOD_ENTRY + HEAD.removeprefix("sources:\n") + GOOD_ENTRY,
+            r"sources\[1\]\.data_source\.bucket: 'debian 12' repeats sources\[0\]",
+        ),
+        (
+            HEAD.replace("debian 12", "rubygems::GitHub Security Advisory RubyGems") + GOOD_ENTRY,
+            r"sources\[0\]\.data_source\.bucket: String should match pattern",
         ),
     ],
 )

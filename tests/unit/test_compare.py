@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tasks.analysis.compare import Comparison, RunData, Thresholds, compare_runs
-from tasks.analysis.statistics import mann_whitney_u
+from tasks.analysis.statistics import cliffs_delta, hodges_lehmann_shift, mann_whitney_u
 from tasks.dataset.schema import build_tables
 from tasks.records import RunRecord
 from tests.records_factory import (
@@ -279,6 +279,29 @@ def test_normal_approximation_for_large_samples() -> None:
     assert mann_whitney_u([2.0] * 30, [2.0] * 30)[1] == 1.0
 
 
+def test_significant_shift_with_overlapping_samples_is_not_a_change() -> None:
+    # 40 starts each, shifted by 60 ms: p = 0.03 and a 5.0 % shift, but Cliff's delta is
+    # 0.28: most pairs overlap, below the "medium" effect a verdict needs.
+    before = tuple(1.0 + i * 0.01 for i in range(40))
+    after = tuple(b + 0.06 for b in before)
+    assert mann_whitney_u(before, after)[1] == pytest.approx(0.030, abs=5e-4)
+    assert cliffs_delta(before, after) == pytest.approx(0.2825)
+    assert hodges_lehmann_shift(before, after) == pytest.approx(0.06)
+    base = nightly_run("a", T0, startup={"bookworm": before})
+    head = nightly_run("b", T0, startup={"bookworm": after})
+    assert kinds(compare(base, head)) == []
+    assert kinds(compare(base, head, startup_effect=0.25)) == [("startup", "id-bookworm", True)]
+
+
+def test_effect_sizes() -> None:
+    assert hodges_lehmann_shift([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]) == 1.0
+    assert hodges_lehmann_shift([0.25, 0.26], [0.24]) == pytest.approx(-0.015)
+    assert cliffs_delta([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == 1.0
+    assert cliffs_delta([4.0, 5.0], [1.0, 2.0]) == -1.0
+    assert cliffs_delta([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert cliffs_delta([1.0, 3.0], [2.0]) == 0.0
+
+
 def test_empty_sample_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one value in each sample"):
         mann_whitney_u([], [1.0])
@@ -292,6 +315,7 @@ def test_json_shape() -> None:
         "size_bytes": 1_000_000,
         "alpha": 0.05,
         "startup_ratio": 0.05,
+        "startup_effect": 0.33,
     }
     assert data["changes"][0]["kind"] == "size"
     assert data["changes"][0]["detail"]["growth_bytes"] == 12_000_000

@@ -36,11 +36,20 @@ def test_plan_json_lists_every_cell(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main.main(["plan", CONFIG, "--only", "base=distroless-*"]) == 0
     text_lines = capsys.readouterr().out.splitlines()
     assert cli_main.main(["plan", CONFIG, "--only", "base=distroless-*", "--json"]) == 0
-    cells = json.loads(capsys.readouterr().out)
+    planned = json.loads(capsys.readouterr().out)
+    cells = planned["cells"]
     assert text_lines[-1] == f"{len(cells)} cells"
-    assert {c["base"] for c in cells} == {"distroless-static", "distroless-base"}
-    assert {c["toolchain_version"] for c in cells} == {"1.22.10", "1.25.5"}
+    assert {c["base"] for c in cells} == {
+        f"distroless-{flavour}-debian{n}" for flavour in ("static", "base") for n in (12, 13)
+    } | {"distroless-python3-debian13", "distroless-nodejs20-debian13"}
+    assert {c["toolchain_version"] for c in cells} == {"1.22.10", "1.25.5", "3.13.5", "20.19.2"}
     assert all(c["variant"] == "multi-stage" for c in cells)
+    assert len(cells) == 2 * 4 + 2
+    # Python and Node.js run on no distroless image but their own runtime's.
+    left_out = {(o["app"], o["base"]): o["reason"] for o in planned["left_out"]}
+    assert left_out[("python-hello", "distroless-static-debian12")] == "no python runtime"
+    assert len(left_out) == 2 * 4 + 2  # each of them on the four static and base images,
+    # and on the other's runtime image
 
 
 def test_default_host_is_the_default_socket() -> None:

@@ -56,7 +56,9 @@ def test_deploy_names_the_deployment_with_an_unknown_parameter() -> None:
 
 def test_deploy_rejects_a_bad_matrix_with_the_matrix_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text((REPO_ROOT / "configs" / "default.yaml").read_text() + "repeat: 0\n")
+    default = (REPO_ROOT / "configs" / "default.yaml").read_text()
+    # repeat: 0 in place of the default's own repeat (a key given twice is its own error)
+    bad.write_text(re.sub(r"(?m)^repeat: .*$", "repeat: 0", default))
     spec = DeploymentSpec("adhoc", "basebench", {"matrix": str(bad)})
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad))}: repeat: "):
         validate([spec], [])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from infra.errors import InfraError
-from infra.forge.sources import SourceEntry, check_sources, parse_sources
+from infra.forge.sources import SourceEntry, check_sources, for_suite, parse_sources
 
 DEB822 = """\
 # the main archive
@@ -85,3 +85,36 @@ def test_wrong_extension_is_rejected(tmp_path: Path) -> None:
     path.write_text(ONE_LINE)
     with pytest.raises(InfraError, match=r"must end in \.sources or \.list"):
         check_sources(path)
+
+
+def test_for_suite_renames_the_host_suite_in_deb822(tmp_path: Path) -> None:
+    path = tmp_path / "host.sources"
+    path.write_text(DEB822)
+    out = for_suite(path, "bookworm", "trixie", tmp_path / "out")
+    assert out == tmp_path / "out" / "trixie.sources"
+    assert parse_sources(out.read_text(), deb822=True) == [
+        SourceEntry(("http://mirror.invalid/debian",), ("trixie", "trixie-updates"),
+                    ("main", "contrib")),
+        SourceEntry(("http://mirror.invalid/debian-security",), ("trixie-security",), ("main",)),
+    ]  # fmt: skip
+    assert "# the main archive" in out.read_text()
+    assert "-----BEGIN PGP PUBLIC KEY BLOCK-----" in out.read_text()
+
+
+def test_for_suite_renames_one_line_entries(tmp_path: Path) -> None:
+    path = tmp_path / "host.list"
+    path.write_text(ONE_LINE)
+    out = for_suite(path, "bookworm", "trixie", tmp_path)
+    assert out.read_text().splitlines() == [
+        "deb http://mirror.invalid/debian trixie main contrib",
+        "# deb http://mirror.invalid/debian trixie main",
+        "deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://mirror.invalid/x "
+        "trixie-updates main",
+        "deb-src http://mirror.invalid/debian bookworm main",
+    ]
+
+
+def test_for_the_host_suite_is_a_plain_copy(tmp_path: Path) -> None:
+    path = tmp_path / "host.sources"
+    path.write_text(DEB822)
+    assert for_suite(path, "bookworm", "bookworm", tmp_path / "o").read_text() == DEB822 + "\n"

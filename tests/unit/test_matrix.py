@@ -86,14 +86,18 @@ def test_apply_mirror_only_rewrites_known_registries() -> None:
         ("name: t\napps: [go-hello\n", "not valid YAML"),
         ("- a\n- b\n", "top level must be a mapping"),
         (MINIMAL + "colour: red\n", "colour: unknown key"),
-        (MINIMAL.replace("alpine", "windows"), "bases: unknown base 'windows'; allowed: bookworm"),
+        (
+            MINIMAL.replace("alpine", "windows"),
+            "bases[3]: unknown base 'windows'; allowed: bookworm",
+        ),
         (
             MINIMAL.replace('"1.25.5"', '"1.25.5; rm -rf /"'),
             "toolchains[1]: String should match pattern",
         ),
         (
-            MINIMAL.replace("[go-hello]", "[rust-hello]"),
-            "unknown app 'rust-hello'; allowed: go-hello",
+            MINIMAL.replace("[go-hello]", "[ruby-hello]"),
+            "apps: unknown app 'ruby-hello'; allowed: go-hello, java-hello, node-hello, "
+            "python-hello, rust-hello",
         ),
         (MINIMAL + "repeat: 0\n", "repeat: Input should be greater than or equal to 1"),
         (MINIMAL + "mirrors: {docker.io: 'x/$(id)'}\n", "mirrors.docker.io"),
@@ -116,3 +120,33 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_only_rejects_unknown_key() -> None:
     with pytest.raises(ConfigError, match="KEY one of app, toolchain, base"):
         parse_only(["os=linux"])
+
+
+def test_config_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_matrix(path)
+    assert str(caught.value) == (f"{path}: not UTF-8 text (bad byte at offset 9); save it as UTF-8")
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_wins(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "name: a\napps: [go-hello]\ntoolchains: ['1.22.10']\nbases: [bookworm]\nname: b\n"
+    )
+    with pytest.raises(ConfigError, match=r"not valid YAML: key 'name' given twice \(line 5\)"):
+        load_matrix(path)
+
+
+def test_two_hosts_with_one_name_are_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yaml"
+    path.write_text(
+        "name: a\napps: [go-hello]\ntoolchains: ['1.22.10']\nbases: [bookworm]\n"
+        "hosts: [{name: h, url: 'unix:///a.sock'}, {name: h, url: 'unix:///b.sock'}]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_matrix(path)
+    assert str(caught.value) == (
+        f"{path}: hosts: Value error, host names must be unique; given more than once: h"
+    )

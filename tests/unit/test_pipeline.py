@@ -98,7 +98,7 @@ def stages(**raising: Exception) -> tuple[Stages, list[str]]:
         return archive
 
     def fake(name: str) -> Any:
-        def stage(*args: Any) -> Any:
+        def stage(*args: Any, **options: Any) -> Any:
             archives = [a for a in args if isinstance(a, Path) and a.name == "image.tar"]
             called.append(name + ("+archive" if archives and archives[0].is_file() else ""))
             if name in raising:
@@ -131,22 +131,38 @@ def test_all_stages_ok(tmp_path: Path) -> None:
     assert result.started_at <= result.finished_at
 
 
-def test_failed_stage_keeps_earlier_results() -> None:
+def test_failed_scan_does_not_stop_the_probe() -> None:
+    # A broken vulnerability DB must not cost every cell its startup and memory figures.
     cell = make_cell("distroless-static")
     fakes, called = stages(scan=RuntimeError("trivy exited 1: no such image"))
     result = run_pipeline(cell, context(cell), fakes)
-    assert sorted(called) == ["build", "inspect+archive", "save", "scan+archive"]
+    assert sorted(called) == ["build", "inspect+archive", "probe", "save", "scan+archive"]
     assert (result.status, result.failed_stage) == (Status.FAILED, Stage.SCAN)
     assert result.error == "scan: trivy exited 1: no such image"
-    assert (result.build, result.inspect) == (BUILD, INSPECT)
-    assert (result.scan, result.probe) == (None, None)
+    assert (result.build, result.inspect, result.probe) == (BUILD, INSPECT, PROBE)
+    assert result.scan is None
+
+
+def test_every_failed_stage_is_in_the_error_the_first_names_the_stage() -> None:
+    cell = make_cell("distroless-static")
+    fakes, _ = stages(
+        scan=RuntimeError("trivy exited 1: no DB"),
+        probe=ProbeError("probe: no HTTP 200 on / within 5 s (last: reset)"),
+    )
+    result = run_pipeline(cell, context(cell), fakes)
+    assert (result.status, result.failed_stage) == (Status.FAILED, Stage.SCAN)
+    assert result.error == (
+        "scan: trivy exited 1: no DB; probe: no HTTP 200 on / within 5 s (last: reset)"
+    )
+    assert (result.build, result.inspect, result.scan, result.probe) == (BUILD, INSPECT, None, None)
 
 
 def test_failed_inspect_keeps_the_scan_beside_it() -> None:
     cell = make_cell("bookworm")
     fakes, called = stages(inspect=ValueError("inspect: image.tar has 1 layers, the image 2"))
     result = run_pipeline(cell, context(cell), fakes)
-    assert "probe" not in called
+    assert "probe" in called  # the probe needs the image, not the inspection
+    assert result.probe == PROBE
     assert (result.status, result.failed_stage) == (Status.FAILED, Stage.INSPECT)
     assert result.error == "inspect: image.tar has 1 layers, the image 2"
     assert (result.build, result.inspect, result.scan) == (BUILD, None, SCAN)
@@ -156,10 +172,10 @@ def test_failed_save_is_an_inspect_failure_and_leaves_no_archive(tmp_path: Path)
     cell = make_cell("bookworm")
     fakes, called = stages(save=OSError("No space left on device"))
     result = run_pipeline(cell, context(cell, archive_dir=tmp_path), fakes)
-    assert called == ["build", "save"]
+    assert called == ["build", "save", "probe"]
     assert (result.status, result.failed_stage) == (Status.FAILED, Stage.INSPECT)
     assert result.error == "inspect: No space left on device"
-    assert (result.build, result.inspect, result.scan) == (BUILD, None, None)
+    assert (result.build, result.inspect, result.scan, result.probe) == (BUILD, None, None, PROBE)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -181,26 +197,45 @@ def test_probe_failure_is_recorded_with_all_measurements() -> None:
     assert (result.build, result.inspect, result.scan, result.probe) == (BUILD, INSPECT, SCAN, None)
 
 
-def test_unforgeable_base_is_skipped_with_the_reason() -> None:
-    cell = make_cell("alpine")
-    missing = BaseUnavailable(f"pull {cell.base_ref}: manifest unknown")
+def test_absent_base_no_recipe_forges_is_skipped_with_the_reason() -> None:
+    cell = make_cell("golden-image")  # a matrix's own base: nothing here forges it
+    missing = BaseUnavailable(cell.base_ref, f"pull {cell.base_ref}: manifest unknown", True)
     fakes, called = stages()
     result = run_pipeline(cell, context(cell, override={cell.base_ref: missing}), fakes)
     assert called == []
     assert (result.status, result.failed_stage) == (Status.SKIPPED, None)
-    assert result.error is not None
-    assert result.error.startswith(f"alpine is not available here: pull {cell.base_ref}")
-    assert "cannot be forged from Debian packages" in result.error
+    assert result.error == (
+        f"golden-image is not available here: pull {cell.base_ref}: manifest unknown (push it"
+        " to the registry mirror, forge a stand-in, or run with upstream registries)"
+    )
 
 
-def test_missing_forgeable_base_is_a_build_failure() -> None:
-    cell = make_cell("bookworm")
-    missing = BaseUnavailable(f"pull {cell.base_ref}: manifest unknown")
-    fakes, called = stages()
+def test_absent_base_that_infra_forges_is_a_failure_not_a_skip() -> None:
+    cell = make_cell("alpine")  # the stand-in: missing means set-up did not run
+    missing = BaseUnavailable(cell.base_ref, f"pull {cell.base_ref}: manifest unknown", True)
+    fakes, _ = stages()
     result = run_pipeline(cell, context(cell, override={cell.base_ref: missing}), fakes)
+    assert (result.status, result.failed_stage) == (Status.FAILED, Stage.BUILD)
+    assert result.error == f"build: pull {cell.base_ref}: manifest unknown"
+
+
+def test_base_pull_that_failed_on_the_way_is_a_build_failure() -> None:
+    cell = make_cell("alpine")
+    timeout = BaseUnavailable(cell.base_ref, f"pull {cell.base_ref}: i/o timeout", False)
+    fakes, called = stages()
+    result = run_pipeline(cell, context(cell, override={cell.base_ref: timeout}), fakes)
     assert called == []
     assert (result.status, result.failed_stage) == (Status.FAILED, Stage.BUILD)
-    assert result.error == f"pull {cell.base_ref}: manifest unknown"
+    assert result.error == f"build: pull {cell.base_ref}: i/o timeout"
+
+
+def test_absent_builder_is_a_failure_not_a_skip() -> None:
+    cell = make_cell("alpine")
+    gone = BaseUnavailable(cell.builder_ref, f"pull {cell.builder_ref}: manifest unknown", True)
+    fakes, _ = stages()
+    result = run_pipeline(cell, context(cell, override={cell.builder_ref: gone}), fakes)
+    assert (result.status, result.failed_stage) == (Status.FAILED, Stage.BUILD)
+    assert result.error == f"build: pull {cell.builder_ref}: manifest unknown"
 
 
 def test_unknown_app_fails_at_build(tmp_path: Path) -> None:

@@ -108,7 +108,8 @@ def programs_run(
             elif name in LOOKUPS and lookups and args:
                 names = [s for s in [_string(args[0], scope)] if s is not None]
             where = f"{path.relative_to(ROOT)}:{call.lineno}"
-            found |= {(PurePosixPath(n).name, where) for n in names}
+            # A program declared by its full path (one of two CLIs) keeps it.
+            found |= {(n if n in table() else PurePosixPath(n).name, where) for n in names}
     return found
 
 

@@ -1,0 +1,72 @@
+"""Every finished cell of a run, on disk as soon as it finishes.
+
+A run keeps its results in memory until it publishes; the journal is what survives an
+interrupt (Ctrl-C, SIGTERM, a Prefect cancellation) or a crash: ``finish_interrupted``
+turns it into a run of the cells that finished, every other cell a failed row saying
+it was interrupted, so no finished measurement is lost and no cell goes missing.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tasks.records import INTERRUPTED, Cell, CellResult, RunRecord, Status
+
+
+class RunJournal:
+    """``cache_dir/journal/<run id>/``: one file per finished cell."""
+
+    def __init__(self, cache_dir: Path, run_id: str) -> None:
+        self.folder = cache_dir / "journal" / run_id
+
+    def record(self, result: CellResult) -> None:
+        """Keep ``result``; written whole or not at all (rename)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        final = self.folder / f"{result.cell.cell_id}.pickle"
+        partial = final.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(result))
+        partial.replace(final)
+
+    def results(self) -> dict[str, CellResult]:
+        """The finished cells so far, by cell id (pickles this basebench wrote)."""
+        if not self.folder.is_dir():
+            return {}
+        return {
+            path.stem: pickle.loads(path.read_bytes())
+            for path in sorted(self.folder.glob("*.pickle"))
+        }
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def interrupted_run(journal: RunJournal, cells: list[Cell], template: RunRecord) -> RunRecord:
+    """``template`` (identity, times, versions) with a row for every cell: the journal's
+    results, and an interrupted failure for each cell that had not finished."""
+    finished = journal.results()
+    now = datetime.now(UTC)
+    rows = tuple(
+        finished.get(cell.cell_id)
+        or CellResult(
+            cell=cell,
+            status=Status.FAILED,
+            host="",
+            started_at=template.started_at,
+            finished_at=now,
+            error=INTERRUPTED,
+        )
+        for cell in cells
+    )
+    return RunRecord(
+        run_id=template.run_id,
+        matrix=template.matrix,
+        config_hash=template.config_hash,
+        started_at=template.started_at,
+        finished_at=now,
+        versions=template.versions,
+        hosts=tuple(sorted({r.host for r in rows if r.host})),
+        cells=rows,
+    )
