@@ -1,6 +1,6 @@
 """Publishing a 720-cell run: the Delta table writer against the manifest-layout writer.
 
-    .venv/bin/python benchmarks/publish_tables.py --rounds 3
+    .venv/bin/python benchmarks/publish_tables.py --rounds 3 [--history 20]
 
 A synthetic run (720 cells over six bases, all five tables: about 47,000 package rows,
 6,400 findings, 3,600 startup samples) is published to moto's S3 server (a child
@@ -11,7 +11,10 @@ fresh child process into an empty prefix or folder; reported per writer and targ
 wall time of the publish call, the child's peak RSS above what it held just before the
 call, and the S3 requests (from the server's request log) or the files written.
 Every round's figures are kept: the median and the spread (min-max) are printed, with
-the ratio new/today of the medians side by side.
+the ratio new/today of the medians side by side. ``--history N`` first publishes N small
+runs (six cells each, not measured) into the output, as a nightly output holds earlier
+runs: reading the Delta log grows with the commits since its last checkpoint, and the
+older writer lists every run's files when it replaces one.
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ DUMMY_AWS = {
 REQUEST_LINE = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) ')
 
 
-def synthetic_run(run_id: str) -> Any:
-    """A RunRecord of ``CELLS`` ok cells, each with packages, findings and samples."""
+def synthetic_run(run_id: str, cells_count: int = CELLS, day: int = 0) -> Any:
+    """A RunRecord of ``cells_count`` ok cells with packages, findings and samples,
+    started ``day`` days after 2026-11-28."""
     from tasks.records import (
         BuildResult,
         Cell,
@@ -74,10 +78,10 @@ def synthetic_run(run_id: str) -> Any:
         Status,
     )
 
-    start = datetime(2026, 11, 28, 2, tzinfo=UTC)
+    start = datetime(2026, 11, 28, 2, tzinfo=UTC) + timedelta(days=day)
     base_layer, app_layer = "sha256:" + "1" * 64, "sha256:" + "2" * 64
     cells = []
-    for index in range(CELLS):
+    for index in range(cells_count):
         base, package_count, finding_count = BASES[index % len(BASES)]
         toolchain = f"1.{20 + index // 60}.{index // len(BASES) % 10}"
         stdlib = Package(
@@ -155,16 +159,21 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def child(writer: str, output: str, endpoint: str | None) -> None:
-    """Publish the synthetic run once and print what it took, as JSON."""
+def child(writer: str, output: str, endpoint: str | None, history: int) -> None:
+    """Publish ``history`` small runs (not measured), or the synthetic run once and
+    print what it took, as JSON."""
     from tasks.dataset.legacy import publish_manifest_layout
     from tasks.dataset.stores import open_store
     from tasks.dataset.writer import publish
     from tasks.matrix import S3Config
 
     store = open_store(output, S3Config(endpoint_url=endpoint))
-    run = synthetic_run(f"bench-{uuid.uuid4().hex[:8]}")
     write = publish if writer == "new" else publish_manifest_layout
+    if history:
+        for day in range(history):
+            write(synthetic_run(f"earlier-{day}", len(BASES), day - history), store)
+        return
+    run = synthetic_run(f"bench-{uuid.uuid4().hex[:8]}")
     before = peak_rss_bytes()
     started = time.perf_counter()
     write(run, store)
@@ -173,14 +182,17 @@ def child(writer: str, output: str, endpoint: str | None) -> None:
 
 
 def run_child(
-    writer: str, output: str, endpoint: str | None, env: dict[str, str]
+    writer: str, output: str, endpoint: str | None, env: dict[str, str], history: int = 0
 ) -> dict[str, Any]:
     argv = [sys.executable, __file__, "--child", writer, "--output", output]
+    argv += ["--history", str(history)]
     if endpoint:
         argv += ["--endpoint", endpoint]
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"{writer} -> {output} failed:\n{done.stderr[-3000:]}")
+    if history:
+        return {}
     measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return measured
 
@@ -198,12 +210,13 @@ def spread(values: list[float], fmt: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--history", type=int, default=0, help="earlier runs in the output")
     parser.add_argument("--child", choices=WRITERS, help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.output, args.endpoint)
+        child(args.child, args.output, args.endpoint, args.history if args.history else 0)
         return 0
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | DUMMY_AWS
@@ -237,6 +250,8 @@ def main() -> int:
                         slot = figures.setdefault(key, {})
                         if target == "s3":
                             output = f"s3://{bucket}/{writer}-{round_number}"
+                            if args.history:
+                                run_child(writer, output, server.base_url, env, args.history)
                             log_before = len(server.output())
                             measured = run_child(writer, output, server.base_url, env)
                             requests = Counter(REQUEST_LINE.findall(server.output()[log_before:]))
@@ -245,10 +260,13 @@ def main() -> int:
                                 slot.setdefault(method, []).append(requests.get(method, 0))
                         else:
                             folder = Path(scratch) / f"{writer}-{round_number}"
+                            if args.history:
+                                run_child(writer, str(folder), None, env, args.history)
+                            files_before, bytes_before = files_under(folder)
                             measured = run_child(writer, str(folder), None, env)
                             count, size = files_under(folder)
-                            slot.setdefault("files", []).append(count)
-                            slot.setdefault("bytes", []).append(size)
+                            slot.setdefault("files", []).append(count - files_before)
+                            slot.setdefault("bytes", []).append(size - bytes_before)
                         slot.setdefault("seconds", []).append(measured["seconds"])
                         peak = (measured["rss_peak"] - measured["rss_before"]) / 2**20
                         slot.setdefault("rss_mib", []).append(peak)
@@ -260,11 +278,13 @@ def main() -> int:
                         )
     finally:
         server.stop()
-    report(figures, args.rounds)
+    report(figures, args.rounds, args.history)
     return 0
 
 
-def report(figures: dict[tuple[str, str], dict[str, list[float]]], rounds: int) -> None:
+def report(
+    figures: dict[tuple[str, str], dict[str, list[float]]], rounds: int, history: int
+) -> None:
     rows = [
         ("seconds", "wall time (s)", "{:.2f}"),
         ("rss_mib", "peak RSS over the call (MiB)", "{:.0f}"),
@@ -272,10 +292,13 @@ def report(figures: dict[tuple[str, str], dict[str, list[float]]], rounds: int) 
         ("requests", "S3 requests", "{:.0f}"),
         ("PUT", "  of which PUT", "{:.0f}"),
         ("GET", "  of which GET (incl. LIST)", "{:.0f}"),
-        ("files", "files written", "{:.0f}"),
-        ("bytes", "bytes written", "{:.0f}"),
+        ("files", "files added", "{:.0f}"),
+        ("bytes", "bytes added", "{:.0f}"),
     ]
-    print(f"\n{CELLS}-cell run, {rounds} round(s): median (min-max); ratio new/today of medians")
+    print(
+        f"\n{CELLS}-cell run into an output holding {history} earlier run(s), {rounds} round(s): "
+        "median (min-max); ratio new/today of medians"
+    )
     print(f"{'target':<7}{'measure':<32}{'today':>26}{'new':>26}{'new/today':>11}")
     for target in TARGETS:
         today, new = figures[(target, "today")], figures[(target, "new")]

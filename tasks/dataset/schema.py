@@ -2,7 +2,8 @@
 
 Pure functions over plain records: no I/O here (``tasks.dataset.writer`` writes the tables).
 Every schema is explicit and carries ``basebench.schema_version`` and ``basebench.table``
-in its metadata, so a Parquet file says what it is without its path.
+in its metadata; the Delta tables keep the version as a table property
+(``tasks.dataset.tables``), files of the older manifest layout in their own metadata.
 
 Versioning policy (``conform_table`` applies it to every table and file read back):
 

@@ -18,6 +18,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
 
 from tasks.matrix import S3Config
 
@@ -40,10 +43,15 @@ _LOCKING_PROVIDER_ENV = "AWS_S3_LOCKING_PROVIDER"
 
 @dataclass(frozen=True)
 class TableLocation:
-    """Where a Delta table lives: a URI and the ``storage_options`` delta-rs needs for it."""
+    """Where a Delta table lives: a URI and the ``storage_options`` delta-rs needs for
+    it, and a pyarrow filesystem rooted at the table for reading its data files."""
 
     uri: str
     storage_options: dict[str, str] = field(default_factory=dict)
+    # Native (C++) filesystems only: deltalake's default, a Python filesystem, hands
+    # Python buffers to Arrow's threads, and one released during interpreter shutdown
+    # aborts the process ("terminate called without an active exception", arrow#39862).
+    filesystem: pafs.FileSystem | None = None
 
 
 @runtime_checkable
@@ -167,7 +175,8 @@ class LocalStore:
         return str(self._file(path, allow_empty=True))
 
     def table_location(self, path: str) -> TableLocation:
-        return TableLocation(str(self._file(path).absolute()))
+        folder = str(self._file(path).absolute())
+        return TableLocation(folder, {}, pafs.SubTreeFileSystem(folder, pafs.LocalFileSystem()))
 
 
 class S3Store:
@@ -272,11 +281,19 @@ class S3Store:
         key = self._key(path, allow_empty=True)
         return f"s3://{self.bucket}/{key}"
 
+    def _endpoint(self) -> str | None:
+        # As boto3 finds it for this client: the setting, else the environment's.
+        return (
+            self.endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
+
     def table_location(self, path: str) -> TableLocation:
         options = {"AWS_REGION": self._client.meta.region_name or "us-east-1"}
-        if self.endpoint_url:
-            options["AWS_ENDPOINT_URL"] = self.endpoint_url
-            options["AWS_ALLOW_HTTP"] = str(self.endpoint_url.startswith("http://")).lower()
+        if endpoint := self._endpoint():
+            options["AWS_ENDPOINT_URL"] = endpoint
+            options["AWS_ALLOW_HTTP"] = str(endpoint.startswith("http://")).lower()
         credentials = self._session.get_credentials()
         if credentials is not None:  # else delta-rs looks for them itself (instance role)
             frozen = credentials.get_frozen_credentials()
@@ -286,7 +303,21 @@ class S3Store:
                 options["AWS_SESSION_TOKEN"] = frozen.token
         if not os.environ.get(_LOCKING_PROVIDER_ENV):
             options |= _CONDITIONAL_PUT
-        return TableLocation(f"s3://{self.bucket}/{self._key(path)}", options)
+        key = self._key(path)
+        return TableLocation(f"s3://{self.bucket}/{key}", options, self._filesystem(options, key))
+
+    def _filesystem(self, options: dict[str, str], key: str) -> pafs.FileSystem:
+        configured = self._endpoint()
+        endpoint = urlparse(configured) if configured else None
+        s3 = pafs.S3FileSystem(
+            access_key=options.get("AWS_ACCESS_KEY_ID"),
+            secret_key=options.get("AWS_SECRET_ACCESS_KEY"),
+            session_token=options.get("AWS_SESSION_TOKEN"),
+            region=options["AWS_REGION"],
+            endpoint_override=endpoint.netloc if endpoint else None,
+            scheme=endpoint.scheme if endpoint else "https",
+        )
+        return pafs.SubTreeFileSystem(f"{self.bucket}/{key}", s3)
 
 
 def open_store(output: str, s3: S3Config | None = None) -> ResultStore:

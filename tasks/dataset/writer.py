@@ -28,7 +28,7 @@ from tasks.dataset.layout import (
     run_documents,
 )
 from tasks.dataset.schema import DOCUMENT_COLUMNS, build_tables
-from tasks.dataset.stores import LocalStore, ResultStore
+from tasks.dataset.stores import LocalStore, ResultStore, S3Store
 from tasks.dataset.tables import Commit, append_run, count_rows, read_rows
 from tasks.records import RunRecord
 
@@ -135,7 +135,7 @@ class PublishOutcome:
     attempts: int
     fallback_dir: Path | None = None  # set when the run was kept locally instead
     error: str | None = None  # the store's last error when it fell back
-    target: str | None = None  # the output the run was meant for, when it fell back
+    target: str | None = None  # the output (and endpoint) the run was meant for, if kept
 
     @property
     def published(self) -> bool:
@@ -188,13 +188,16 @@ def publish_with_fallback(
     except PublishError as exc:
         raise PublishError(f"{error}; keeping it locally failed too: {exc}") from exc
     discard_documents(run)
+    target = store.location()
+    if isinstance(store, S3Store) and store.endpoint_url:
+        target += f" --s3-endpoint {store.endpoint_url}"
     return PublishOutcome(
         run.run_id,
         kept.location,
         attempts=len(delays),
         fallback_dir=Path(fallback.location()),
         error=str(error),
-        target=store.location(),
+        target=target,
     )
 
 

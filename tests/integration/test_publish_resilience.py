@@ -150,9 +150,8 @@ def test_missing_bucket_keeps_the_run_locally(s3_server: S3Server, tmp_path: Pat
     assert "append run night-1 to s3://no-such-bucket/nightly/samples" in error
     assert "NoSuchBucket" in error
     assert outcome.message.startswith("publish failed after 3 attempts (append run night-1 ")
-    assert_kept_locally(
-        tmp_path / "unpublished", outcome.message, "night-1", "s3://no-such-bucket/nightly"
-    )
+    target = f"s3://no-such-bucket/nightly --s3-endpoint {s3_server.endpoint_url}"
+    assert_kept_locally(tmp_path / "unpublished", outcome.message, "night-1", target)
 
 
 def test_unreachable_s3_keeps_the_run_locally(s3_server: S3Server, tmp_path: Path) -> None:
@@ -165,7 +164,8 @@ def test_unreachable_s3_keeps_the_run_locally(s3_server: S3Server, tmp_path: Pat
     )
     assert outcome.published is False
     assert f"http://127.0.0.1:{port}" in (outcome.error or "")
-    assert_kept_locally(tmp_path / "kept", outcome.message, "night-1", "s3://bucket/nightly")
+    target = f"s3://bucket/nightly --s3-endpoint http://127.0.0.1:{port}"
+    assert_kept_locally(tmp_path / "kept", outcome.message, "night-1", target)
 
 
 def test_kept_runs_publish_later_with_one_call(s3_server: S3Server, tmp_path: Path) -> None:
