@@ -470,7 +470,7 @@ def test_trigger_rejects_a_bad_matrix_before_contacting_the_server(
     bad.write_text(stack.matrix.read_text().replace("distroless-base", "distroless-nope"))
     done = basebench(stack, "trigger", "adhoc", "--matrix", str(bad))
     assert done.returncode == 2
-    assert f"{bad}: bases: unknown base 'distroless-nope'" in done.stderr
+    assert f"{bad}: bases[1]: unknown base 'distroless-nope'" in done.stderr
 
 
 def test_nothing_left_127_0_0_0_slash_8(stack: Stack) -> None:
