@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -57,3 +58,19 @@ def read_file(client: docker.DockerClient, ref: str, path: str) -> str:
         handle = tar.extractfile(member)
         assert handle is not None
         return handle.read().decode()
+
+
+def marked_pids(variable: str, marker: str) -> set[int]:
+    """Processes whose environment has ``variable=marker``: a test's own and everything
+    they spawned, never those of another checkout's run on this machine."""
+    needle = f"{variable}={marker}".encode()
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                pids.add(int(entry.name))
+        except OSError:  # gone, or a zombie
+            continue
+    return pids

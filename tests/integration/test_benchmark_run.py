@@ -4,7 +4,9 @@ Trivy with the fixture DB, embedded Prefect and the moto S3 server."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +25,12 @@ from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import ResultStore, open_store
 from tasks.matrix import APPS_DIR, S3Config
 from tasks.scanners import DOCUMENTS_FOLDER
+from tests.integration.conftest import marked_pids
 
 pytestmark = pytest.mark.integration
 
 BROKEN_GO = "package main\n\nfunc main() { this is not go }\n"
+RUN_MARKER = "BASEBENCH_TEST_RUN"  # in the environment of every process the run spawns
 # Listens on the wrong port: the probe never gets an answer on 8080.
 SILENT_GO = (
     'package main\n\nimport "net/http"\n\nfunc main() { _ = http.ListenAndServe(":9090", nil) }\n'
@@ -85,7 +89,12 @@ output: {output}
 s3: {{endpoint_url: "{s3_server.endpoint_url}"}}
 """
     )
-    exit_code = main(["run", str(config)])
+    # Marks every process the run spawns, so its embedded Prefect server is told apart
+    # from another checkout's on this machine.
+    marker = uuid.uuid4().hex
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(RUN_MARKER, marker)
+        exit_code = main(["run", str(config)])
     store = open_store(output, S3Config(endpoint_url=s3_server.endpoint_url))
     runs = list_runs(store)
     run_id = runs[-1]["run_id"]
@@ -112,7 +121,7 @@ s3: {{endpoint_url: "{s3_server.endpoint_url}"}}
         runs=runs,
         leftovers=len(leftovers),
         archives_left=list((infra.cache_dir / "archives").glob("*/*")),
-        prefect_servers_left=_processes_running("cli.embedded_prefect"),
+        prefect_servers_left=_command_lines(marked_pids(RUN_MARKER, marker) - {os.getpid()}),
         store=store,
         local_documents_left=_documents_of(infra.cache_dir / DOCUMENTS_FOLDER, set(built)),
     )
@@ -132,16 +141,15 @@ def _documents_of(folder: Path, image_ids: set[str]) -> list[Path]:
     return found
 
 
-def _processes_running(marker: str) -> list[str]:
-    """Command lines of live processes that mention ``marker``."""
+def _command_lines(pids: set[int]) -> list[str]:
+    """Command lines of the live processes among ``pids``."""
     found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    for pid in pids:
         try:
-            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         except OSError:  # the process ended meanwhile
             continue
-        if any(marker in arg for arg in args):
-            found.append(" ".join(args))
+        found.append(args.replace("\0", " ").strip())
     return found
 
 
@@ -287,18 +295,25 @@ def test_packages_and_findings_know_their_layer_and_origin(run: Run) -> None:
         "distroless-base",
         "alpine",
     }
-    # OS packages come with the base; the Go binary (stdlib, the module) with the build.
+    # OS packages come with the base. Go binaries: the app's came with the build; the
+    # single-stage image also holds the toolchain's own (go, gofmt, compile, ...), which
+    # came with its base, the builder.
     assert set(scanned.loc[scanned["type"].isin(["debian", "alpine"]), "origin"]) == {"base"}
-    assert set(scanned.loc[scanned["type"] == "gobinary", "origin"]) == {"build"}
+    gobinary = scanned[scanned["type"] == "gobinary"]
+    single = gobinary["base"] == "single-stage"
+    assert set(gobinary.loc[~single, "origin"]) == {"build"}
+    assert set(gobinary.loc[single, "origin"]) == {"base", "build"}
     assert scanned["purl"].str.startswith("pkg:").all()
     assert scanned["layer_diff_id"].str.match(r"^sha256:[0-9a-f]{64}$").all()
     assert "pkg:golang/stdlib@v1.22.10" in set(scanned["purl"])
-    # The Go stdlib advisories are in the binary the build added; the rest came with
-    # the base (its OS packages).
-    vulns = run.vulnerabilities
+    # The Go stdlib advisories are in the binary the build added (and, single-stage, in the
+    # toolchain's binaries too); every other finding came with the base's OS packages.
+    vulns = run.vulnerabilities.merge(cells[["cell_id", "base"]], on="cell_id")
     stdlib = vulns["package"] == "stdlib"
+    multi = vulns["base"] != "single-stage"
     assert set(vulns.loc[stdlib, "vulnerability_id"]) == {"CVE-2026-90031", "CVE-2026-90032"}
-    assert set(vulns.loc[stdlib, "origin"]) == {"build"}
+    assert set(vulns.loc[stdlib & multi, "origin"]) == {"build"}
+    assert set(vulns.loc[stdlib & ~multi, "origin"]) == {"base", "build"}
     assert set(vulns.loc[~stdlib, "origin"]) == {"base"}
     for key in (
         "go-hello/distroless-static",
@@ -312,10 +327,10 @@ def test_packages_and_findings_know_their_layer_and_origin(run: Run) -> None:
         assert row["packages_from_base"] == (in_cell["origin"] == "base").sum() >= 5, key
         found = vulns[vulns["cell_id"] == row["cell_id"]]
         assert row["vulns_from_build"] == 2, key  # the two stdlib ids
-        assert (
-            row["vulns_from_base"]
-            == found.loc[found["package"] != "stdlib", "vulnerability_id"].nunique()
-        ), key
+        from_base = found.loc[found["origin"] == "base", "vulnerability_id"].nunique()
+        os_findings = found.loc[found["package"] != "stdlib", "vulnerability_id"].nunique()
+        toolchain = 2 if key == "go-hello/single-stage" else 0  # the builder's stdlib ids
+        assert row["vulns_from_base"] == from_base == os_findings + toolchain, key
     assert run.results.loc["go-hello/distroless-static", "vulns_from_base"] == 1  # tzdata
 
 

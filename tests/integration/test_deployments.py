@@ -39,6 +39,7 @@ from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import open_store
 from tasks.hosts.limits import HostLimitMissing, host_limit
 from tasks.matrix import S3Config
+from tests.integration.conftest import marked_pids
 from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.integration
@@ -85,21 +86,6 @@ def free_port() -> int:
         return port
 
 
-def marked_pids(marker: str) -> set[int]:
-    """Processes whose environment carries ``marker`` (ours and everything they spawned)."""
-    needle = f"{MARKER_VAR}={marker}".encode()
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                pids.add(int(entry.name))
-        except OSError:  # gone, or a zombie
-            continue
-    return pids
-
-
 def peer_is_loopback(peer: str) -> bool:
     """``127.0.0.1:5000``, ``[::1]:80``, ``[::ffff:127.0.0.1]:80`` and unconnected ``*``."""
     address, _, port = peer.rpartition(":")
@@ -128,7 +114,7 @@ def sockets_of(pids: set[int]) -> list[tuple[str, bool]]:
 
 def watch_sockets(stack: Stack, stop: threading.Event) -> None:
     while not stop.wait(0.5):
-        sockets = sockets_of(marked_pids(stack.marker))
+        sockets = sockets_of(marked_pids(MARKER_VAR, stack.marker))
         stack.sockets_seen += len(sockets)
         stack.foreign += [line for line, loopback in sockets if not loopback]
 
@@ -158,11 +144,11 @@ def stop_everything(stack: Stack) -> list[int]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
-    for pid in marked_pids(stack.marker):
+    for pid in marked_pids(MARKER_VAR, stack.marker):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     time.sleep(0.5)
-    return sorted(marked_pids(stack.marker))
+    return sorted(marked_pids(MARKER_VAR, stack.marker))
 
 
 def wait_healthy(api_url: str, server: subprocess.Popen[bytes], log: Path) -> None:
@@ -475,6 +461,6 @@ def test_trigger_rejects_a_bad_matrix_before_contacting_the_server(
 
 def test_nothing_left_127_0_0_0_slash_8(stack: Stack) -> None:
     time.sleep(1)  # one more sample after the last test's traffic
-    assert marked_pids(stack.marker), "the sampler watches the stack's processes"
+    assert marked_pids(MARKER_VAR, stack.marker), "the sampler watches the stack's processes"
     assert stack.sockets_seen > 100, "the sampler saw the stack's own loopback traffic"
     assert stack.foreign == []

@@ -222,6 +222,23 @@ def test_distroless_runtimes_have_no_shell_and_the_right_os(
             ), (app, base)
 
 
+def test_the_node_app_brings_its_vendored_dependency_and_its_advisory(
+    measured: dict[tuple[str, str], Measured],
+) -> None:
+    """node-hello vendors ms 2.1.2 (a labelled stand-in), which the fixture npm advisory
+    names; no other cell has a language package with a finding."""
+    node = measured[("node-hello", "distroless-nodejs18-debian12")]
+    npm = [p for p in node.scan.packages if p.type == "node-pkg" and p.name == "ms"]
+    assert [(p.name, p.version, p.purl) for p in npm] == [("ms", "2.1.2", "pkg:npm/ms@2.1.2")]
+    language = {
+        (f.vulnerability_id, f.package, f.installed_version, f.severity)
+        for cell in measured.values()
+        for f in cell.scan.findings
+        if f.package in ("ms", "six")
+    }
+    assert language == {("CVE-2026-90051", "ms", "2.1.2", "MEDIUM")}
+
+
 def test_static_rust_is_smaller_than_dynamic_rust_on_cc(
     measured: dict[tuple[str, str], Measured],
 ) -> None:
