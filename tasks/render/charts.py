@@ -298,7 +298,7 @@ def trend_panel(
         )
     for index in thinned_labels(x_labels, step):
         parts.append(
-            f'<text class="tick date" x="{x_of(index):.1f}" y="{bottom + 16:.1f}" '
+            f'<text class="tick date" x="{x_of(index):.1f}" y="{bottom + 20:.1f}" '
             f'text-anchor="middle">{escape(x_labels[index])}</text>'
         )
     for mark in marks:
@@ -310,7 +310,7 @@ def trend_panel(
         )
     for line in lines:
         parts.append(_trend_line(line, x_of, y_of, fmt))
-    height = bottom + 26
+    height = bottom + 30  # the date labels sit low enough to clear the lowest y tick
     return figure(name, title, unit, _svg(title, width, height, parts), width, note)
 
 
