@@ -73,9 +73,8 @@ def base_order(rows: list[Row]) -> list[str]:
     distroless, as the classic chart reads); unmeasured bases last, by name."""
 
     def largest(base: str) -> float:
-        sizes = [float(r["size_bytes"]) for r in rows if r["base"] == base]
-        sizes = [s for s in sizes if s == s]  # NaN: not measured
-        return max(sizes, default=-1.0)
+        sizes = [r["size_bytes"] for r in rows if r["base"] == base]
+        return max((float(s) for s in sizes if present(s)), default=-1.0)
 
     return sorted({str(r["base"]) for r in rows}, key=lambda b: (-largest(b), b))
 

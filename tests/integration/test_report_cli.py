@@ -43,20 +43,19 @@ def test_default_is_the_latest_run_written_beside(
     monkeypatch.chdir(tmp_path)
     assert basebench("report", str(folder)) == 0
     assert capsys.readouterr().out == "report of run demo-1: report-demo-1.html\n"
-    charts, _ = parse_charts((tmp_path / "report-demo-1.html").read_text())
-    assert charts["size"].bars == [
+    html = (tmp_path / "report-demo-1.html").read_text()
+    charts, _ = parse_charts(html)
+    assert charts["go-size"].bars == [
         "id-single-stage",
         "id-bookworm",
         "id-distroless-base",
         "id-alpine",
     ]
-    # demo-1 is its matrix's only run: one point per line, and no compare section.
-    assert charts["trend-size"].series == {  # the skipped alpine cell has no line
-        "id-bookworm": 1,
-        "id-distroless-base": 1,
-        "id-single-stage": 1,
-    }
-    assert "Compared with run" not in (tmp_path / "report-demo-1.html").read_text()
+    # demo-1 is its matrix's only run: no trends, no compare section, no diff since a run.
+    assert [name for name in charts if name.startswith("trend-")] == []
+    assert 'id="trends"' not in html
+    assert "Compared with run" not in html
+    assert "Since run" not in html
 
 
 def test_chosen_run_trends_over_its_matrix_up_to_it(folder: Path, tmp_path: Path) -> None:
@@ -65,12 +64,13 @@ def test_chosen_run_trends_over_its_matrix_up_to_it(folder: Path, tmp_path: Path
     assert basebench("report", str(folder), "--run", "night-2", "--html", str(target)) == 0
     html = target.read_text()
     charts, _ = parse_charts(html)
-    assert charts["trend-size"].series == {
-        "id-bookworm": 2,
-        "id-distroless-static": 2,
-        "id-single-stage": 2,
+    assert {name: c.series for name, c in charts.items() if name.startswith("trend-size")} == {
+        "trend-size-go-single-stage": {"id-single-stage": 2},
+        "trend-size-go-bookworm": {"id-bookworm": 2},
+        "trend-size-go-distroless-static": {"id-distroless-static": 2},
     }
     assert "<h2>Compared with run night-1</h2>" in html
+    assert '<h3 id="diff-runs">Since run night-1</h3>' in html
     assert "No regression." in html  # +1 byte is far below the thresholds
 
 
