@@ -187,17 +187,25 @@ def _verdict_html(comparison: Comparison) -> str:
     )
 
 
-def load_report_input(store: ResultStore, run_id: str | None = None) -> ReportInput:
-    """The run to show (default: the latest), its matrix's earlier runs, the previous
-    run's contents and the verdict against it."""
+def load_report_input(
+    store: ResultStore, run_id: str | None = None, against: str | None = None
+) -> ReportInput:
+    """The run to show (default: the latest), its matrix's earlier runs, and the run its
+    diffs and verdict are against: ``against`` (any complete run), by default the
+    previous run of its matrix."""
     try:
         shown = find_run(store, run_id)
+        other = find_run(store, against, "--against") if against is not None else None
     except RunNotFound as exc:
         raise CompareError(f"{exc}; nothing to report" if run_id is None else str(exc)) from exc
+    if other is not None and other["run_id"] == shown["run_id"]:
+        raise CompareError(f"--against {against}: that is the run shown; pick an earlier run")
     same_matrix = [m["run_id"] for m in matrix_history(store, shown)]
     history = read_table(store, "results", same_matrix)
     run = _contents(store, shown["run_id"], history)
-    previous = _contents(store, same_matrix[-2], history) if len(same_matrix) > 1 else None
+    if other is None and len(same_matrix) > 1:
+        other = {"run_id": same_matrix[-2]}
+    previous = None if other is None else _contents(store, other["run_id"], history)
     comparison = None
     if previous is not None:
         comparison = compare_runs(_compare_data(store, previous), _compare_data(store, run))
@@ -205,9 +213,12 @@ def load_report_input(store: ResultStore, run_id: str | None = None) -> ReportIn
 
 
 def _contents(store: ResultStore, run_id: str, history: pd.DataFrame) -> RunContents:
+    results = history[history["run_id"] == run_id].reset_index(drop=True)
+    if results.empty:  # a run of another matrix
+        results = read_table(store, "results", [run_id])
     return RunContents(
         run_id,
-        history[history["run_id"] == run_id].reset_index(drop=True),
+        results,
         read_table(store, "packages", [run_id]),
         read_table(store, "vulnerabilities", [run_id]),
     )
@@ -219,7 +230,10 @@ def _compare_data(store: ResultStore, run: RunContents) -> CompareData:
     )
 
 
-def build_report(store: ResultStore, run_id: str | None = None) -> tuple[str, str]:
-    """(run id, HTML page) for ``run_id`` (default: the latest complete run)."""
-    data = load_report_input(store, run_id)
+def build_report(
+    store: ResultStore, run_id: str | None = None, against: str | None = None
+) -> tuple[str, str]:
+    """(run id, HTML page) for ``run_id`` (default: the latest complete run), its diffs
+    and verdict against ``against`` (default: the previous run of its matrix)."""
+    data = load_report_input(store, run_id, against)
     return data.run.run_id, render_report(data)

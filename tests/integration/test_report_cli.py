@@ -11,7 +11,7 @@ import pytest
 from cli.report import add_parser
 from tasks.dataset.stores import LocalStore
 from tasks.dataset.writer import publish
-from tests.records_factory import T0, make_run, nightly_run
+from tests.records_factory import NIGHTLY_NEW_HIGH, T0, make_run, nightly_run
 from tests.report_dom import parse_charts
 
 pytestmark = pytest.mark.integration
@@ -84,3 +84,35 @@ def test_unknown_run_and_empty_store_exit_2(
     assert basebench("report", str(tmp_path / "empty")) == 2
     assert "no complete runs in" in capsys.readouterr().err
     assert not list(tmp_path.glob("report-*.html"))
+
+
+def test_against_picks_the_run_of_the_diffs_and_the_verdict(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = LocalStore(folder)
+    third = nightly_run(
+        "night-3", T0 + timedelta(days=3), extra_findings={"bookworm": (NIGHTLY_NEW_HIGH,)}
+    )
+    publish(third, store)
+    target = tmp_path / "against.html"
+    argv = ("report", str(folder), "--run", "night-3", "--html", str(target))
+    assert basebench(*argv) == 0
+    assert "<h2>Compared with run night-2</h2>" in target.read_text()
+    assert basebench(*argv, "--against", "night-1") == 0
+    html = target.read_text()
+    assert "<h2>Compared with run night-1</h2>" in html
+    assert '<h3 id="diff-runs">Since run night-1</h3>' in html
+    assert (
+        '<div class="diff" data-diff="id-bookworm"><h4>go-hello go1.22.10 bookworm</h4>'
+        '<ul><li data-kind="packages added">packages added: none</li>'
+    ) in html
+    assert "vulnerabilities added (1): CVE-2024-3000 (HIGH)" in html
+    capsys.readouterr()
+    assert basebench(*argv, "--against", "night-3") == 2
+    assert capsys.readouterr().err == (
+        "basebench report: --against night-3: that is the run shown; pick an earlier run\n"
+    )
+    assert basebench(*argv, "--against", "night-9") == 2
+    assert capsys.readouterr().err == (
+        f"basebench report: --against night-9: no complete run with that id in {folder}\n"
+    )
