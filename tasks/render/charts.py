@@ -122,10 +122,14 @@ def nice_ticks(maximum: float, count: int = 5, integer: bool = False) -> list[fl
 
 
 def nice_range(low: float, high: float, count: int = 3) -> list[float]:
-    """Round ticks covering ``low`` .. ``high`` (not from 0: a trend shows its changes)."""
-    if high <= low:
-        pad = abs(high) * 0.05 or 1.0
-        low, high = low - pad, high + pad
+    """Round ticks covering ``low`` .. ``high`` (not from 0: a trend shows its changes).
+
+    A (nearly) flat series, spanning less than 2 % of its level, gets a range of +-5 %
+    around its middle: a few bytes of difference are not drawn as a cliff."""
+    if high - low < 0.02 * max(abs(low), abs(high)):
+        middle = (low + high) / 2
+        pad = abs(middle) * 0.05 or 1.0
+        low, high = middle - pad, middle + pad
     step = _nice_step((high - low) / count)
     first = math.floor(low / step + 1e-9)
     last = math.ceil(high / step - 1e-9)
@@ -273,7 +277,11 @@ def trend_panel(
     """One small panel: a line per series over the runs, its band behind it, change
     points as dashed vertical markers, thinned date labels under the axis."""
     values = [v for line in lines for v in (*line.values, *line.low, *line.high) if v is not None]
-    ticks = nice_range(min(values, default=0.0), max(values, default=1.0))
+    low, high = min(values, default=0.0), max(values, default=1.0)
+    ticks = nice_range(low, high)
+    while len({fmt(t) for t in ticks}) < len(ticks):  # two ticks would read the same
+        low, high = 2 * ticks[0] - ticks[-1], 2 * ticks[-1] - ticks[0]
+        ticks = nice_range(low, high)
     width = PANEL_LEFT + PANEL_PLOT_WIDTH + 24
     legend_svg, legend_rows = _legend_rows(
         [(line.label, line.colour) for line in lines], PANEL_LEFT, PANEL_PLOT_WIDTH, 4

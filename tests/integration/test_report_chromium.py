@@ -304,6 +304,10 @@ def test_every_chart_has_a_title_and_units(measured: dict[str, Any], nightly_rep
     page = nightly_report.read_text()
     svg_texts = sum(svg.count("<text") for svg in re.findall(r"<svg.*?</svg>", page, re.S))
     assert measured["texts"] == svg_texts
+    # No axis has two ticks that read the same (a flat trend is not drawn as a cliff).
+    for svg in re.findall(r"<svg.*?</svg>", page, re.S):
+        ticks = re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', svg)
+        assert len(ticks) == len(set(ticks)) >= 2, ticks
 
 
 def test_page_works_offline_and_stays_under_2_mb(

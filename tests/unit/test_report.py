@@ -348,6 +348,8 @@ def test_nice_ticks_ranges_and_thinned_dates() -> None:
     assert nice_range(0.22, 0.27) == [0.22, 0.24, 0.26, 0.28]
     # A flat series: padded by 5 % each way, 114 .. 126 MB, in steps of 5 MB.
     assert nice_range(120e6, 120e6) == [110e6, 115e6, 120e6, 125e6, 130e6]
+    # 200 bytes apart at 132 MB: still flat, not a cliff with five ticks reading "132 MB".
+    assert nice_range(132_009_700, 132_009_900) == [125e6, 130e6, 135e6, 140e6]
     # 30 dates 10 px apart, each at most 35 px wide plus a 12 px gap: every 5th shows.
     dates = [f"05-{d:02d}" for d in range(1, 31)]
     assert thinned_labels(dates, 10.0) == [0, 5, 10, 15, 20, 25]
