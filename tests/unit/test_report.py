@@ -401,3 +401,28 @@ def test_artifact_rows_and_summary(two_nights: tuple[RunRecord, RunRecord]) -> N
 def test_artifact_keys_are_lowercase_with_dashes() -> None:
     assert artifact_key("nightly", "cells") == "basebench-nightly-cells"
     assert artifact_key("Go_1.22 Nightly", "summary") == "basebench-go-1-22-nightly-summary"
+
+
+def test_the_answer_without_a_single_stage_cell_and_with_failed_cells() -> None:
+    run = nightly_run("night-1", T0, bases=("bookworm", "distroless-static"))
+    html = render_report(report_input(run))
+    assert '<p class="headline">distroless-static: 6.9 MB, no vulnerabilities</p>' in html
+    assert (
+        '<p class="context">Smallest Go image (Go 1.22.10); no single-stage cell ran.</p>'
+    ) in html
+    assert (
+        "<tr><td>smallest image</td><td>distroless-static</td><td>Go 1.22.10</td>"
+        "<td>6.9 MB</td><td>-</td><td></td></tr>"
+    ) in html
+    # The demo run: bookworm failed (its size is known, but only ok cells count), alpine
+    # was skipped; distroless-base is the smallest ok image. Its four findings are three
+    # ids (one glibc CVE in libc6 and libc-bin).
+    demo = render_report(report_input(make_run()))
+    assert (
+        '<p class="headline">distroless-base: 26.0 MB against 395 MB, 3 vulnerabilities '
+        "against 0</p>"
+    ) in demo
+    assert (
+        '<p class="context">Smallest Go image (Go 1.22.10), 15x smaller than the single-stage '
+        "builder image (Go 1.22.10).</p>"
+    ) in demo
