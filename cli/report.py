@@ -37,6 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _store_arguments(report)
     report.add_argument("--run", metavar="ID", help="run to show (default: the latest)")
     report.add_argument(
+        "--against",
+        metavar="RUN",
+        help="run the diffs and the verdict are against (default: the previous run)",
+    )
+    report.add_argument(
         "--html", metavar="FILE", type=Path, help="output file (default: report-<run id>.html)"
     )
     report.set_defaults(func=cmd_report)
@@ -128,7 +133,7 @@ def parse_thresholds(pairs: list[str]) -> Thresholds:
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the HTML report of one run and print where it went."""
     try:
-        run_id, html = build_report(_store(args), args.run)
+        run_id, html = build_report(_store(args), args.run, args.against)
         target = args.html or Path(f"report-{run_id}.html")
         target.write_text(html, encoding="utf-8")
     except (CompareError, PublishError, StoreError, ValueError, OSError) as exc:

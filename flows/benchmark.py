@@ -30,7 +30,7 @@ from tasks.journal import RunJournal
 from tasks.matrix import CellFilter, MatrixConfig, expand
 from tasks.pipeline import run_pipeline
 from tasks.records import INTERRUPTED, Cell, CellResult, RunRecord, Status, new_run_id
-from tasks.render.artifacts import attach_artifacts
+from tasks.render.artifacts import attach_artifacts, attach_links, publish_report
 from tasks.scanners import make_scanner
 from tasks.scanners.base import Scanner
 
@@ -106,7 +106,21 @@ def benchmark(
     published, comparison = publish_run(record, config)
     journal.remove()  # every row is published or kept in the fallback folder
     attach_artifacts(record, comparison)
+    if published.published:
+        report_run(record, config)
     return BenchmarkOutcome(record, published, comparison)
+
+
+def report_run(record: RunRecord, config: MatrixConfig) -> None:
+    """Write the run's HTML report into the store and link it (and the data) from the
+    flow run; a report that cannot be made is a warning: the run is published."""
+    store = open_store(config.output, config.s3)
+    try:
+        path = publish_report(store, record.run_id)
+    except Exception as exc:  # the run is published: a report that fails must not fail it
+        get_run_logger().warning("report: %s", exc)
+        return
+    attach_links(record, store, path)
 
 
 @task(name="open-host", cache_policy=NO_CACHE)

@@ -13,6 +13,9 @@ packages and their findings are inherited from the base, the Go stdlib is added.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from tasks.records import (
     BuildResult,
@@ -27,6 +30,9 @@ from tasks.records import (
     Stage,
     Status,
 )
+
+if TYPE_CHECKING:
+    from tasks.render.html import ReportInput
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 REGISTRY = "127.0.0.1:5000"
@@ -293,3 +299,30 @@ def nightly_run(
         for base in bases
     )
     return make_run(run_id=run_id, started_at=started_at, cells=cells, matrix="nightly")
+
+
+def report_input(head: RunRecord, *earlier: RunRecord, compare: bool = False) -> ReportInput:
+    """What ``load_report_input`` would read back after publishing ``earlier`` runs and then
+    ``head`` (oldest first); ``compare`` adds the verdict against the run before ``head``."""
+    from tasks.analysis.compare import RunData, compare_runs
+    from tasks.dataset.schema import build_tables
+    from tasks.render.diffs import RunContents
+    from tasks.render.html import ReportInput
+
+    tables = [{n: t.to_pandas() for n, t in build_tables(r).items()} for r in (*earlier, head)]
+
+    def run_contents(run: RunRecord, t: dict[str, pd.DataFrame]) -> RunContents:
+        return RunContents(run.run_id, t["results"], t["packages"], t["vulnerabilities"])
+
+    shown = run_contents(head, tables[-1])
+    previous = run_contents(earlier[-1], tables[-2]) if earlier else None
+    comparison = None
+    if compare and earlier:
+        old, new = tables[-2], tables[-1]
+        comparison = compare_runs(
+            RunData(earlier[-1].run_id, old["results"], old["samples"], old["vulnerabilities"]),
+            RunData(head.run_id, new["results"], new["samples"], new["vulnerabilities"]),
+        )
+    history = pd.concat([t["results"] for t in tables], ignore_index=True)
+    runs = pd.concat([t["runs"] for t in tables], ignore_index=True)
+    return ReportInput(shown, history, runs, comparison, previous)

@@ -1,4 +1,5 @@
-"""Read the charts of a report page back: titles, bars per cell, segments, line series.
+"""Read the charts of a report page back: titles, units, groups, bars per cell, segments,
+line series and change points.
 
 Parses HTML with the standard library, so tests can check a page as written and the
 DOM that Chromium serialises after rendering it.
@@ -16,12 +17,15 @@ class Chart:
     """What one ``<figure class="chart">`` holds."""
 
     title: str = ""
+    unit: str = ""  # the text of its p.unit, e.g. "unit: seconds"
+    groups: list[str] = field(default_factory=list)  # group headings (bases), in order
     bars: list[str] = field(default_factory=list)  # data-cell of each g.bar, in order
     segments: dict[str, list[tuple[str, float]]] = field(
         default_factory=lambda: defaultdict(list)
     )  # cell -> [(segment name, width in px)]
     whiskers: list[str] = field(default_factory=list)  # cells that have one
     series: dict[str, int] = field(default_factory=dict)  # cell -> points on its line
+    change_points: int = 0  # dashed change-point markers
     values: dict[str, str] = field(default_factory=dict)  # cell -> value text at the bar end
 
 
@@ -32,6 +36,8 @@ class _ChartParser(HTMLParser):
         self.chart: Chart | None = None
         self.cell: str | None = None
         self.in_title = False
+        self.in_unit = False
+        self.in_group = False
         self.in_value = False
         self.scripts = 0
 
@@ -44,37 +50,50 @@ class _ChartParser(HTMLParser):
             self.chart = self.charts.setdefault(a["id"].removeprefix("chart-"), Chart())
         elif self.chart is None:
             return
-        elif tag == "h2":
+        elif tag == "h3":
             self.in_title = True
+        elif tag == "p" and "unit" in classes:
+            self.in_unit = True
+        elif tag == "text" and "group" in classes:
+            self.in_group = True
+            self.chart.groups.append("")
+        elif tag == "line" and "change-point" in classes:
+            self.chart.change_points += 1
         elif tag == "g" and ("bar" in classes or "series" in classes):
             self.cell = a["data-cell"]
             if "bar" in classes:
                 self.chart.bars.append(self.cell)
             else:
-                self.chart.series[self.cell] = 0
+                self.chart.series[self.cell] = int(a["data-points"])
         elif tag == "rect" and "segment" in classes and self.cell:
             self.chart.segments[self.cell].append((a["data-segment"], float(a["width"])))
         elif tag == "path" and "whisker" in classes and self.cell:
             self.chart.whiskers.append(self.cell)
-        elif tag == "circle" and self.cell in self.chart.series:
-            self.chart.series[self.cell] += 1
         elif tag == "text" and "value" in classes:
             self.in_value = True
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "figure":
             self.chart = None
-        elif tag == "h2":
+        elif tag == "h3":
             self.in_title = False
+        elif tag == "p":
+            self.in_unit = False
         elif tag == "g":
             self.cell = None
         elif tag == "text":
-            self.in_value = False
+            self.in_value = self.in_group = False
 
     def handle_data(self, data: str) -> None:
-        if self.chart is not None and self.in_title:
+        if self.chart is None:
+            return
+        if self.in_title:
             self.chart.title += data
-        if self.chart is not None and self.in_value and self.cell:
+        if self.in_unit:
+            self.chart.unit += data
+        if self.in_group:
+            self.chart.groups[-1] += data
+        if self.in_value and self.cell:
             self.chart.values[self.cell] = data
 
 

@@ -124,6 +124,7 @@ def compare_runs(base: RunData, head: RunData, thresholds: Thresholds | None = N
     limits = thresholds or Thresholds()
     base_cells = _by_cell(base.results)
     head_cells = _by_cell(head.results)
+    base_vulns, head_vulns = rows_by_cell(base.vulnerabilities), rows_by_cell(head.vulnerabilities)
     changes: list[Change] = []
     for cell_id in sorted(head_cells.keys() - base_cells.keys()):
         changes.append(_presence("cell-appeared", head_cells[cell_id]))
@@ -133,7 +134,7 @@ def compare_runs(base: RunData, head: RunData, thresholds: Thresholds | None = N
         old, new = base_cells[cell_id], head_cells[cell_id]
         changes.extend(_status_change(old, new))
         changes.extend(_size_change(old, new, limits))
-        changes.extend(_cve_changes(old, new, base.vulnerabilities, head.vulnerabilities))
+        changes.extend(_cve_changes(old, new, base_vulns, head_vulns))
         changes.extend(_startup_change(old, new, base.samples, head.samples, limits))
     return Comparison(base.run_id, head.run_id, limits, tuple(changes))
 
@@ -199,16 +200,27 @@ def _size_change(old: dict[str, Any], new: dict[str, Any], limits: Thresholds) -
 Found = tuple[str, list[str], list[str]]  # severity, sorted packages, sorted origins
 
 
-def _cves(vulnerabilities: pd.DataFrame, cell_id: str) -> dict[str, Found]:
-    """vulnerability id -> (severity, packages, known origins) of one cell."""
-    rows = vulnerabilities[vulnerabilities["cell_id"] == cell_id]
+def rows_by_cell(table: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """cell_id -> that cell's rows as dicts, in table order (one pass over the table:
+    a nightly run has hundreds of cells)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in table.to_dict("records"):
+        found.setdefault(str(row["cell_id"]), []).append(row)
+    return found
+
+
+def _cves(rows: list[dict[str, Any]]) -> dict[str, Found]:
+    """vulnerability id -> (severity, packages, known origins) of one cell's rows."""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_id.setdefault(str(row["vulnerability_id"]), []).append(row)
     found: dict[str, Found] = {}
-    for vuln_id, group in rows.groupby("vulnerability_id", sort=True):
+    for vuln_id, group in sorted(by_id.items()):
         # Runs published before origins were recorded have nulls (or no column) here.
-        origins = group.get("origin", [])
-        found[str(vuln_id)] = (
-            str(group["severity"].iloc[0]),
-            sorted(set(group["package"])),
+        origins = [row.get("origin") for row in group]
+        found[vuln_id] = (
+            str(group[0]["severity"]),
+            sorted({str(row["package"]) for row in group}),
             sorted({str(origin) for origin in origins if not pd.isna(origin)}),
         )
     return found
@@ -217,14 +229,14 @@ def _cves(vulnerabilities: pd.DataFrame, cell_id: str) -> dict[str, Found]:
 def _cve_changes(
     old: dict[str, Any],
     new: dict[str, Any],
-    base_vulns: pd.DataFrame,
-    head_vulns: pd.DataFrame,
+    base_vulns: dict[str, list[dict[str, Any]]],
+    head_vulns: dict[str, list[dict[str, Any]]],
 ) -> list[Change]:
     # A cell that was not scanned in one run has no vulnerability rows: not "all fixed".
     if _value(old, "vulns_critical") is None or _value(new, "vulns_critical") is None:
         return []
-    before = _cves(base_vulns, old["cell_id"])
-    after = _cves(head_vulns, new["cell_id"])
+    before = _cves(base_vulns.get(old["cell_id"], []))
+    after = _cves(head_vulns.get(new["cell_id"], []))
     changes = []
     for vuln_id in sorted(after.keys() - before.keys()):
         if after[vuln_id][0] in SERIOUS:

@@ -1,4 +1,5 @@
-"""Prefect artifacts for a run: a table (one row per cell) and a markdown summary with the verdict.
+"""Prefect artifacts for a run: a table (one row per cell), a markdown summary with the
+verdict, and links to the run's HTML report and to its data.
 
 A writer over the same ``results`` rows as the report. Outside a Prefect flow run it
 does nothing, so the flow can always call it.
@@ -7,14 +8,19 @@ does nothing, so the flow can always call it.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tasks.analysis.compare import Comparison, origin_summary
 from tasks.dataset.schema import build_tables
+from tasks.dataset.stores import LocalStore, ResultStore
 from tasks.records import SEVERITIES, RunRecord, cell_label
+from tasks.render.html import build_report
 from tasks.render.units import format_bytes
+
+REPORTS = "reports"  # the store's folder of HTML reports, one per run: <run_id>.html
 
 # Columns of the table artifact, in order: the classic comparison, one row per cell.
 ARTIFACT_COLUMNS = (
@@ -122,5 +128,48 @@ def attach_artifacts(run: RunRecord, comparison: Comparison | None = None) -> bo
         markdown=summary_markdown(run.run_id, results, comparison),
         key=artifact_key(run.matrix, "summary"),
         description=f"basebench run {run.run_id}: summary and compare verdict",
+    )
+    return True
+
+
+def link(store: ResultStore, path: str = "") -> str:
+    """A URL of ``path`` in ``store``: a ``file://`` URL in a folder, ``s3://`` in S3."""
+    if isinstance(store, LocalStore):
+        return Path(store.location(path)).absolute().as_uri()
+    return store.location(path)
+
+
+def publish_report(store: ResultStore, run_id: str) -> str:
+    """Render the report of published run ``run_id`` and write it beside the tables, as
+    ``reports/<run_id>.html``; returns that path in the store."""
+    shown, page = build_report(store, run_id)
+    path = f"{REPORTS}/{shown}.html"
+    store.write(path, page.encode())
+    return path
+
+
+def attach_links(run: RunRecord, store: ResultStore, report_path: str) -> bool:
+    """Link artifacts to the run's report and to the store holding its data (tables and
+    documents). Keys: ``basebench-<matrix>-report`` and ``basebench-<matrix>-data``.
+    Returns False (and does nothing) outside a flow run."""
+    from prefect.artifacts import create_link_artifact
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:
+        return False
+    create_link_artifact(
+        link=link(store, report_path),
+        link_text=f"basebench report of run {run.run_id}",
+        key=artifact_key(run.matrix, "report"),
+        description=f"basebench run {run.run_id}: the HTML report (one self-contained page)",
+    )
+    create_link_artifact(
+        link=link(store),
+        link_text=f"basebench results of matrix {run.matrix}",
+        key=artifact_key(run.matrix, "data"),
+        description=(
+            f"basebench run {run.run_id}: the Delta tables (results, samples, "
+            "vulnerabilities, packages, runs) and each cell's SBOM, SARIF and Trivy report"
+        ),
     )
     return True

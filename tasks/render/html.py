@@ -1,90 +1,81 @@
-"""The HTML report: one self-contained page of charts and tables over published results.
+"""The HTML report: one self-contained page over published results, the answer first.
 
-A writer over the ``results`` and ``runs`` tables (plus an optional ``Comparison``):
-``render_report`` is pure; ``build_report`` reads a store and picks what to show.
+A writer over the ``results``, ``packages``, ``vulnerabilities`` and ``runs`` tables
+(plus an optional ``Comparison``): ``render_report`` is pure; ``load_report_input``
+reads a store and picks what to show. Sections, in reading order: the answer per
+language, the compare verdict, small multiples per language, trends over the matrix's
+runs, what changed (since the previous run, between bases), every cell in a table.
 The page has no scripts and loads nothing: inline CSS and inline SVG only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from typing import Any
 
 import pandas as pd
 
-from tasks.analysis.compare import (
-    CompareError,
-    Comparison,
-    compare_with_previous,
-    origin_summary,
-)
+from tasks.analysis.answer import with_totals
+from tasks.analysis.compare import CompareError, Comparison, compare_runs, origin_summary
+from tasks.analysis.compare import RunData as CompareData
 from tasks.dataset.reader import RunNotFound, find_run, matrix_history, read_table
 from tasks.dataset.stores import ResultStore
 from tasks.records import SEVERITIES, cell_label
-from tasks.render.charts import PALETTE, Bar, Segment, Series, bar_chart, line_chart
+from tasks.render.answer import answer_section
+from tasks.render.diffs import RunContents, diffs_section
+from tasks.render.multiples import (
+    base_order,
+    language_charts,
+    language_name,
+    present,
+    toolchain_grid,
+)
+from tasks.render.trends import trends_section
 from tasks.render.units import format_bytes, format_count, format_seconds
 
-SEVERITY_COLOURS = {
-    "CRITICAL": "#7b0d1e",
-    "HIGH": "#d62728",
-    "MEDIUM": "#ff7f0e",
-    "LOW": "#e6c229",
-    "UNKNOWN": "#9e9e9e",
-}
-# Where a cell's vulnerabilities came from (results.vulns_from_base / vulns_from_build).
-ORIGIN_COLOURS = {"inherited from the base": "#0072B2", "added by the build": "#D55E00"}
-# Chart name -> visible title; tests and readers find charts by these.
-CHART_TITLES = {
-    "size": "Image size per cell",
-    "vulnerabilities": "Vulnerabilities per cell by severity",
-    "origin": "Vulnerabilities per cell: inherited from the base vs added by the build",
-    "startup": "Startup time per cell (median, min-max)",
-    "memory": "Idle memory per cell",
-    "packages": "Packages per cell",
-    "trend-size": "Image size across runs",
-    "trend-vulnerabilities": "Vulnerabilities across runs",
-}
-
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
-h1 { font-size: 22px; } h2 { font-size: 17px; margin: 0 0 4px; }
-figure.chart { margin: 24px 0; }
-p.note { color: #555; font-size: 13px; margin: 0 0 6px; }
-svg text { font-size: 12px; fill: #222; }
-table { border-collapse: collapse; font-size: 13px; }
-th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; }
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
+h1 { font-size: 22px; } h2 { font-size: 19px; margin: 28px 0 8px; }
+h3 { font-size: 15px; margin: 0 0 4px; } h4 { font-size: 14px; margin: 12px 0 4px; }
+.multiples, .panels { display: flex; flex-wrap: wrap; gap: 8px 28px; align-items: flex-start; }
+figure { margin: 12px 0; }
+p.note, p.unit, p.context { color: #555; font-size: 12px; margin: 0 0 4px; }
+p.headline { font-size: 18px; font-weight: bold; margin: 4px 0; }
+svg text { font-size: 11px; fill: #222; }
+table { border-collapse: collapse; font-size: 13px; margin: 6px 0 12px; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .regression { color: #b00020; font-weight: bold; }
+.diff ul { margin: 0; font-size: 13px; }
 """
 
 
-def _present(value: Any) -> bool:
-    return not bool(pd.isna(value))  # None, NaN and pd.NA all mean "not measured"
+@dataclass(frozen=True)
+class ReportInput:
+    """Everything a report shows: the run, its matrix's history, the previous run's
+    contents (for the diffs) and the compare verdict."""
+
+    run: RunContents
+    history: pd.DataFrame  # results rows of the matrix's runs up to this one
+    runs: pd.DataFrame | None  # their runs rows (for the start times)
+    comparison: Comparison | None = None
+    previous: RunContents | None = None
 
 
-def render_report(
-    results: pd.DataFrame,
-    history: pd.DataFrame | None = None,
-    runs: pd.DataFrame | None = None,
-    comparison: Comparison | None = None,
-    title: str | None = None,
-) -> str:
-    """One HTML page for the run in ``results`` (rows of one run's ``results`` table).
-
-    ``history`` is the ``results`` rows of several runs and ``runs`` their ``runs`` rows,
-    for the trend lines (ordered by run start); ``comparison`` adds the compare verdict.
-    """
-    rows = _sorted_cells(results)
-    run_ids = sorted(set(results["run_id"]))
-    heading = title or f"basebench report: run {', '.join(run_ids)}"
+def render_report(data: ReportInput, title: str | None = None) -> str:
+    """One HTML page for ``data.run``."""
+    results = with_totals(data.run.results)
+    heading = title or f"basebench report: run {data.run.run_id}"
     sections = [
         f"<h1>{escape(heading)}</h1>",
-        _verdict_html(comparison) if comparison else "",
-        _summary_table(rows),
-        *_cell_charts(rows),
-        *(_trend_charts(history, runs) if history is not None and len(history) else ()),
+        _run_line(results),
+        answer_section(results),
+        _verdict_html(data.comparison) if data.comparison else "",
+        _languages_section(results, data.run.vulnerabilities),
+        trends_section(data.history, data.runs) if len(data.history) else "",
+        diffs_section(data.run, data.previous),
+        _summary_table(_sorted_cells(results)),
     ]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -93,149 +84,38 @@ def render_report(
     )
 
 
-def _sorted_cells(results: pd.DataFrame) -> list[dict[str, Any]]:
-    # Largest image first: the classic chart reads from the fat builder to distroless.
-    records = results.to_dict("records")
-    return sorted(
-        records,
-        key=lambda r: (-(r["size_bytes"] if _present(r["size_bytes"]) else -1), cell_label(r)),
+def _run_line(results: pd.DataFrame) -> str:
+    statuses = results["status"].value_counts().to_dict()
+    matrix = ", ".join(sorted(set(results["matrix"])))
+    return (
+        f'<p class="run">matrix {escape(matrix)}: {len(results)} cells, '
+        f"{statuses.get('ok', 0)} ok, {statuses.get('failed', 0)} failed, "
+        f"{statuses.get('skipped', 0)} skipped</p>"
     )
 
 
-def _bars(
-    rows: list[dict[str, Any]], segments: Callable[[dict[str, Any]], list[Segment]]
-) -> list[Bar]:
-    return [Bar(r["cell_id"], cell_label(r), tuple(segments(r))) for r in rows]
-
-
-def _single(column: str) -> Callable[[dict[str, Any]], list[Segment]]:
-    def segments(row: dict[str, Any]) -> list[Segment]:
-        value = row[column]
-        return [Segment(column, float(value))] if _present(value) else []
-
-    return segments
-
-
-def _severity_segments(row: dict[str, Any]) -> list[Segment]:
-    if not _present(row["vulns_critical"]):
-        return []
-    return [Segment(s, float(row[f"vulns_{s.lower()}"]), SEVERITY_COLOURS[s]) for s in SEVERITIES]
-
-
-def _origin_segments(row: dict[str, Any]) -> list[Segment]:
-    # Null for cells not scanned, and for runs published before origins were kept.
-    if not _present(row.get("vulns_from_base")):
-        return []
-    counts = (float(row["vulns_from_base"]), float(row["vulns_from_build"]))
-    return [
-        Segment(name, count, colour)
-        for (name, colour), count in zip(ORIGIN_COLOURS.items(), counts, strict=True)
-    ]
-
-
-def _cell_charts(rows: list[dict[str, Any]]) -> list[str]:
-    legend = [Segment(s, 0, SEVERITY_COLOURS[s]) for s in SEVERITIES]
-    startup = [
-        Bar(
-            r["cell_id"],
-            cell_label(r),
-            (Segment("median", float(r["startup_seconds"])),),
-            (float(r["startup_min_seconds"]), float(r["startup_max_seconds"])),
+def _languages_section(results: pd.DataFrame, vulnerabilities: pd.DataFrame) -> str:
+    parts = ['<section id="languages"><h2>Per language</h2>']
+    for language in sorted({str(x) for x in results["language"]}):
+        rows = results[results["language"] == language].to_dict("records")
+        parts.append(
+            f'<section class="language" id="lang-{escape(language)}">'
+            f"<h2>{escape(language_name(language))}</h2>"
+            f'<div class="multiples">{"".join(language_charts(language, rows, vulnerabilities))}'
+            f"</div>{toolchain_grid(language, rows)}</section>"
         )
-        if _present(r["startup_seconds"])
-        else Bar(r["cell_id"], cell_label(r))
-        for r in rows
-    ]
-    return [
-        bar_chart(
-            "size",
-            CHART_TITLES["size"],
-            _bars(rows, _single("size_bytes")),
-            format_bytes,
-            note="uncompressed image size",
-        ),
-        bar_chart(
-            "vulnerabilities",
-            CHART_TITLES["vulnerabilities"],
-            _bars(rows, _severity_segments),
-            format_count,
-            note="unique vulnerability ids",
-            legend=legend,
-        ),
-        bar_chart(
-            "origin",
-            CHART_TITLES["origin"],
-            _bars(rows, _origin_segments),
-            format_count,
-            note="unique vulnerability ids in the runtime base image's layers and in the "
-            "layers the build added (an id found in both counts in both)",
-            legend=[Segment(name, 0, colour) for name, colour in ORIGIN_COLOURS.items()],
-        ),
-        bar_chart(
-            "startup",
-            CHART_TITLES["startup"],
-            startup,
-            format_seconds,
-            note="container start to first HTTP response; whiskers span min to max",
-        ),
-        bar_chart(
-            "memory",
-            CHART_TITLES["memory"],
-            _bars(rows, _single("idle_memory_bytes")),
-            format_bytes,
-        ),
-        bar_chart(
-            "packages",
-            CHART_TITLES["packages"],
-            _bars(rows, _single("packages")),
-            format_count,
-            note="packages found by the scanner, all types",
-        ),
-    ]
+    return "".join(parts) + "</section>"
 
 
-def _trend_charts(history: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
-    order = _run_order(history, runs)
-    labels = [label for _, label in order]
-    position = {run_id: i for i, (run_id, _) in enumerate(order)}
-    history = history.assign(vulns_total=sum(history[f"vulns_{s.lower()}"] for s in SEVERITIES))
-    charts = []
-    for name, column, fmt in (
-        ("trend-size", "size_bytes", format_bytes),
-        ("trend-vulnerabilities", "vulns_total", format_count),
-    ):
-        series = []
-        for index, (cell_id, group) in enumerate(sorted(history.groupby("cell_id"))):
-            values: list[float | None] = [None] * len(order)
-            for row in group.to_dict("records"):
-                if _present(row[column]):
-                    values[position[row["run_id"]]] = float(row[column])
-            if all(v is None for v in values):
-                continue  # never measured (skipped cell): no line, no legend entry
-            colour = PALETTE[index % len(PALETTE)]
-            label = cell_label(group.iloc[-1])
-            series.append(Series(str(cell_id), label, tuple(values), colour))
-        charts.append(
-            line_chart(
-                name,
-                CHART_TITLES[name],
-                labels,
-                series,
-                fmt,
-                note="one line per cell, runs ordered by start time",
-            )
-        )
-    return charts
-
-
-def _run_order(history: pd.DataFrame, runs: pd.DataFrame | None) -> list[tuple[str, str]]:
-    """(run_id, x label) by run start; the label is the start date and time in UTC."""
-    # A run's start from the runs table; a run missing there uses its earliest cell.
-    starts = history.groupby("run_id")["started_at"].min().to_dict()
-    if runs is not None:
-        starts.update(zip(runs["run_id"], runs["started_at"], strict=True))
-    ids = sorted(set(history["run_id"]), key=lambda r: (starts[r], r))
-    return [(r, pd.Timestamp(starts[r]).strftime("%Y-%m-%d %H:%M")) for r in ids]
+def _sorted_cells(results: pd.DataFrame) -> list[dict[str, Any]]:
+    # By language, then as the charts read: largest base first, oldest toolchain first.
+    records = results.to_dict("records")
+    ordered = []
+    for language in sorted({str(r["language"]) for r in records}):
+        mine = [r for r in records if r["language"] == language]
+        bases = base_order(mine)
+        ordered += sorted(mine, key=lambda r: (bases.index(str(r["base"])), cell_label(r)))
+    return ordered
 
 
 def _summary_table(rows: list[dict[str, Any]]) -> str:
@@ -244,6 +124,7 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
         "variant",
         "status",
         "size",
+        "compressed",
         "packages",
         "vulns C/H/M/L/U",
         "inherited from the base (vulns / packages)",
@@ -255,32 +136,33 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         vulns = (
             "/".join(format_count(r[f"vulns_{s.lower()}"]) for s in SEVERITIES)
-            if _present(r["vulns_critical"])
+            if present(r["vulns_critical"])
             else "-"
         )
         cells = (
             cell_label(r),
             r["variant"],
-            r["status"] + (f" ({r['failed_stage']})" if _present(r["failed_stage"]) else ""),
-            format_bytes(r["size_bytes"]) if _present(r["size_bytes"]) else "-",
-            format_count(r["packages"]) if _present(r["packages"]) else "-",
+            r["status"] + (f" ({r['failed_stage']})" if present(r["failed_stage"]) else ""),
+            format_bytes(r["size_bytes"]) if present(r["size_bytes"]) else "-",
+            format_bytes(r["compressed_bytes"]) if present(r["compressed_bytes"]) else "-",
+            format_count(r["packages"]) if present(r["packages"]) else "-",
             vulns,
             _origin_cell(r, "base"),
             _origin_cell(r, "build"),
-            format_seconds(r["startup_seconds"]) if _present(r["startup_seconds"]) else "-",
-            format_bytes(r["idle_memory_bytes"]) if _present(r["idle_memory_bytes"]) else "-",
+            format_seconds(r["startup_seconds"]) if present(r["startup_seconds"]) else "-",
+            format_bytes(r["idle_memory_bytes"]) if present(r["idle_memory_bytes"]) else "-",
         )
         body.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     return (
-        '<h2>Cells</h2><table id="cells"><thead><tr>'
-        f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        '<section id="all-cells"><h2>Every cell</h2><table id="cells"><thead><tr>'
+        f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table></section>"
     )
 
 
 def _origin_cell(row: dict[str, Any], origin: str) -> str:
     vulns, packages = row.get(f"vulns_from_{origin}"), row.get(f"packages_from_{origin}")
-    if not _present(vulns) or not _present(packages):
+    if not present(vulns) or not present(packages):
         return "-"
     return f"{format_count(vulns)} / {format_count(packages)}"
 
@@ -305,37 +187,53 @@ def _verdict_html(comparison: Comparison) -> str:
     )
 
 
-@dataclass(frozen=True)
-class ReportInput:
-    """What ``build_report`` read from a store: the run shown and its history."""
-
-    run_id: str
-    results: pd.DataFrame
-    history: pd.DataFrame
-    runs: pd.DataFrame
-    comparison: Comparison | None
-
-
-def load_report_input(store: ResultStore, run_id: str | None = None) -> ReportInput:
-    """The run to show (default: the latest), its matrix's earlier runs and the verdict."""
+def load_report_input(
+    store: ResultStore, run_id: str | None = None, against: str | None = None
+) -> ReportInput:
+    """The run to show (default: the latest), its matrix's earlier runs, and the run its
+    diffs and verdict are against: ``against`` (any complete run), by default the
+    previous run of its matrix."""
     try:
         shown = find_run(store, run_id)
+        other = find_run(store, against, "--against") if against is not None else None
     except RunNotFound as exc:
         raise CompareError(f"{exc}; nothing to report" if run_id is None else str(exc)) from exc
+    if other is not None and other["run_id"] == shown["run_id"]:
+        raise CompareError(f"--against {against}: that is the run shown; pick an earlier run")
     same_matrix = [m["run_id"] for m in matrix_history(store, shown)]
     history = read_table(store, "results", same_matrix)
-    comparison = compare_with_previous(store, shown["run_id"])
-    return ReportInput(
-        shown["run_id"],
-        history[history["run_id"] == shown["run_id"]],
-        history,
-        read_table(store, "runs", same_matrix),
-        comparison,
+    run = _contents(store, shown["run_id"], history)
+    if other is None and len(same_matrix) > 1:
+        other = {"run_id": same_matrix[-2]}
+    previous = None if other is None else _contents(store, other["run_id"], history)
+    comparison = None
+    if previous is not None:
+        comparison = compare_runs(_compare_data(store, previous), _compare_data(store, run))
+    return ReportInput(run, history, read_table(store, "runs", same_matrix), comparison, previous)
+
+
+def _contents(store: ResultStore, run_id: str, history: pd.DataFrame) -> RunContents:
+    results = history[history["run_id"] == run_id].reset_index(drop=True)
+    if results.empty:  # a run of another matrix
+        results = read_table(store, "results", [run_id])
+    return RunContents(
+        run_id,
+        results,
+        read_table(store, "packages", [run_id]),
+        read_table(store, "vulnerabilities", [run_id]),
     )
 
 
-def build_report(store: ResultStore, run_id: str | None = None) -> tuple[str, str]:
-    """(run id, HTML page) for ``run_id`` (default: the latest complete run)."""
-    data = load_report_input(store, run_id)
-    html = render_report(data.results, data.history, data.runs, data.comparison)
-    return data.run_id, html
+def _compare_data(store: ResultStore, run: RunContents) -> CompareData:
+    return CompareData(
+        run.run_id, run.results, read_table(store, "samples", [run.run_id]), run.vulnerabilities
+    )
+
+
+def build_report(
+    store: ResultStore, run_id: str | None = None, against: str | None = None
+) -> tuple[str, str]:
+    """(run id, HTML page) for ``run_id`` (default: the latest complete run), its diffs
+    and verdict against ``against`` (default: the previous run of its matrix)."""
+    data = load_report_input(store, run_id, against)
+    return data.run.run_id, render_report(data)

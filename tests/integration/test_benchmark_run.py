@@ -24,6 +24,7 @@ from tasks import labels
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import ResultStore, open_store
 from tasks.matrix import APPS_DIR, S3Config
+from tasks.render.html import build_report
 from tasks.scanners import DOCUMENTS_FOLDER
 from tests.integration.conftest import marked_pids
 
@@ -358,3 +359,11 @@ def test_each_scanned_cell_has_its_sbom_sarif_and_report_beside_the_tables(run: 
         assert report["Metadata"]["ImageID"] == row["image_id"], key
     assert pd.isna(run.results.loc["broken-build/distroless-static", "sbom_path"])  # no scan
     assert run.local_documents_left == []  # the local copies went once published
+
+
+def test_the_report_is_written_beside_the_tables(run: Run) -> None:
+    run_id = run.runs[-1]["run_id"]
+    page = run.store.read(f"reports/{run_id}.html").decode()
+    # The page `basebench report --run <id>` renders from the same store.
+    assert page == build_report(run.store, run_id)[1]
+    assert f"<h1>basebench report: run {run_id}</h1>" in page

@@ -11,7 +11,7 @@ import pytest
 from cli.report import add_parser
 from tasks.dataset.stores import LocalStore
 from tasks.dataset.writer import publish
-from tests.records_factory import T0, make_run, nightly_run
+from tests.records_factory import NIGHTLY_NEW_HIGH, T0, make_run, nightly_run
 from tests.report_dom import parse_charts
 
 pytestmark = pytest.mark.integration
@@ -43,20 +43,19 @@ def test_default_is_the_latest_run_written_beside(
     monkeypatch.chdir(tmp_path)
     assert basebench("report", str(folder)) == 0
     assert capsys.readouterr().out == "report of run demo-1: report-demo-1.html\n"
-    charts, _ = parse_charts((tmp_path / "report-demo-1.html").read_text())
-    assert charts["size"].bars == [
+    html = (tmp_path / "report-demo-1.html").read_text()
+    charts, _ = parse_charts(html)
+    assert charts["go-size"].bars == [
         "id-single-stage",
         "id-bookworm",
         "id-distroless-base",
         "id-alpine",
     ]
-    # demo-1 is its matrix's only run: one point per line, and no compare section.
-    assert charts["trend-size"].series == {  # the skipped alpine cell has no line
-        "id-bookworm": 1,
-        "id-distroless-base": 1,
-        "id-single-stage": 1,
-    }
-    assert "Compared with run" not in (tmp_path / "report-demo-1.html").read_text()
+    # demo-1 is its matrix's only run: no trends, no compare section, no diff since a run.
+    assert [name for name in charts if name.startswith("trend-")] == []
+    assert 'id="trends"' not in html
+    assert "Compared with run" not in html
+    assert "Since run" not in html
 
 
 def test_chosen_run_trends_over_its_matrix_up_to_it(folder: Path, tmp_path: Path) -> None:
@@ -65,12 +64,13 @@ def test_chosen_run_trends_over_its_matrix_up_to_it(folder: Path, tmp_path: Path
     assert basebench("report", str(folder), "--run", "night-2", "--html", str(target)) == 0
     html = target.read_text()
     charts, _ = parse_charts(html)
-    assert charts["trend-size"].series == {
-        "id-bookworm": 2,
-        "id-distroless-static": 2,
-        "id-single-stage": 2,
+    assert {name: c.series for name, c in charts.items() if name.startswith("trend-size")} == {
+        "trend-size-go-single-stage": {"id-single-stage": 2},
+        "trend-size-go-bookworm": {"id-bookworm": 2},
+        "trend-size-go-distroless-static": {"id-distroless-static": 2},
     }
     assert "<h2>Compared with run night-1</h2>" in html
+    assert '<h3 id="diff-runs">Since run night-1</h3>' in html
     assert "No regression." in html  # +1 byte is far below the thresholds
 
 
@@ -84,3 +84,35 @@ def test_unknown_run_and_empty_store_exit_2(
     assert basebench("report", str(tmp_path / "empty")) == 2
     assert "no complete runs in" in capsys.readouterr().err
     assert not list(tmp_path.glob("report-*.html"))
+
+
+def test_against_picks_the_run_of_the_diffs_and_the_verdict(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = LocalStore(folder)
+    third = nightly_run(
+        "night-3", T0 + timedelta(days=3), extra_findings={"bookworm": (NIGHTLY_NEW_HIGH,)}
+    )
+    publish(third, store)
+    target = tmp_path / "against.html"
+    argv = ("report", str(folder), "--run", "night-3", "--html", str(target))
+    assert basebench(*argv) == 0
+    assert "<h2>Compared with run night-2</h2>" in target.read_text()
+    assert basebench(*argv, "--against", "night-1") == 0
+    html = target.read_text()
+    assert "<h2>Compared with run night-1</h2>" in html
+    assert '<h3 id="diff-runs">Since run night-1</h3>' in html
+    assert (
+        '<div class="diff" data-diff="id-bookworm"><h4>go-hello go1.22.10 bookworm</h4>'
+        '<ul><li data-kind="packages added">packages added: none</li>'
+    ) in html
+    assert "vulnerabilities added (1): CVE-2024-3000 (HIGH)" in html
+    capsys.readouterr()
+    assert basebench(*argv, "--against", "night-3") == 2
+    assert capsys.readouterr().err == (
+        "basebench report: --against night-3: that is the run shown; pick an earlier run\n"
+    )
+    assert basebench(*argv, "--against", "night-9") == 2
+    assert capsys.readouterr().err == (
+        f"basebench report: --against night-9: no complete run with that id in {folder}\n"
+    )
