@@ -96,8 +96,8 @@ def test_apply_mirror_only_rewrites_known_registries() -> None:
         ),
         (
             MINIMAL.replace("[go-hello]", "[ruby-hello]"),
-            "apps: unknown app 'ruby-hello'; allowed: go-hello, java-hello, node-hello, "
-            "python-hello, rust-hello",
+            "apps: unknown app 'ruby-hello'; allowed: go-hello, go-seed, java-hello, "
+            "node-hello, python-hello, rust-hello",
         ),
         (MINIMAL + "repeat: 0\n", "repeat: Input should be greater than or equal to 1"),
         (MINIMAL + "mirrors: {docker.io: 'x/$(id)'}\n", "mirrors.docker.io"),
