@@ -135,7 +135,10 @@ def test_the_run_summary_names_the_exit_code_and_the_loader_line(seed_run: SeedR
 def test_linkage_is_measured_from_each_binary(seed_run: SeedRun) -> None:
     columns = ["program_path", "program_linkage", "program_interpreter", "program_cgo"]
     measured = {
-        key: (*(row[c] for c in columns), list(row["program_libraries"]))
+        key: (
+            *(None if pd.isna(row[c]) else row[c] for c in columns),
+            list(row["program_libraries"]),
+        )
         for key, row in seed_run.results.iterrows()
     }
     assert measured == {
