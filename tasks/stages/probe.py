@@ -1,4 +1,8 @@
-"""Probe stage: start the image, time it to its first good HTTP answer, measure idle memory."""
+"""Probe stage: start the image, time it to its first good HTTP answer, measure idle memory.
+
+A container that exits before it answers (a binary whose loader the base lacks, a crash)
+is reported as soon as the engine says so, with its exit code and last output lines.
+"""
 
 from __future__ import annotations
 
