@@ -62,8 +62,23 @@ class ConfigError(ValueError):
 SINGLE_STAGE = "single-stage"
 
 
+class OwnDockerfile(BaseModel):
+    """An app's own Dockerfile for one base, which decides the build itself (as the seed
+    post's did): ``linkage`` says what it builds, in place of the catalogue's choice."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    linkage: Literal["dynamic", "static"]
+
+
 class App(BaseModel):
-    """An app under apps/<name>/app.yaml: how to build and how to probe it."""
+    """An app under apps/<name>/app.yaml: how to build and how to probe it.
+
+    By default it has Dockerfile.single and Dockerfile.multi, and the catalogue decides
+    how it is linked on each base. With ``dockerfiles`` (base -> its own Dockerfile) it
+    runs on those bases only, built exactly as its Dockerfiles say.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,14 +87,23 @@ class App(BaseModel):
     port: int = Field(8080, ge=1, le=65535)
     probe_path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9/._-]*$")] = "/"
     directory: Path
+    dockerfiles: dict[Name, OwnDockerfile] = {}
 
-    @property
-    def dockerfile_single(self) -> Path:
-        return self.directory / "Dockerfile.single"
+    def own_dockerfile(self, base: str) -> OwnDockerfile | None:
+        """The app's own Dockerfile for ``base`` (a catalogue alias counts), if it has one."""
+        names = load_catalogue().base_names()
+        wanted = names.get(base, base)
+        return next(
+            (own for key, own in self.dockerfiles.items() if names.get(key, key) == wanted), None
+        )
 
-    @property
-    def dockerfile_multi(self) -> Path:
-        return self.directory / "Dockerfile.multi"
+    def dockerfile(self, base: str) -> Path:
+        """The Dockerfile that builds the app's cell on ``base``."""
+        own = self.own_dockerfile(base) if self.dockerfiles else None
+        if own is not None:
+            return self.directory / own.file
+        name = "Dockerfile.single" if base == SINGLE_STAGE else "Dockerfile.multi"
+        return self.directory / name
 
 
 class CellFilter(BaseModel):
@@ -311,12 +335,22 @@ def load_app(name: str, apps_dir: Path = APPS_DIR) -> App:
         raise ConfigError(f"unknown app {name!r}; allowed: {', '.join(known)}")
     raw = read_mapping(app_file, ConfigError)
     app = validate(App, {**raw, "name": name, "directory": app_file.parent}, app_file, ConfigError)
-    languages = load_catalogue().languages
-    if app.language not in languages:
+    catalogue = load_catalogue()
+    if app.language not in catalogue.languages:
         raise ConfigError(
             f"{app_file}: language: {app.language!r} has no builder in the catalogue; "
-            f"allowed: {', '.join(languages)}"
+            f"allowed: {', '.join(catalogue.languages)}"
         )
+    allowed = [*catalogue.base_names(), SINGLE_STAGE]
+    for base, own in app.dockerfiles.items():
+        if base not in allowed:
+            raise ConfigError(
+                f"{app_file}: dockerfiles.{base}: unknown base; allowed: {', '.join(allowed)}"
+            )
+        if not (app.directory / own.file).is_file():
+            raise ConfigError(
+                f"{app_file}: dockerfiles.{base}.file: no such file {own.file!r} in {app.directory}"
+            )
     return app
 
 
@@ -369,9 +403,22 @@ def make_cell(config: MatrixConfig, app_name: str, version: str, base: str) -> C
     builder = apply_mirror(toolchain.builder_ref, config.mirrors)
     single = base == SINGLE_STAGE
     base_ref = builder
-    if single:
+    own = app.own_dockerfile(base) if app.dockerfiles else None
+    linkage: Linkage
+    if app.dockerfiles and own is None:
+        bases = ", ".join(app.dockerfiles)
+        return LeftOut(
+            app.name, app.language, version, base, f"{app.name} has Dockerfiles for {bases} only"
+        )
+    if own is not None:
+        # The app's Dockerfile decides; it is built and measured even where the binary
+        # cannot run (the seed's alpine cell): the probe then says why.
+        linkage = own.linkage
+        if not single:
+            base_ref = apply_mirror(base_spec(config, base).ref, config.mirrors)
+    elif single:
         # Built and run on the builder: it has the toolchain's runtime and libraries.
-        linkage: Linkage = "runtime" if spec.runtime else "dynamic"
+        linkage = "runtime" if spec.runtime else "dynamic"
     else:
         target = base_spec(config, base)
         found = fit(spec, toolchain, target.capabilities)

@@ -83,6 +83,17 @@ class BuildResult:
 
 
 @dataclass(frozen=True)
+class ProgramFacts:
+    """The program an image runs, as read from the image (tasks/stages/program.py)."""
+
+    path: str  # absolute, symlinks followed: /app/main, /usr/bin/python3.11
+    linkage: str | None  # "static", "dynamic", "script"; None: neither ELF nor script
+    interpreter: str | None  # the ELF program interpreter, or a script's #! program
+    libraries: tuple[str, ...] = ()  # DT_NEEDED of a dynamic ELF: libc.so.6, ...
+    cgo: bool | None = None  # a Go binary's CGO_ENABLED build setting; None: not Go
+
+
+@dataclass(frozen=True)
 class InspectResult:
     size_bytes: int
     compressed_bytes: int
@@ -97,6 +108,7 @@ class InspectResult:
     builder_forged: bool
     # Regular files with the setuid or the setgid bit (or both); None: not counted.
     setuid_or_setgid_files: int | None = None
+    program: ProgramFacts | None = None  # None: the image names no program it holds
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,11 @@ RESULTS_SCHEMA = _schema(
         _optional("user", _S),
         _optional("base_forged", _B),
         _optional("builder_forged", _B),
+        _optional("program_path", _S),
+        _optional("program_linkage", _S),
+        _optional("program_interpreter", _S),
+        _optional("program_libraries", pa.list_(_S)),
+        _optional("program_cgo", _B),
         # security
         _optional("vulns_critical", _I32),
         _optional("vulns_high", _I32),
@@ -372,6 +377,14 @@ def _size_and_content(result: CellResult) -> Row:
         "builder_forged",
     )
     row.update({name: getattr(inspect, name) if inspect else None for name in inspected})
+    program = inspect.program if inspect else None
+    row |= {
+        "program_path": program.path if program else None,
+        "program_linkage": program.linkage if program else None,
+        "program_interpreter": program.interpreter if program else None,
+        "program_libraries": list(program.libraries) if program else None,
+        "program_cgo": program.cgo if program else None,
+    }
     return row
 
 

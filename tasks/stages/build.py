@@ -59,12 +59,11 @@ def build_image(
     single = cell.variant == "single-stage"
     buildargs = {"BUILDER": cell.builder_ref, "RUN_ID": run_id}
     if not single:
-        buildargs |= {
-            "BASE": cell.base_ref,
-            "CGO_ENABLED": "1" if cell.cgo_enabled else "0",
-            "LINKAGE": cell.linkage,
-        }
-    dockerfile = app.dockerfile_single if single else app.dockerfile_multi
+        buildargs["BASE"] = cell.base_ref
+    if not single and app.own_dockerfile(cell.base) is None:
+        # The catalogue's linkage; an app's own Dockerfile decides for itself.
+        buildargs |= {"CGO_ENABLED": "1" if cell.cgo_enabled else "0", "LINKAGE": cell.linkage}
+    dockerfile = app.dockerfile(cell.base)
     tag = image_tag(cell, run_id)
     started = time.perf_counter()
     if tool == "buildkit":

@@ -26,6 +26,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.records import BuildResult, InspectResult, PulledImage
+from tasks.stages.program import ImageFiles, entry_path, read_program
 
 SHELLS = ("bin/sh", "bin/bash", "bin/ash", "bin/dash", "bin/busybox")
 PACKAGE_MANAGERS = ("bin/dpkg", "bin/apt", "bin/apt-get", "sbin/apk", "bin/rpm", "bin/dnf")
@@ -108,7 +109,7 @@ def summarize_layer(stream: IO[bytes]) -> LayerSummary:
     opaque: list[str] = []
     with tarfile.open(fileobj=reader, mode="r|") as layer:  # type: ignore[call-overload]
         for member in layer:
-            path = posixpath.normpath(member.name.lstrip("./") or ".")
+            path = entry_path(member.name)
             directory, name = posixpath.split(path)
             if name == ".wh..wh..opq":
                 opaque.append(directory)
@@ -151,13 +152,7 @@ def read_archive(
     as symlinks) and the OCI layout of newer engines (``blobs/sha256/<digest>``).
     """
     with tarfile.open(archive) as saved:
-        try:
-            manifest = saved.extractfile("manifest.json")
-        except KeyError:
-            manifest = None
-        if manifest is None:
-            raise ValueError(f"inspect: {archive.name} has no manifest.json")
-        paths = json.load(manifest)[0]["Layers"]
+        paths = layer_paths(saved, archive)
         if len(paths) != len(diff_ids):
             raise ValueError(
                 f"inspect: {archive.name} has {len(paths)} layers, the image {len(diff_ids)}"
@@ -167,6 +162,17 @@ def read_archive(
             if diff_id not in summaries:
                 summaries[diff_id] = _summary(saved, path, diff_id, cache, diff_id in cacheable)
     return [summaries[diff_id] for diff_id in diff_ids]
+
+
+def layer_paths(saved: tarfile.TarFile, archive: Path) -> list[str]:
+    """Paths of the layer tars in a ``docker save`` archive, bottom to top."""
+    try:
+        manifest = saved.extractfile("manifest.json")
+    except KeyError:
+        manifest = None
+    if manifest is None:
+        raise ValueError(f"inspect: {archive.name} has no manifest.json")
+    return list(json.load(manifest)[0]["Layers"])
 
 
 def _summary(
@@ -221,8 +227,15 @@ def inspect_image(
     diff_ids = image.attrs["RootFS"]["Layers"]
     layers = read_archive(archive, diff_ids, cache, {*builder.layers, *base.layers})
     tree = merge_layers(layers)
-    user = image.attrs["Config"].get("User") or ""
+    config = image.attrs["Config"]
+    user = config.get("User") or ""
     setuid, setuid_or_setgid = privileged_files(tree)
+    entries = [layer.entries for layer in layers]
+    with (
+        tarfile.open(archive) as saved,
+        ImageFiles(saved, layer_paths(saved, archive), entries, tree) as files,
+    ):
+        program = read_program(files, config)
     return InspectResult(
         size_bytes=int(image.attrs["Size"]),
         compressed_bytes=sum(layer.compressed_bytes for layer in layers),
@@ -236,4 +249,5 @@ def inspect_image(
         base_forged=base.forged,
         builder_forged=builder.forged,
         setuid_or_setgid_files=setuid_or_setgid,
+        program=program,
     )

@@ -1,9 +1,14 @@
-"""Probe stage: start the image, time it to its first good HTTP answer, measure idle memory."""
+"""Probe stage: start the image, time it to its first good HTTP answer, measure idle memory.
+
+A container that exits before it answers (a binary whose loader the base lacks, a crash)
+is reported as soon as the engine says so, with its exit code and last output lines.
+"""
 
 from __future__ import annotations
 
 import http.client
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import docker
@@ -17,6 +22,10 @@ from tasks.matrix import App
 from tasks.records import BuildResult, ProbeResult
 
 POLL_SECONDS = 0.005
+# How often a start that has not answered yet asks the engine whether the container is
+# still running: an exited one is reported at once, not after the whole timeout.
+STATE_POLL_SECONDS = 0.05
+OUTPUT_LINES = 5  # of an exited container's output, kept in the error
 SETTLE_SECONDS = 0.5  # the app answered; let it finish start-up work before reading memory
 
 
@@ -24,10 +33,32 @@ class ProbeError(RuntimeError):
     """The app did not answer as expected."""
 
 
-def wait_for_http(address: str, port: int, path: str, timeout: float) -> None:
+class ContainerExited(ProbeError):
+    """The container stopped before it answered: its exit code and last output lines."""
+
+    def __init__(self, request: str, exit_code: int, output: list[str], after: float) -> None:
+        self.exit_code = exit_code
+        self.output = output
+        said = " | ".join(output) if output else "(none)"
+        super().__init__(
+            f"probe: the container exited with code {exit_code} before answering {request} "
+            f"({after:.2f} s after start); last output: {said}"
+        )
+
+
+def wait_for_http(
+    address: str,
+    port: int,
+    path: str,
+    timeout: float,
+    check: Callable[[], None] | None = None,
+) -> None:
     """Poll until GET returns 200. Resets are retried: Docker's port proxy accepts
-    connections before the app inside listens."""
+    connections before the app inside listens. ``check`` (e.g. "is the container still
+    running?") is called every ``STATE_POLL_SECONDS`` while there is no answer; what it
+    raises ends the wait."""
     deadline = time.monotonic() + timeout
+    next_check = time.monotonic() + STATE_POLL_SECONDS
     last_error = "no answer"
     while time.monotonic() < deadline:
         connection = http.client.HTTPConnection(address, port, timeout=1.0)
@@ -41,16 +72,35 @@ def wait_for_http(address: str, port: int, path: str, timeout: float) -> None:
             last_error = type(exc).__name__
         finally:
             connection.close()
+        if check is not None and time.monotonic() >= next_check:
+            check()
+            next_check = time.monotonic() + STATE_POLL_SECONDS
         time.sleep(POLL_SECONDS)
     raise ProbeError(f"probe: no HTTP 200 on {path} within {timeout:g} s (last: {last_error})")
 
 
-def _published_port(container: Container, app: App) -> int:
+def _published_port(container: Container, app: App, started: float) -> int:
     container.reload()
-    bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{app.port}/tcp") or []
+    bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{app.port}/tcp") or []
     if not bindings:
+        _raise_if_exited(container, app, started, reload=False)  # it would publish nothing
         raise ProbeError(f"probe: port {app.port} was not published")
     return int(bindings[0]["HostPort"])
+
+
+def _raise_if_exited(container: Container, app: App, started: float, reload: bool = True) -> None:
+    """``ContainerExited`` when the container is no longer running (``started``: the
+    ``perf_counter`` of its start)."""
+    if reload:
+        container.reload()
+    state = container.attrs["State"]
+    if state["Status"] not in ("exited", "dead"):
+        return
+    after = time.perf_counter() - started
+    output = container.logs(tail=OUTPUT_LINES).decode(errors="replace").splitlines()
+    lines = [line.strip() for line in output if line.strip()]
+    request = f"GET {app.probe_path} on port {app.port}"
+    raise ContainerExited(request, int(state["ExitCode"]), lines, after)
 
 
 def _memory_bytes(container: Container) -> tuple[int | None, str | None]:
@@ -88,13 +138,19 @@ def _start_once(
     try:
         started = time.perf_counter()
         container.start()
-        port = _published_port(container, app)
-        wait_for_http(target.address, port, app.probe_path, target.timeout)
+        port = _published_port(container, app, started)
+        wait_for_http(
+            target.address,
+            port,
+            app.probe_path,
+            target.timeout,
+            check=lambda: _raise_if_exited(container, app, started),
+        )
         return container, time.perf_counter() - started
     except BaseException as exc:
-        logs = container.logs(tail=5).decode(errors="replace").strip()
+        logs = container.logs(tail=OUTPUT_LINES).decode(errors="replace").strip()
         container.remove(force=True)
-        if isinstance(exc, ProbeError) and logs:
+        if isinstance(exc, ProbeError) and not isinstance(exc, ContainerExited) and logs:
             raise ProbeError(f"{exc}; container output: {logs}") from exc
         raise
 

