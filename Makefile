@@ -8,9 +8,11 @@ CONFIG ?= configs/default.yaml
 demo: infra
 	$(BIN)/basebench run $(CONFIG)
 
+# Two workers, one test file each at a time: most of an integration test is waiting on
+# containers, registries and servers, so two files overlap well on two cores.
 test: infra
 	sh infra/bootstrap.sh --test
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15
 
 lint: setup
 	$(BIN)/ruff check .
