@@ -90,10 +90,15 @@ def run_basebench(config: Path, output: Path) -> Measured:
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"basebench failed ({done.returncode}): {done.stderr[-2000:]}")
+    return read_run(output, launched, wall)
+
+
+def read_run(output: Path, launched: datetime, wall: float) -> Measured:
+    """The newest run in ``output``: its build times, and the wall time from flow start."""
     store = open_store(str(output), S3Config())
     run = list_runs(store)[-1]
     before_flow = (datetime.fromisoformat(run["started_at"]) - launched).total_seconds()
-    results = read_table(store, "results", [run["run_id"]])
+    results = read_table(store, "results", [run["run_id"]]).dropna(subset=["build_seconds"])
     builds = tuple(float(s) for s in results["build_seconds"])
     beside = sum(1 for stages in results["build_concurrent_stages"] if len(stages))
     return Measured(wall, wall - before_flow, builds, beside)
