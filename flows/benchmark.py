@@ -1,6 +1,9 @@
 """The ``benchmark`` flow: expand the matrix, run every cell on a host slot, publish the run.
 
-What runs, in which order, with what concurrency; the work itself is in tasks/.
+What runs, in which order, with what concurrency; the work itself is in tasks/. Inside
+its host slot a cell's stages wait for the host's lanes (``tasks.hosts.scheduler``): the
+next build starts as soon as the last one ends, while finished builds are saved,
+inspected and scanned beside it, and probes run alone.
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ def benchmark(
 ) -> BenchmarkOutcome:
     """Build, inspect, scan and probe every cell of ``config``; publish one run.
 
-    Cells run in parallel, at most ``max_parallel`` per host. ``host_limits``: hold the
+    Cells run in parallel, at most ``max_parallel`` per host, of which at most
+    ``max_builds`` build and ``max_analyses`` save, inspect and scan at once; probes run
+    alone on their host (``tasks.hosts.scheduler``). ``host_limits``: hold the
     server's per-host concurrency limits around each cell, so that other flow runs on
     the same server share the hosts; by default, whenever a Prefect server is
     configured. ``on_cell`` is told of every finished cell (the CLI's progress bar).
@@ -87,6 +92,8 @@ def benchmark(
                         on_cell(finished.result())
             except BaseException:  # Ctrl-C, SIGTERM, a cancellation: start nothing more,
                 pool.stop()  # let the cells in flight end (their journal rows), then go
+                for session in sessions.values():
+                    session.lanes.stop()  # built cells finish; unbuilt ones end here
                 wait(futures, timeout=INTERRUPT_GRACE_SECONDS)
                 raise
             results = [future.result() for future in futures]  # matrix order

@@ -1,7 +1,9 @@
 """One cell's way through the stages: build -> save -> (inspect and scan) -> probe.
 
 The save stage writes the image once to a local archive that inspect and scan both
-read, side by side; the probe then runs alone on the host. A failing stage ends the
+read, side by side; the probe then runs alone on the host. Each stage waits for its lane
+on the host (``tasks.hosts.scheduler``: one build at a time by default, analyses beside
+it, probes alone), and the build and the probe record what ran beside them. A failing stage ends the
 cell with status ``failed``, the stage and the error (a failed save counts as inspect);
 whatever the other stages measured is kept. A base image that no registry can supply
 makes the cell ``skipped`` with the reason: it is a fact about this site, not a failure
@@ -14,6 +16,7 @@ network and pulled bases on one host.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.catalogue import load_catalogue
+from tasks.hosts.scheduler import Lane
 from tasks.hosts.session import BaseUnavailable, HostSession
 from tasks.matrix import SINGLE_STAGE, load_app
 from tasks.records import (
@@ -80,8 +84,8 @@ def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None)
     try:
         app = load_app(cell.app, session.apps_dir)
         builder, base = session.pulled_image(cell.builder_ref), session.pulled_image(cell.base_ref)
-        with session.quiet.shared():
-            done["build"] = stages.build(
+        with session.lanes.hold(Lane.BUILD, "build") as building:
+            built = stages.build(
                 session.client,
                 cell,
                 app,
@@ -91,6 +95,7 @@ def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None)
                 host=session.host,
                 tool=session.build_tool,
             )
+        done["build"] = dataclasses.replace(built, concurrent_stages=building.concurrent_stages())
     except BaseUnavailable as exc:
         reason = skip_reason(cell, exc)
         status = Status.SKIPPED if reason else Status.FAILED
@@ -98,10 +103,13 @@ def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None)
     except Exception as exc:
         return _result(cell, session, started, done, Status.FAILED, [(Stage.BUILD, str(exc))])
     outcomes = _inspect_and_scan(session, stages, done["build"], builder, base)
-    with session.quiet.exclusive():
-        outcomes[Stage.PROBE] = _outcome(
+    with session.lanes.hold(Lane.PROBE, "probe") as probing:
+        probed = _outcome(
             lambda: stages.probe(session.client, done["build"], app, session.probe, session.repeat)
         )
+    if isinstance(probed, ProbeResult):
+        probed = dataclasses.replace(probed, concurrent_stages=probing.concurrent_stages())
+    outcomes[Stage.PROBE] = probed
     done |= {s.value: o for s, o in outcomes.items() if not isinstance(o, Exception)}
     failures = [(s, str(o)) for s, o in outcomes.items() if isinstance(o, Exception)]
     status = Status.FAILED if failures else Status.OK
@@ -117,11 +125,13 @@ def _inspect_and_scan(
 ) -> dict[Stage, Any]:
     """Save the image once, then inspect and scan the archive side by side; what each
     stage returned or raised (a failed save raises, as part of inspect)."""
-    with session.quiet.shared(), _archive_folder(session) as folder:
+    lanes = session.lanes
+    with lanes.hold(Lane.ANALYSIS, "save") as analysing, _archive_folder(session) as folder:
         try:
             archive = stages.save(session.client, build.image_id, Path(folder))
         except Exception as exc:
             return {Stage.INSPECT: exc}  # nothing to inspect or scan: a failed save
+        lanes.relabel(analysing, "inspect", "scan")
         inspected, scanned = _side_by_side(
             lambda: stages.inspect(
                 session.client, build, builder, base, archive, session.layer_cache

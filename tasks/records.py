@@ -80,6 +80,9 @@ class BuildResult:
     # Diff ids of the runtime base's layers (the builder's for single-stage): what the
     # built image inherited; its other layers are what the build added.
     base_layers: tuple[str, ...] = ()
+    # Stages of other cells that ran on the host while this build ran (sorted, distinct):
+    # "save", "inspect", "scan", "build" (only with max_builds > 1), "probe" (never).
+    concurrent_stages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,9 @@ class ProbeResult:
     startup_seconds: tuple[float, ...]  # one per repetition, in order
     idle_memory_bytes: int | None  # None when the engine reports no memory usage ...
     idle_memory_error: str | None = None  # ... and then why
+    # Stages of other cells that ran on the host during the samples: none, by the probe
+    # lane's rule (tasks/hosts/scheduler.py); recorded so the data shows it.
+    concurrent_stages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

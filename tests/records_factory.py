@@ -181,6 +181,7 @@ def unstable_cell() -> CellResult:
             builder_digest="sha256:bld",
             base_digest="sha256:bld",
             base_layers=(BASE_LAYER,),
+            concurrent_stages=("inspect", "save", "scan"),  # another cell analysed meanwhile
         ),
         inspect=make_inspect(395_000_000, user="root"),
         scan=make_scan(DEBIAN_PACKAGES[:2], ()),

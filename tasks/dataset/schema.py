@@ -143,11 +143,13 @@ RESULTS_SCHEMA = _schema(
         # time
         _optional("build_seconds", _F64),
         _optional("build_tool", _S),
+        _optional("build_concurrent_stages", pa.list_(_S)),
         _optional("startup_seconds", _F64),
         _optional("startup_min_seconds", _F64),
         _optional("startup_max_seconds", _F64),
         _optional("startup_stdev_seconds", _F64),
         _optional("startup_unstable", _B),
+        _optional("startup_concurrent_stages", pa.list_(_S)),
         _optional("idle_memory_bytes", _I64),
         _optional("idle_memory_error", _S),
         # status
@@ -168,6 +170,7 @@ SAMPLES_SCHEMA = _schema(
         _required("cell_id", _S),
         _required("repetition", _I32),
         _required("startup_seconds", _F64),
+        _optional("concurrent_stages", pa.list_(_S)),
     ],
 )
 
@@ -409,7 +412,11 @@ def _timing(result: CellResult) -> Row:
     return {
         "build_seconds": result.build.build_seconds if result.build else None,
         "build_tool": result.build.build_tool if result.build else None,
+        "build_concurrent_stages": list(result.build.concurrent_stages) if result.build else None,
         **startup_stats(samples),
+        "startup_concurrent_stages": (
+            list(result.probe.concurrent_stages) if result.probe else None
+        ),
         "idle_memory_bytes": result.probe.idle_memory_bytes if result.probe else None,
         "idle_memory_error": result.probe.idle_memory_error if result.probe else None,
     }
@@ -453,6 +460,7 @@ def _samples_rows(run: RunRecord) -> list[Row]:
             "cell_id": result.cell.cell_id,
             "repetition": repetition,
             "startup_seconds": seconds,
+            "concurrent_stages": list(result.probe.concurrent_stages),
         }
         for result in run.cells
         if result.probe

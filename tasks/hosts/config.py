@@ -70,7 +70,10 @@ class HostConfig(BaseModel):
     tls: TlsFiles | None = None
     ssh: SshOptions | None = None  # identity and known hosts for ssh:// urls
     insecure: bool = False
-    max_parallel: int = Field(2, ge=1, le=64)
+    max_parallel: int = Field(2, ge=1, le=64)  # cells in flight on the host
+    # Lanes (tasks/hosts/scheduler.py): builds and analyses (save, inspect, scan) at once.
+    max_builds: int = Field(1, ge=1, le=64)
+    max_analyses: int = Field(1, ge=1, le=64)
     labels: dict[LabelKey, str] = {}
     # Where probes publish container ports and connect to them; see _default_publish_address.
     publish_address: str = ""
@@ -112,6 +115,13 @@ class HostConfig(BaseModel):
                 f"url {self.url}: plain tcp without tls gives root on the engine to anyone who"
                 " can reach the port; add tls: {ca, cert, key} or set insecure: true"
             )
+        for key in ("max_builds", "max_analyses"):
+            if getattr(self, key) > self.max_parallel:
+                raise ValueError(
+                    f"{key} is {getattr(self, key)} but max_parallel is {self.max_parallel}:"
+                    f" each build or analysis is a cell in flight; {key} must be at most"
+                    " max_parallel"
+                )
         if not self.publish_address:
             # Frozen model: the default is computed once, here, from the url.
             object.__setattr__(self, "publish_address", _default_publish_address(self.url))

@@ -60,15 +60,27 @@ class HostPool:
     def slot(self, avoid: frozenset[str] = frozenset()) -> Iterator[HostConfig]:
         """Wait for a free slot (not on ``avoid`` unless nothing else lives) and hold it."""
         with self._changed:
-            while (host := self._least_loaded(avoid)) is None:
+            while (host := self.try_acquire(avoid)) is None:
                 self._changed.wait()
-            self._busy[host.name] += 1
         try:
             yield host
         finally:
-            with self._changed:
-                self._busy[host.name] -= 1
-                self._changed.notify_all()
+            self.release(host.name)
+
+    def try_acquire(self, avoid: frozenset[str] = frozenset()) -> HostConfig | None:
+        """Take a slot of the least-loaded live host now, or None when none is free
+        (``slot`` waits instead; the scheduling simulator calls this directly)."""
+        with self._changed:
+            host = self._least_loaded(avoid)
+            if host is not None:
+                self._busy[host.name] += 1
+            return host
+
+    def release(self, name: str) -> None:
+        """Give back a slot of ``name`` taken by ``try_acquire``."""
+        with self._changed:
+            self._busy[name] -= 1
+            self._changed.notify_all()
 
     @property
     def dead(self) -> frozenset[str]:
@@ -162,46 +174,3 @@ def _no_host_left(cell: Cell, last: CellResult | None, exc: NoHostLeft) -> CellR
         failed_stage=Stage.BUILD,
         error=f"build: {exc}",
     )
-
-
-class QuietLock:
-    """Lets timed work run alone on a host: many ``shared`` holders or one ``exclusive``.
-
-    Startup timings taken while another cell compiles on the same CPUs measure the
-    neighbour, not the image. A waiting ``exclusive`` holder blocks new ``shared`` ones
-    so probes are not starved by a stream of builds.
-    """
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._shared = 0
-        self._exclusive = False
-        self._waiting_exclusive = 0
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._changed:
-            while self._exclusive or self._waiting_exclusive:
-                self._changed.wait()
-            self._shared += 1
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._shared -= 1
-                self._changed.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._changed:
-            self._waiting_exclusive += 1
-            while self._exclusive or self._shared:
-                self._changed.wait()
-            self._waiting_exclusive -= 1
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._exclusive = False
-                self._changed.notify_all()

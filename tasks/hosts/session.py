@@ -20,7 +20,8 @@ from tasks import labels
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable, connect, describe_error, responds
 from tasks.hosts.health import HostHealth, check_host
-from tasks.hosts.pool import LOST_PING_SECONDS, QuietLock
+from tasks.hosts.pool import LOST_PING_SECONDS
+from tasks.hosts.scheduler import LaneGate, LaneLimits
 from tasks.hosts.sweep import Swept, sweep_host
 from tasks.matrix import BuildTool, MatrixConfig
 from tasks.records import Cell, PulledImage
@@ -58,7 +59,8 @@ class HostSession:
     engine_version: str = ""
     layer_cache: LayerCache | None = None
     archive_dir: Path | None = None  # where saved images go; None: the system's temp dir
-    quiet: QuietLock = field(default_factory=QuietLock)  # probes run alone on the host
+    # Build, analysis and exclusive probe lanes of the host (tasks/hosts/scheduler.py).
+    lanes: LaneGate = field(default_factory=lambda: LaneGate(LaneLimits()))
     pulled: dict[str, PulledImage | BaseUnavailable] = field(default_factory=dict)
     health: HostHealth | None = None  # what the host said when the run opened it
     swept: Swept | None = None  # what dead runs had left there, removed at opening
@@ -120,6 +122,7 @@ def open_session(
         engine_version=health.version or "",
         layer_cache=LayerCache(config.cache_dir / "layers"),
         archive_dir=config.cache_dir / "archives",
+        lanes=LaneGate(LaneLimits.of(host)),
         pulled=pulled,
         health=health,
         swept=swept,

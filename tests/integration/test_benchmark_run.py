@@ -261,6 +261,20 @@ def test_timings_are_positive_and_plausible(run: Run) -> None:
     assert len(per_cell) == 5
 
 
+def test_builds_ran_one_at_a_time_beside_analyses_and_probes_ran_alone(run: Run) -> None:
+    # max_parallel 2 and the default single build lane: the next cell builds while the
+    # last one is saved, inspected and scanned; never beside another build or a probe.
+    built = run.results.dropna(subset=["image_id"])
+    beside = [set(stages) for stages in built["build_concurrent_stages"]]
+    assert len(beside) == 6  # every cell but the one that failed to build
+    assert all(stages <= {"save", "inspect", "scan"} for stages in beside)
+    assert any("save" in stages for stages in beside)
+    probed = run.results.dropna(subset=["startup_concurrent_stages"])
+    assert sorted(probed.index) == sorted(run.results[run.results["status"] == "ok"].index)
+    assert [list(stages) for stages in probed["startup_concurrent_stages"]] == [[]] * 5
+    assert [list(stages) for stages in run.samples["concurrent_stages"]] == [[]] * 15
+
+
 def test_failures_are_recorded_and_the_rest_completes(run: Run) -> None:
     broken = run.results.loc["broken-build/distroless-static"]
     assert (broken["status"], broken["failed_stage"]) == ("failed", "build")

@@ -1,4 +1,4 @@
-"""HostPool slots, failover and QuietLock: pure scheduling logic with threads, no Docker."""
+"""HostPool slots and failover: pure scheduling logic with threads, no Docker."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tasks.hosts.config import HostConfig
-from tasks.hosts.pool import HostPool, NoHostLeft, QuietLock, run_with_failover
+from tasks.hosts.pool import HostPool, NoHostLeft, run_with_failover
 from tasks.records import CellResult, Stage, Status
 from tests.records_factory import make_cell
 
@@ -253,64 +253,3 @@ def test_waiting_cells_move_off_a_lost_host_without_an_attempt() -> None:
     assert sorted(r.attempts for r in results) == [1, 1, 2]
     assert {r.host for r in results} == {"b"}
     assert [c for c in calls if c[1] == "a"] == [("1", "a")]
-
-
-# --- QuietLock --------------------------------------------------------------------------
-
-
-def test_quiet_lock_shares_and_excludes() -> None:
-    lock = QuietLock()
-    events: list[str] = []
-    with lock.shared(), lock.shared():  # many builds at once
-        probe = in_thread(lambda: _exclusive(lock, events))
-        time.sleep(0.05)
-        assert events == []  # the probe waits for the builds
-        events.append("builds done")
-    probe.join(5)
-    assert events == ["builds done", "probe"]
-
-
-def _exclusive(lock: QuietLock, events: list[str]) -> None:
-    with lock.exclusive():
-        events.append("probe")
-
-
-def test_waiting_exclusive_blocks_new_shared_holders() -> None:
-    lock = QuietLock()
-    events: list[str] = []
-    with lock.shared():
-        probe = in_thread(lambda: _exclusive(lock, events))
-        time.sleep(0.05)
-        late_build = in_thread(lambda: _shared(lock, events))
-        time.sleep(0.05)
-        assert events == []  # the late build queues behind the waiting probe
-    probe.join(5)
-    late_build.join(5)
-    assert events == ["probe", "build"]
-
-
-def _shared(lock: QuietLock, events: list[str]) -> None:
-    with lock.shared():
-        events.append("build")
-
-
-def test_exclusive_holders_run_one_at_a_time() -> None:
-    lock = QuietLock()
-    inside = 0
-    peak = 0
-    guard = threading.Lock()
-
-    def probe() -> None:
-        nonlocal inside, peak
-        with lock.exclusive():
-            with guard:
-                inside += 1
-                peak = max(peak, inside)
-            time.sleep(0.005)
-            with guard:
-                inside -= 1
-
-    threads = [in_thread(probe) for _ in range(10)]
-    for thread in threads:
-        thread.join(5)
-    assert peak == 1

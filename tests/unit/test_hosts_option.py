@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli.hosts import parse_host_option, parse_host_options
+from tasks.hosts.config import HostConfig
 from tasks.matrix import ConfigError, load_matrix
 
 
@@ -91,3 +92,16 @@ def test_bad_max_parallel_is_refused(tmp_path: Path) -> None:
     expected = r"hosts\[0\]\.max_parallel: .*greater than or equal to 1"
     with pytest.raises(ConfigError, match=expected):
         load_matrix(matrix(tmp_path), {"hosts": entries})
+
+
+def test_lane_widths_are_host_options() -> None:
+    entry = parse_host_option("big=unix:///x.sock,max_parallel=4,max_builds=2,max_analyses=3")
+    assert entry == {
+        "name": "big",
+        "url": "unix:///x.sock",
+        "max_parallel": "4",
+        "max_builds": "2",
+        "max_analyses": "3",
+    }
+    host = HostConfig.model_validate(entry)
+    assert (host.max_parallel, host.max_builds, host.max_analyses) == (4, 2, 3)

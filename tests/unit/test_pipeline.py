@@ -3,6 +3,8 @@ results kept), skipped, and closing a host's context. No Docker."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,6 +18,7 @@ from tasks.pipeline import Stages, run_pipeline
 from tasks.records import (
     BuildResult,
     Cell,
+    CellResult,
     ProbeResult,
     PulledImage,
     ScanResult,
@@ -287,3 +290,63 @@ def test_close_reports_a_failed_cleanup_in_one_line(keep: bool) -> None:
     warning = close_session(context(cell, client), keep_images=keep, lost=False)
     assert warning == "cleanup of tls-a failed: connection refused: nothing listens there"
     assert client.closed
+
+
+def test_two_cells_on_one_host_pipeline_and_record_what_ran_beside_them(
+    tmp_path: Path,
+) -> None:
+    # One build lane: the second cell builds while the first is saved, inspected and
+    # scanned; the first cell's probe waits for that build, and runs alone.
+    first, second = make_cell("distroless-static"), make_cell("bookworm")
+    session = context(first, archive_dir=tmp_path)
+    session.pulled.update(context(second).pulled)
+    log: list[str] = []
+    guard = threading.Lock()
+
+    def timed(name: str, seconds: float, value: Any) -> Any:
+        def stage(*args: Any, **options: Any) -> Any:
+            cell = next((a for a in args if isinstance(a, Cell)), None)
+            with guard:
+                log.append(f"{name} start" + (f" {cell.base}" if cell else ""))
+            time.sleep(seconds)
+            with guard:
+                log.append(f"{name} end")
+            return value
+
+        return stage
+
+    def save(client: Any, image_id: str, folder: Path) -> Path:
+        archive = folder / "image.tar"
+        archive.write_bytes(b"saved image")
+        time.sleep(0.05)
+        return archive
+
+    fakes = Stages(
+        build=timed("build", 0.3, BUILD),
+        save=save,
+        inspect=timed("inspect", 0.05, INSPECT),
+        scan=timed("scan", 0.05, SCAN),
+        probe=timed("probe", 0.05, PROBE),
+    )
+    results: dict[str, CellResult] = {}
+
+    def run(cell: Cell) -> None:
+        results[cell.base] = run_pipeline(cell, session, fakes)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in (first, second)]
+    threads[0].start()
+    time.sleep(0.1)  # the first cell takes the build lane
+    threads[1].start()
+    for thread in threads:
+        thread.join(10)
+    built_first, built_second = results["distroless-static"], results["bookworm"]
+    assert built_first.build is not None and built_second.build is not None
+    assert built_first.build.concurrent_stages == ()
+    assert built_second.build.concurrent_stages == ("inspect", "save", "scan")
+    assert built_first.probe is not None and built_second.probe is not None
+    assert built_first.probe.concurrent_stages == built_second.probe.concurrent_stages == ()
+    # The first probe started only after the second build had ended.
+    build_ends = [i for i, line in enumerate(log) if line == "build end"]
+    assert len(build_ends) == 2
+    assert log.index("build start bookworm") < log.index("inspect start") < build_ends[1]
+    assert log.index("probe start") > build_ends[1]

@@ -147,8 +147,9 @@ def test_skipped_cell_has_reason_and_null_measurements(tables: dict[str, pa.Tabl
     measured = [
         name for name in SCHEMAS["results"].names if name.startswith(("size", "vulns", "startup"))
     ]
-    assert len(measured) == 14
-    assert all(row[name] is None for name in [*measured, "image_id", "build_seconds"])
+    assert len(measured) == 15
+    unmeasured = [*measured, "image_id", "build_seconds", "build_concurrent_stages"]
+    assert all(row[name] is None for name in unmeasured)
     assert row["packages_from_base"] is None and row["scan_report_path"] is None
 
 
@@ -161,6 +162,16 @@ def test_samples_keep_order_and_repetition(tables: dict[str, pa.Table]) -> None:
     ]
     assert stable == [(1, 0.25), (2, 0.22), (3, 0.27), (4, 0.24), (5, 0.26)]
     assert {r["cell_id"] for r in rows} == {"id-distroless-base", "id-single-stage"}
+
+
+def test_what_ran_beside_builds_and_probes_is_kept(tables: dict[str, pa.Table]) -> None:
+    rows = results_by_cell(tables)
+    assert rows["id-single-stage"]["build_concurrent_stages"] == ["inspect", "save", "scan"]
+    assert rows["id-distroless-base"]["build_concurrent_stages"] == []  # it built alone
+    assert rows["id-single-stage"]["startup_concurrent_stages"] == []
+    assert rows["id-bookworm"]["startup_concurrent_stages"] is None  # never probed
+    samples = tables["samples"].to_pylist()
+    assert len(samples) == 8 and all(r["concurrent_stages"] == [] for r in samples)
 
 
 def test_vulnerability_rows(tables: dict[str, pa.Table]) -> None:
