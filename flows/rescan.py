@@ -24,6 +24,7 @@ from tasks.dataset.writer import PublishOutcome, publish_with_fallback
 from tasks.matrix import DEFAULT_CACHE, DEFAULT_MAX_DB_AGE_HOURS, S3Config
 from tasks.records import RunKind, RunRecord, new_run_id
 from tasks.scanners import DOCUMENTS_FOLDER
+from tasks.scanners.base import ScanError
 from tasks.scanners.trivy import TrivyScanner
 from tasks.stages.rescan import load_source, pick_source, rescan_cell
 
@@ -63,9 +64,14 @@ def rescan(
     started = datetime.now(UTC)
     store = open_store(output, s3)
     source = load_source(store, pick_source(store, source_run_id))
+    db_cache = db_dir if db_dir is not None else cache_dir / "trivy"
+    if not (db_cache / "db" / "trivy.db").is_file():
+        raise ScanError(
+            f"no Trivy DB in {db_cache} (db/trivy.db is missing): pass --db DIR, a Trivy "
+            "cache dir holding db/, or write the fixture DB with `basebench infra up`"
+        )
     workdir = cache_dir / "rescan"
     workdir.mkdir(parents=True, exist_ok=True)
-    db_cache = db_dir if db_dir is not None else cache_dir / "trivy"
     documents = cache_dir / DOCUMENTS_FOLDER
     scanner = TrivyScanner(db_cache, SCAN_TIMEOUT_SECONDS, documents_dir=documents)
     scanner_version, _ = scanner.version()  # fails here, before any cell, without a DB

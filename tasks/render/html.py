@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from tasks.analysis.attribution import attribution_lines
 from tasks.analysis.compare import (
     CompareError,
     Comparison,
@@ -22,7 +23,7 @@ from tasks.analysis.compare import (
 )
 from tasks.dataset.reader import RunNotFound, find_run, matrix_history, read_table
 from tasks.dataset.stores import ResultStore
-from tasks.records import SEVERITIES, cell_label
+from tasks.records import SEVERITIES, RunKind, cell_label, stale_db_message
 from tasks.render.charts import PALETTE, Bar, Segment, Series, bar_chart, line_chart
 from tasks.render.units import format_bytes, format_count, format_seconds
 
@@ -57,6 +58,7 @@ table { border-collapse: collapse; font-size: 13px; }
 th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .regression { color: #b00020; font-weight: bold; }
+.stale { color: #b00020; font-weight: bold; border: 2px solid #b00020; padding: 6px; }
 """
 
 
@@ -70,17 +72,20 @@ def render_report(
     runs: pd.DataFrame | None = None,
     comparison: Comparison | None = None,
     title: str | None = None,
+    run: dict[str, Any] | None = None,
 ) -> str:
     """One HTML page for the run in ``results`` (rows of one run's ``results`` table).
 
     ``history`` is the ``results`` rows of several runs and ``runs`` their ``runs`` rows,
-    for the trend lines (ordered by run start); ``comparison`` adds the compare verdict.
+    for the trend lines (ordered by run start); ``comparison`` adds the compare verdict;
+    ``run`` (the run's ``runs`` row) says what kind of run it is and how old its DB was.
     """
     rows = _sorted_cells(results)
     run_ids = sorted(set(results["run_id"]))
     heading = title or f"basebench report: run {', '.join(run_ids)}"
     sections = [
         f"<h1>{escape(heading)}</h1>",
+        _run_html(run) if run else "",
         _verdict_html(comparison) if comparison else "",
         _summary_table(rows),
         *_cell_charts(rows),
@@ -285,6 +290,22 @@ def _origin_cell(row: dict[str, Any], origin: str) -> str:
     return f"{format_count(vulns)} / {format_count(packages)}"
 
 
+def _run_html(run: dict[str, Any]) -> str:
+    """What kind of run this is, and a stale-DB warning when its DB was over the limit."""
+    parts = []
+    if run.get("kind") == RunKind.RESCAN:
+        parts.append(
+            f'<p class="kind">Rescan of run {escape(str(run["source_run_id"]))}: its stored '
+            "SBOMs scanned against the current vulnerability DB; no image was built, so "
+            "build and startup times are not measured.</p>"
+        )
+    age, limit = run.get("scanner_db_age_seconds"), run.get("scanner_db_max_age_hours")
+    if run.get("scanner_db_stale") is True and age is not None and limit is not None:
+        message = stale_db_message(float(age), float(limit))
+        parts.append(f'<p class="stale" id="stale-db">{escape(message)}</p>')
+    return "".join(parts)
+
+
 def _verdict_html(comparison: Comparison) -> str:
     verdict = (
         f'<p class="regression">REGRESSION: {len(comparison.regressions)} regression(s)</p>'
@@ -298,6 +319,10 @@ def _verdict_html(comparison: Comparison) -> str:
     )
     origins = "".join(
         f'<p class="origins">{escape(line)}</p>' for line in origin_summary(comparison)
+    )
+    origins += "".join(
+        f'<p class="causes">{escape(line)}</p>'
+        for line in attribution_lines(list(comparison.vulnerability_changes))
     )
     return (
         f'<section id="compare"><h2>Compared with run {escape(comparison.base_run)}</h2>'
@@ -314,6 +339,7 @@ class ReportInput:
     history: pd.DataFrame
     runs: pd.DataFrame
     comparison: Comparison | None
+    run: dict[str, Any] | None = None  # the shown run's ``runs`` row
 
 
 def load_report_input(store: ResultStore, run_id: str | None = None) -> ReportInput:
@@ -331,11 +357,12 @@ def load_report_input(store: ResultStore, run_id: str | None = None) -> ReportIn
         history,
         read_table(store, "runs", same_matrix),
         comparison,
+        shown,
     )
 
 
 def build_report(store: ResultStore, run_id: str | None = None) -> tuple[str, str]:
     """(run id, HTML page) for ``run_id`` (default: the latest complete run)."""
     data = load_report_input(store, run_id)
-    html = render_report(data.results, data.history, data.runs, data.comparison)
+    html = render_report(data.results, data.history, data.runs, data.comparison, run=data.run)
     return data.run_id, html
