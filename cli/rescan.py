@@ -1,6 +1,6 @@
 """``basebench rescan``: a published run's SBOMs against the current DB; no Docker, no builds.
 
-Exit codes: 0 done, 1 a cell's scan failed, 2 bad input (no run to rescan, no DB, bad
+Exit codes: 0 done, 1 a cell's SBOM scan failed, 2 bad input (no run to rescan, no DB, bad
 option or matrix file), 3 the store failed and the rescan was kept locally, 5 the
 rescan is published but its DB is older than the limit (``scanner.max_db_age_hours``).
 """
@@ -116,11 +116,14 @@ def cmd_rescan(args: argparse.Namespace) -> int:
 
 
 def exit_status(outcome: RescanOutcome) -> int:
-    """3 kept locally, 1 a cell failed, 5 a stale DB, else 0 (the first that applies)."""
+    """3 kept locally, 1 a cell's scan failed (cells the source run had failed are carried
+    as they were and do not count), 5 a stale DB, else 0 (the first that applies)."""
+    from tasks.stages.rescan import scan_failures  # imports Prefect: after its settings
+
     if not outcome.published.published:
         print(f"basebench: {outcome.published.message}", file=sys.stderr)
         return EXIT_KEPT_LOCALLY
-    if outcome.record.cell_counts()["cells_failed"]:
+    if scan_failures(outcome.record.cells):
         return EXIT_CELL_FAILED
     return EXIT_STALE_DB if outcome.record.db_stale() else EXIT_DONE
 
@@ -136,4 +139,5 @@ def _run_flow(settings: dict[str, Any], server: EmbeddedPrefect | None) -> Resca
         server.wait_ready()
         prefect = {PREFECT_API_URL: server.api_url, "flows.heartbeat_frequency": None}
     with temporary_settings(prefect):
-        return rescan(**settings)
+        outcome: RescanOutcome = rescan(**settings)
+    return outcome

@@ -39,6 +39,8 @@ from tasks.records import (
 from tasks.scanners.base import ScanError
 from tasks.scanners.trivy import TrivyScanner
 
+# The error of a cell carried as the source run left it (no SBOM to scan) starts so.
+NOT_RESCANNED = "not rescanned: "
 # Results columns measured by inspect: carried from the source run as they are.
 INSPECTED = (
     "size_bytes",
@@ -170,7 +172,16 @@ def _carried_as_is(row: Mapping[str, Any], source_run_id: str, now: datetime) ->
         started_at=now,
         finished_at=now,
         failed_stage=Stage(row["failed_stage"]) if row.get("failed_stage") else None,
-        error=f"not rescanned: {error}",
+        error=f"{NOT_RESCANNED}{error}",
+    )
+
+
+def scan_failures(cells: Iterable[CellResult]) -> int:
+    """Cells whose rescan failed (not those carried failed from the source run)."""
+    return sum(
+        1
+        for cell in cells
+        if cell.status is Status.FAILED and not (cell.error or "").startswith(NOT_RESCANNED)
     )
 
 
