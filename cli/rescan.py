@@ -17,7 +17,7 @@ from cli.embedded_prefect import EmbeddedPrefect
 from cli.run import PREFECT_DEFAULTS
 from tasks.dataset.layout import PublishError
 from tasks.dataset.reader import RunNotFound
-from tasks.dataset.stores import StoreError
+from tasks.dataset.stores import StoreError, open_store
 from tasks.matrix import DEFAULT_CACHE, ConfigError, S3Config, ScannerConfig, load_matrix
 from tasks.scanners.base import ScanError
 
@@ -98,6 +98,16 @@ def cmd_rescan(args: argparse.Namespace) -> int:
         os.environ.setdefault(key, value)
     home = os.environ.setdefault("PREFECT_HOME", str(settings["cache_dir"] / "prefect"))
     Path(home).mkdir(parents=True, exist_ok=True)
+    from tasks.stages.rescan import pick_source, require_db  # imports Prefect: after the env
+
+    # What can be checked without Prefect is checked first: no server starts for bad input.
+    try:
+        store = open_store(settings["output"], settings["s3"])
+        settings["source_run_id"] = pick_source(store, settings["source_run_id"])["run_id"]
+        require_db(settings["db_dir"] or settings["cache_dir"] / "trivy")
+    except (RunNotFound, ScanError, PublishError, StoreError) as exc:
+        print(f"basebench rescan: {exc}; nothing was published", file=sys.stderr)
+        return EXIT_ERROR
     server = None if os.environ.get("PREFECT_API_URL") else EmbeddedPrefect()
     try:
         if server:

@@ -24,9 +24,8 @@ from tasks.dataset.writer import PublishOutcome, publish_with_fallback
 from tasks.matrix import DEFAULT_CACHE, DEFAULT_MAX_DB_AGE_HOURS, S3Config
 from tasks.records import RunKind, RunRecord, new_run_id
 from tasks.scanners import DOCUMENTS_FOLDER
-from tasks.scanners.base import ScanError
 from tasks.scanners.trivy import TrivyScanner
-from tasks.stages.rescan import load_source, pick_source, rescan_cell
+from tasks.stages.rescan import load_source, pick_source, require_db, rescan_cell
 
 # trivy sbom is one short process per cell (about 0.2 s, its conversions 0.25 s side by
 # side): a few at a time keep two cores busy.
@@ -65,11 +64,7 @@ def rescan(
     store = open_store(output, s3)
     source = load_source(store, pick_source(store, source_run_id))
     db_cache = db_dir if db_dir is not None else cache_dir / "trivy"
-    if not (db_cache / "db" / "trivy.db").is_file():
-        raise ScanError(
-            f"no Trivy DB in {db_cache} (db/trivy.db is missing): pass --db DIR, a Trivy "
-            "cache dir holding db/, or write the fixture DB with `basebench infra up`"
-        )
+    require_db(db_cache)
     workdir = cache_dir / "rescan"
     workdir.mkdir(parents=True, exist_ok=True)
     documents = cache_dir / DOCUMENTS_FOLDER

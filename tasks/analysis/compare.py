@@ -386,10 +386,17 @@ class CompareError(ValueError):
 def pick_runs(
     store: ResultStore, base: str | None = None, head: str | None = None
 ) -> tuple[str, str]:
-    """(base, head) run ids; by default the latest run and the previous run of its matrix."""
+    """(base, head) run ids; by default the latest run and the previous run of its matrix
+    (for a rescan: the run it rescanned)."""
     try:
         head_run = find_run(store, head, "--head")
-        base_run = find_run(store, base, "--base") if base else previous_run(store, head_run)
+        base_run: dict[str, Any] | None
+        if base:
+            base_run = find_run(store, base, "--base")
+        elif head_run.get("source_run_id"):
+            base_run = find_run(store, head_run["source_run_id"], "--head's source run")
+        else:
+            base_run = previous_run(store, head_run)
     except RunNotFound as exc:
         raise CompareError(f"{exc}; publish two runs first" if head is None else str(exc)) from exc
     if base_run is None:

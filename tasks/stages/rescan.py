@@ -90,6 +90,15 @@ def pick_source(store: ResultStore, run_id: str | None = None) -> dict[str, Any]
     return built[-1]
 
 
+def require_db(cache_dir: Path) -> None:
+    """Raise ``ScanError`` unless ``cache_dir`` is a Trivy cache dir holding a DB."""
+    if not (cache_dir / "db" / "trivy.db").is_file():
+        raise ScanError(
+            f"no Trivy DB in {cache_dir} (db/trivy.db is missing): pass --db DIR, a Trivy "
+            "cache dir holding db/, or write the fixture DB with `basebench infra up`"
+        )
+
+
 def load_source(store: ResultStore, run: dict[str, Any]) -> SourceRun:
     """The results rows of ``run`` and, per cell, the layers its packages inherited."""
     results = read_table(store, "results", [run["run_id"]])
