@@ -24,7 +24,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.dataset.reader import RunNotFound, list_runs, read_table
+from tasks.dataset.reader import BENCHMARK_KINDS, RunNotFound, list_runs, read_table
 from tasks.dataset.schema import ORIGIN_BASE
 from tasks.dataset.stores import ResultStore
 from tasks.records import (
@@ -32,7 +32,6 @@ from tasks.records import (
     Cell,
     CellResult,
     InspectResult,
-    RunKind,
     Stage,
     Status,
 )
@@ -82,7 +81,7 @@ def pick_source(store: ResultStore, run_id: str | None = None) -> dict[str, Any]
             if run["run_id"] == run_id:
                 return run
         raise RunNotFound(f"--run {run_id}: no complete run with that id in {store.location()}")
-    built = [run for run in runs if run.get("kind") in (None, str(RunKind.BENCHMARK))]
+    built = [run for run in runs if run.get("kind") in BENCHMARK_KINDS]
     if not built:
         raise RunNotFound(
             f"no complete benchmark run in {store.location()} to rescan; run `basebench run` first"

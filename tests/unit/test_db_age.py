@@ -93,3 +93,26 @@ def test_rescan_options(tmp_path: Path) -> None:
     args.db, args.max_db_age_hours = tmp_path / "other", "none"
     settings = rescan_settings(args)
     assert (settings["db_dir"], settings["max_db_age_hours"]) == (tmp_path / "other", None)
+
+
+def test_a_benchmark_compares_with_the_previous_benchmark_and_a_rescan_with_its_source(
+    tmp_path: Path,
+) -> None:
+    from tasks.analysis.compare import pick_runs
+    from tasks.dataset.reader import find_run, previous_run
+    from tasks.dataset.stores import LocalStore
+    from tasks.dataset.writer import publish
+
+    store = LocalStore(tmp_path / "results")
+    night = timedelta(days=1)
+    publish(make_run("night-1", T0), store)
+    publish(make_run("night-2", T0 + night), store)
+    rescan = dataclasses.replace(
+        make_run("rescan-1", T0 + 2 * night), kind=RunKind.RESCAN, source_run_id="night-1"
+    )
+    publish(rescan, store)
+    publish(make_run("night-3", T0 + 3 * night), store)
+    # night-3's previous run is night-2, not the rescan published between them.
+    assert previous_run(store, find_run(store, "night-3"))["run_id"] == "night-2"  # type: ignore[index]
+    assert pick_runs(store) == ("night-2", "night-3")
+    assert pick_runs(store, head="rescan-1") == ("night-1", "rescan-1")
