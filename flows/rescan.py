@@ -23,6 +23,7 @@ from tasks.dataset.stores import ResultStore, open_store
 from tasks.dataset.writer import PublishOutcome, publish_with_fallback
 from tasks.matrix import DEFAULT_CACHE, DEFAULT_MAX_DB_AGE_HOURS, S3Config
 from tasks.records import RunKind, RunRecord, new_run_id
+from tasks.render.artifacts import attach_artifacts
 from tasks.scanners import DOCUMENTS_FOLDER
 from tasks.scanners.trivy import TrivyScanner
 from tasks.stages.rescan import load_source, pick_source, require_db, rescan_cell
@@ -91,6 +92,7 @@ def rescan(
     published, comparison = publish_rescan(record, store, cache_dir)
     if record.db_staleness():
         get_run_logger().warning("%s", record.db_staleness())
+    attach_artifacts(record, comparison)
     return RescanOutcome(record, published, comparison)
 
 

@@ -180,8 +180,8 @@ def attribution_counts(changes: list[VulnerabilityChange]) -> dict[str, dict[str
 
 def attribution_lines(changes: list[VulnerabilityChange]) -> list[str]:
     """Lines splitting every vulnerability change by cause, and what the split means;
-    none when nothing changed."""
-    if not changes:
+    none when nothing changed, or when no cause is known (runs compared without packages)."""
+    if all(change.cause == UNKNOWN for change in changes):
         return []
     counts = attribution_counts(changes)
     words = {ADDED: "added", REMOVED: "gone", SEVERITY: "severity changed"}

@@ -154,6 +154,7 @@ def test_without_packages_the_cause_is_unknown_and_the_old_verdict_stands() -> N
     assert result.regressed is True
     assert result.changes[0].summary == "new HIGH CVE-2024-0002 in libssl3, inherited from the base"
     assert "cause" not in result.changes[0].detail
+    assert attribution_lines(list(result.vulnerability_changes)) == []
 
 
 def test_attribution_lines_count_by_cause() -> None:
