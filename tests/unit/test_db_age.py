@@ -116,3 +116,20 @@ def test_a_benchmark_compares_with_the_previous_benchmark_and_a_rescan_with_its_
     assert previous_run(store, find_run(store, "night-3"))["run_id"] == "night-2"  # type: ignore[index]
     assert pick_runs(store) == ("night-2", "night-3")
     assert pick_runs(store, head="rescan-1") == ("night-1", "rescan-1")
+
+
+def test_the_prefect_summary_says_the_db_is_stale() -> None:
+    from tasks.render.artifacts import summary_markdown
+
+    run = dataclasses.replace(
+        make_run(), db=VulnerabilityDb(2, T0 - timedelta(hours=200)), max_db_age_hours=168.0
+    )
+    results = build_tables(run)["results"].to_pandas()
+    lines = summary_markdown(run.run_id, results, None, run.db_staleness()).splitlines()
+    assert lines[4:7] == [
+        "",
+        "**STALE DB: the vulnerability DB was 200.0 h old when the run started, older than "
+        "the limit of 168 h (scanner.max_db_age_hours); its counts miss what the DB has "
+        "learnt since**",
+        "",
+    ]
