@@ -70,7 +70,7 @@ def rescan(
     workdir.mkdir(parents=True, exist_ok=True)
     documents = cache_dir / DOCUMENTS_FOLDER
     scanner = TrivyScanner(db_cache, SCAN_TIMEOUT_SECONDS, documents_dir=documents)
-    scanner_version, _ = scanner.version()  # fails here, before any cell, without a DB
+    scanner_version, _ = scanner.version()  # asked once, before the cells scan side by side
     futures = rescan_cell.map(
         list(source.cells), unmapped(source), unmapped(scanner), unmapped(store), unmapped(workdir)
     )
@@ -103,9 +103,10 @@ def publish_rescan(
     """Publish the rescan (or keep it locally when the store fails), then compare it with
     its source run."""
     outcome = publish_with_fallback(record, store, cache_dir / "unpublished")
-    if not outcome.published or record.source_run_id is None:
+    if not outcome.published:
         get_run_logger().error(outcome.message)
         return outcome, None
+    assert record.source_run_id is not None  # a rescan always has its source
     try:
         source = load_run(store, record.source_run_id)
         return outcome, compare_runs(source, load_run(store, record.run_id))
