@@ -120,7 +120,7 @@ def test_the_rescan_is_a_run_of_kind_rescan_linked_to_its_source(rescanned: Resc
     assert (rescan["matrix"], rescan["config_hash"]) == (source["matrix"], source["config_hash"])
     assert rescan["hosts"] == []
     assert (rescan["cells"], rescan["cells_ok"]) == (1, 1)
-    metadata = json.loads((rescanned.db_b / "metadata.json").read_text())
+    metadata = json.loads((rescanned.db_b / "db" / "metadata.json").read_text())
     assert rescan["scanner_db_version"] == 2
     updated = pd.Timestamp(metadata["UpdatedAt"])
     assert pd.Timestamp(rescan["scanner_db_updated_at"]) == updated
