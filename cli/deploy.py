@@ -4,7 +4,7 @@
 makes sure the work pool exists, creates or resizes the per-host global concurrency
 limits (``docker-host:<name>``, size ``max_parallel``) and then runs Prefect's own
 ``prefect deploy --all`` from the repository root. ``trigger`` starts a flow run of a
-deployment (``adhoc`` by default) and can wait for its end.
+deployment (``adhoc`` by default; ``rescan`` runs the rescan flow) and can wait for its end.
 
 Prefect is imported only inside the commands, after the environment is set, because
 Prefect reads its settings on import.
@@ -29,9 +29,17 @@ from tasks.matrix import ConfigError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_FILE = REPO_ROOT / "prefect.yaml"
 ENTRYPOINT = "flows/deployments.py:benchmark_file"
+RESCAN_ENTRYPOINT = "flows/deployments.py:rescan_file"
+ENTRYPOINTS = (ENTRYPOINT, RESCAN_ENTRYPOINT)
+# Parameters each flow takes (matrix is required by both).
+PARAMETERS = {
+    ENTRYPOINT: {"matrix", "only", "output"},
+    RESCAN_ENTRYPOINT: {"matrix", "output", "run"},
+}
 # Talking to a real server: never send telemetry, never start a temporary server.
 SERVER_ENV = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 POLL_SECONDS = 2.0
+RESCAN_DEPLOYMENT = "rescan"  # the deployment of the rescan flow (prefect.yaml)
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ class DeploymentSpec:
     name: str
     work_pool: str
     parameters: dict[str, Any]
+    entrypoint: str = ENTRYPOINT
 
 
 def add_parser(subparsers: Any) -> None:
@@ -92,20 +101,21 @@ def server_env(api_url: str | None) -> dict[str, str]:
 
 
 def read_deployments(prefect_file: Path) -> list[DeploymentSpec]:
-    """The deployments of ``prefect_file`` whose entrypoint is the basebench flow."""
+    """The deployments of ``prefect_file`` whose entrypoint is a basebench flow."""
     entries = read_mapping(prefect_file, ConfigError).get("deployments")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{prefect_file}: deployments: expected a non-empty list")
     specs = []
     for number, entry in enumerate(entries):
-        if not isinstance(entry, dict) or entry.get("entrypoint") != ENTRYPOINT:
+        if not isinstance(entry, dict) or entry.get("entrypoint") not in ENTRYPOINTS:
             continue
         pool = (entry.get("work_pool") or {}).get("name")
         if not entry.get("name") or not pool:
             raise ConfigError(
                 f"{prefect_file}: deployments.{number}: needs `name` and `work_pool.name`"
             )
-        specs.append(DeploymentSpec(entry["name"], pool, dict(entry.get("parameters") or {})))
+        parameters = dict(entry.get("parameters") or {})
+        specs.append(DeploymentSpec(entry["name"], pool, parameters, entry["entrypoint"]))
     if not specs:
         raise ConfigError(f"{prefect_file}: no deployment has entrypoint {ENTRYPOINT}")
     return specs
@@ -113,17 +123,22 @@ def read_deployments(prefect_file: Path) -> list[DeploymentSpec]:
 
 def validate(specs: list[DeploymentSpec], extra_matrices: list[str]) -> list[Any]:
     """Check every deployment's parameters; return the host limits their matrices need."""
-    from flows.deployments import load_parameters
+    from flows.deployments import load_parameters, load_rescan_parameters
     from tasks.hosts.limits import HostLimitConflict, host_limits
 
     hosts = []
     for spec in specs:
-        unknown = set(spec.parameters) - {"matrix", "only", "output"}
+        allowed = PARAMETERS[spec.entrypoint]
+        unknown = set(spec.parameters) - allowed
         if unknown or "matrix" not in spec.parameters:
+            optional = " and ".join(sorted(allowed - {"matrix"}))
             raise ConfigError(
                 f"deployment {spec.name!r}: parameters must include matrix and may include "
-                f"only and output (unknown: {', '.join(sorted(unknown)) or 'none'})"
+                f"{optional} (unknown: {', '.join(sorted(unknown)) or 'none'})"
             )
+        if spec.entrypoint == RESCAN_ENTRYPOINT:  # uses no Docker host: no limits
+            load_rescan_parameters(spec.parameters["matrix"], spec.parameters.get("output"))
+            continue
         config, _ = load_parameters(**spec.parameters)
         hosts += [(spec.parameters["matrix"], host) for host in config.hosts]
     for matrix in extra_matrices:
@@ -218,10 +233,19 @@ def reaching(env: dict[str, str]) -> Iterator[None]:
 
 def trigger_parameters(args: argparse.Namespace) -> dict[str, Any]:
     """Only the parameters given (the deployment's defaults fill the rest), validated."""
-    from flows.deployments import load_parameters
+    from flows.deployments import load_parameters, load_rescan_parameters
     from tasks.matrix import parse_only
 
     parameters: dict[str, Any] = {}
+    if getattr(args, "deployment", None) == RESCAN_DEPLOYMENT:
+        if args.only:
+            raise ConfigError("trigger rescan: --only does not apply (a rescan scans every cell)")
+        if args.matrix:
+            load_rescan_parameters(args.matrix, args.output)
+            parameters["matrix"] = args.matrix
+        if args.output:
+            parameters["output"] = args.output
+        return parameters
     if args.matrix:
         load_parameters(args.matrix, args.only, args.output)
         parameters["matrix"] = args.matrix
@@ -243,13 +267,14 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.deployments import FLOW_NAME
+    from flows.deployments import FLOW_NAME, RESCAN_FLOW_NAME
 
+    flow_name = RESCAN_FLOW_NAME if args.deployment == RESCAN_DEPLOYMENT else FLOW_NAME
     with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), reaching(env):
         run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync in a sync context
-            f"{FLOW_NAME}/{args.deployment}", parameters=parameters, timeout=0
+            f"{flow_name}/{args.deployment}", parameters=parameters, timeout=0
         )
-        print(f"flow run {run.name} ({run.id}) of {FLOW_NAME}/{args.deployment}")
+        print(f"flow run {run.name} ({run.id}) of {flow_name}/{args.deployment}")
         if not args.wait:
             return 0
         try:

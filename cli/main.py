@@ -1,10 +1,11 @@
 """The ``basebench`` command line: the edge where arguments and environment become config.
 
 Every command module registers itself with ``add_parser(subparsers)`` and sets
-``func(args) -> int``. Exit codes: 0 done, 1 a cell failed (run), a regression
+``func(args) -> int``. Exit codes: 0 done, 1 a cell failed (run, rescan), a regression
 (compare) or rows that differ (publish, migrate), 2 bad input or an unusable host or
-store, 3 the store failed and the run was kept locally, 4 an unexpected error, 130
-interrupted. No path ends in a traceback unless
+store, 3 the store failed and the run was kept locally, 4 an unexpected error, 5 the
+run (or rescan) is published but its vulnerability DB was older than
+``scanner.max_db_age_hours``, 130 interrupted. No path ends in a traceback unless
 ``--debug`` (or ``BASEBENCH_DEBUG=1``) asks for one.
 """
 
@@ -16,7 +17,7 @@ import sys
 import traceback
 from importlib.metadata import version
 
-from cli import dataset, deploy, hosts, infra, report, run
+from cli import dataset, deploy, hosts, infra, report, rescan, run
 from cli.embedded_prefect import EmbeddedPrefectError
 from infra.errors import InfraError
 from tasks.catalogue import CatalogueError
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the traceback of an unexpected error"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (run, hosts, report, dataset, deploy, infra):
+    for module in (run, rescan, hosts, report, dataset, deploy, infra):
         module.add_parser(commands)
     return parser
 

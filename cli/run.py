@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from flows.benchmark import BenchmarkOutcome
 
 EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
+EXIT_STALE_DB = 5  # published, but scanned against a DB older than scanner.max_db_age_hours
 
 # Prefect runs embedded and quiet, and sends nothing out.
 PREFECT_DEFAULTS = {
@@ -131,7 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not outcome.published.published:
         print(f"basebench: {outcome.published.message}", file=sys.stderr)
         return 3
-    return 1 if outcome.record.cell_counts()["cells_failed"] else 0
+    if outcome.record.cell_counts()["cells_failed"]:
+        return 1
+    return EXIT_STALE_DB if outcome.record.db_stale() else 0
 
 
 def keep_interrupted(config: MatrixConfig, cells: list[Cell], run_id: str) -> int:

@@ -32,10 +32,18 @@ from tasks.hosts.sweep import RunLeases, sweep_archives
 from tasks.journal import RunJournal
 from tasks.matrix import CellFilter, MatrixConfig, expand
 from tasks.pipeline import run_pipeline
-from tasks.records import INTERRUPTED, Cell, CellResult, RunRecord, Status, new_run_id
+from tasks.records import (
+    INTERRUPTED,
+    Cell,
+    CellResult,
+    RunRecord,
+    Status,
+    VulnerabilityDb,
+    new_run_id,
+)
 from tasks.render.artifacts import attach_artifacts, attach_links, publish_report
 from tasks.scanners import make_scanner
-from tasks.scanners.base import Scanner
+from tasks.scanners.base import ScanError, Scanner
 
 CellObserver = Callable[[CellResult], None]
 INTERRUPT_GRACE_SECONDS = 120  # cells in flight may finish (or fail) this long
@@ -100,6 +108,7 @@ def benchmark(
         finally:
             for session in sessions.values():
                 close_host(session, config.keep_images, pool)
+        db = _database(scanner, results)
     record = RunRecord(
         run_id=run_id,
         matrix=config.name,
@@ -109,7 +118,11 @@ def benchmark(
         versions=_versions(sessions, results),
         hosts=tuple(sessions),
         cells=tuple(results),
+        db=db,
+        max_db_age_hours=config.scanner.max_db_age_hours,
     )
+    if record.db_staleness():
+        get_run_logger().warning("%s", record.db_staleness())
     published, comparison = publish_run(record, config)
     journal.remove()  # every row is published or kept in the fallback folder
     attach_artifacts(record, comparison)
@@ -224,6 +237,17 @@ def _open_hosts(
             f"no Docker host answered, nothing was built or published: {'; '.join(dropped)}"
         )
     return sessions
+
+
+def _database(scanner: Scanner, results: list[CellResult]) -> VulnerabilityDb | None:
+    """The DB the run's scans used; None when no cell got as far as its scan."""
+    if not any(result.scan for result in results):
+        return None
+    try:
+        return scanner.database()
+    except ScanError as exc:  # the scans worked, so this is unlikely; the run stands
+        get_run_logger().warning("vulnerability DB unknown: %s", exc)
+        return None
 
 
 def _versions(sessions: dict[str, HostSession], results: list[CellResult]) -> dict[str, str]:

@@ -1,4 +1,6 @@
-"""The flow that prefect.yaml deploys: a matrix file, filters and output in; one run out.
+"""The flows that prefect.yaml deploys: ``benchmark_file`` (a matrix file, filters and
+output in; one run out) and ``rescan_file`` (a matrix file's output and scanner settings
+in; a rescan of its latest benchmark run out).
 
 Deployment parameters are plain strings so they can be typed into the Prefect UI or
 ``prefect deployment run --param``; they are validated by the same models as the CLI
@@ -13,16 +15,23 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.benchmark import BenchmarkOutcome, benchmark
+from flows.rescan import RescanOutcome, rescan
 from tasks.matrix import CellFilter, MatrixConfig, load_matrix
 from tasks.records import Status
+from tasks.stages.rescan import scan_failures
 
 # Relative matrix paths are taken from the checkout the worker runs, never from its cwd.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLOW_NAME = "basebench"
+RESCAN_FLOW_NAME = "basebench-rescan"
 
 
 class CellsFailed(RuntimeError):
     """Some cells failed, or publishing fell back to a local folder; no row was lost."""
+
+
+class StaleDb(RuntimeError):
+    """The run is published, but its vulnerability DB was older than the matrix's limit."""
 
 
 def matrix_path(matrix: str) -> Path:
@@ -43,16 +52,35 @@ def load_parameters(
     return load_matrix(matrix_path(matrix), overrides), parse_only(only or [])
 
 
-def summarize(outcome: BenchmarkOutcome) -> dict[str, Any]:
-    """What a flow run returns and logs: run id, where it went, cells by status."""
+def load_rescan_parameters(matrix: str, output: str | None = None) -> MatrixConfig:
+    """The matrix whose output, S3 settings, scanner DB and age limit a rescan uses.
+
+    Raises ``ConfigError`` naming the file, key and what is allowed.
+    """
+    return load_parameters(matrix, None, output)[0]
+
+
+def summarize(outcome: BenchmarkOutcome | RescanOutcome) -> dict[str, Any]:
+    """What a flow run returns and logs: run id, where it went, cells by status, the
+    DB's age and whether it was stale."""
     tally = outcome.record.cell_counts()
     counts = {status.value: tally[f"cells_{status}"] for status in Status}
     return {
         "run_id": outcome.record.run_id,
+        "kind": str(outcome.record.kind),
+        "source_run_id": outcome.record.source_run_id,
         "published": outcome.published.published,
         "location": outcome.published.location,
         "cells": counts,
+        "db_age_seconds": outcome.record.db_age_seconds(),
+        "db_stale": outcome.record.db_stale(),
     }
+
+
+def _raise_when_stale(outcome: BenchmarkOutcome | RescanOutcome) -> None:
+    message = outcome.record.db_staleness()
+    if message:
+        raise StaleDb(f"run {outcome.record.run_id}: {message}")
 
 
 @flow(name=FLOW_NAME)
@@ -80,6 +108,40 @@ def benchmark_file(
         )
     if not outcome.published.published:
         raise CellsFailed(outcome.published.message)
+    _raise_when_stale(outcome)
+    return summary
+
+
+@flow(name=RESCAN_FLOW_NAME)
+def rescan_file(
+    matrix: str = "configs/nightly.yaml", output: str | None = None, run: str | None = None
+) -> dict[str, Any]:
+    """Rescan the stored SBOMs of the latest benchmark run (or ``run``) in the matrix's
+    output against the matrix's scanner DB; no Docker host is used.
+
+    The flow run fails when a cell's scan failed, the store kept failing, or the DB is
+    older than the matrix's ``scanner.max_db_age_hours``, after the rescan is written.
+    """
+    config = load_rescan_parameters(matrix, output)
+    outcome = rescan(
+        output=config.output,
+        source_run_id=run,
+        db_dir=config.scanner.db_dir,
+        max_db_age_hours=config.scanner.max_db_age_hours,
+        s3=config.s3,
+        cache_dir=config.cache_dir,
+    )
+    summary = summarize(outcome)
+    get_run_logger().info("%s", summary)
+    failed = scan_failures(outcome.record.cells)
+    if failed:
+        raise CellsFailed(
+            f"{failed} of {len(outcome.record.cells)} cells failed their scan in rescan "
+            f"{outcome.record.run_id}; every row is in {outcome.published.location}"
+        )
+    if not outcome.published.published:
+        raise CellsFailed(outcome.published.message)
+    _raise_when_stale(outcome)
     return summary
 
 

@@ -167,6 +167,11 @@ class ExtraCell(BaseModel):
     base: Name
 
 
+# Trivy's own DB is rebuilt every 6 hours and a downloaded copy is due after a day; a
+# week-old DB has missed a week of advisories.
+DEFAULT_MAX_DB_AGE_HOURS = 168.0
+
+
 class ScannerConfig(BaseModel):
     """Trivy settings. Without ``db_dir`` the fixture DB that ``infra up`` builds is used."""
 
@@ -177,6 +182,9 @@ class ScannerConfig(BaseModel):
     db_dir: Path | None = None  # a Trivy cache dir holding db/trivy.db and db/metadata.json
     db_repository: str | None = None  # an OCI DB mirror for real offline sites
     timeout_seconds: int = Field(300, ge=10, le=3600)
+    # A run whose DB is older than this (at the run's start) is reported stale (exit 5);
+    # null: no limit. Not part of the config hash: it judges a run, it measures nothing.
+    max_db_age_hours: float | None = Field(DEFAULT_MAX_DB_AGE_HOURS, gt=0, le=24 * 365)
 
 
 class S3Config(BaseModel):
@@ -231,7 +239,15 @@ class MatrixConfig(BaseModel):
     def config_hash(self) -> str:
         """Stable hash of the settings that define what is measured."""
         payload = self.model_dump(
-            mode="json", exclude={"output", "s3", "hosts", "cache_dir", "apps_dir"}
+            mode="json",
+            exclude={
+                "output": True,
+                "s3": True,
+                "hosts": True,
+                "cache_dir": True,
+                "apps_dir": True,
+                "scanner": {"max_db_age_hours"},
+            },
         )
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

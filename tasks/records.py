@@ -73,7 +73,7 @@ class BuildResult:
     run_id: str
     image_id: str
     tag: str
-    build_seconds: float
+    build_seconds: float | None  # None: not built in this run (a rescan carries the image)
     builder_digest: str | None
     base_digest: str | None
     build_tool: str = "legacy"  # "buildkit" or "legacy" (tasks/stages/build.py)
@@ -208,6 +208,20 @@ RUN_ID_TIME = "%Y%m%dT%H%M%SZ"
 INTERRUPTED = "interrupted: the run was stopped before this cell finished"
 
 
+def stale_db_message(age_seconds: float, max_age_hours: float) -> str:
+    """The one sentence every output uses for a run scanned against a stale DB."""
+    return (
+        f"STALE DB: the vulnerability DB was {age_seconds / 3600:.1f} h old when the run "
+        f"started, older than the limit of {max_age_hours:g} h (scanner.max_db_age_hours); "
+        "its counts miss what the DB has learnt since"
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    # Naive datetimes are UTC (records are stamped with UTC).
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def new_run_id() -> str:
     """Sortable and unique: UTC start time plus a random suffix (``20261129T043141Z-e62871``)."""
     return f"{datetime.now(UTC):{RUN_ID_TIME}}-{secrets.token_hex(3)}"
@@ -219,6 +233,19 @@ def run_started(run_id: str) -> datetime | None:
         return datetime.strptime(run_id[:16], RUN_ID_TIME).replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+class RunKind(StrEnum):
+    BENCHMARK = "benchmark"  # every cell built, inspected, scanned and probed
+    RESCAN = "rescan"  # a run's stored SBOMs scanned again against the current DB
+
+
+@dataclass(frozen=True)
+class VulnerabilityDb:
+    """The vulnerability DB a run scanned against, as the scanner reports it."""
+
+    version: int | None  # the DB's schema version (Trivy: metadata.json ``Version``)
+    updated_at: datetime | None  # when the DB was built (Trivy: ``UpdatedAt``)
 
 
 @dataclass(frozen=True)
@@ -233,6 +260,32 @@ class RunRecord:
     versions: dict[str, str] = field(default_factory=dict)  # basebench, docker, trivy...
     hosts: tuple[str, ...] = ()
     cells: tuple[CellResult, ...] = ()
+    kind: RunKind = RunKind.BENCHMARK
+    source_run_id: str | None = None  # the run whose SBOMs a rescan scanned
+    db: VulnerabilityDb | None = None  # None: no cell was scanned, or the DB is unknown
+    max_db_age_hours: float | None = None  # the limit the run was held to; None: no limit
+
+    def db_age_seconds(self) -> int | None:
+        """How old the DB was when the run started; None when its date is unknown."""
+        if self.db is None or self.db.updated_at is None:
+            return None
+        started, updated = _aware(self.started_at), _aware(self.db.updated_at)
+        return int((started - updated).total_seconds())
+
+    def db_stale(self) -> bool | None:
+        """True when the DB was older than ``max_db_age_hours``; None when either is unknown."""
+        age = self.db_age_seconds()
+        if age is None or self.max_db_age_hours is None:
+            return None
+        return age > self.max_db_age_hours * 3600
+
+    def db_staleness(self) -> str | None:
+        """One line saying the DB is stale, for the summary and the report; None when fresh."""
+        if not self.db_stale():
+            return None
+        age = self.db_age_seconds()
+        assert age is not None and self.max_db_age_hours is not None
+        return stale_db_message(age, self.max_db_age_hours)
 
     def cell_counts(self) -> dict[str, int]:
         """``cells`` and ``cells_<status>`` for every status: the run's tally, everywhere."""

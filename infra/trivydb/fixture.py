@@ -244,6 +244,7 @@ def write_fixture_db(advisories: Path, cache_dir: Path) -> Path:
     hash_file = db_dir / HASH_FILE
     complete = (db_dir / "trivy.db").is_file() and (db_dir / "metadata.json").is_file()
     if complete and hash_file.is_file() and hash_file.read_text().strip() == digest:
+        _keep_current(db_dir / "metadata.json")
         return db_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".db-new-", dir=cache_dir))
@@ -257,9 +258,27 @@ def write_fixture_db(advisories: Path, cache_dir: Path) -> Path:
     return db_dir
 
 
+STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _keep_current(metadata: Path) -> None:
+    """Move an unchanged DB's timestamps on once its ``NextUpdate`` has passed, as the
+    daily download of a real DB would: runs hold the DB's age against a limit."""
+    now = datetime.now(UTC)
+    try:
+        due = datetime.strptime(json.loads(metadata.read_text())["NextUpdate"], STAMP)
+        if now < due.replace(tzinfo=UTC):
+            return
+    except (OSError, ValueError, KeyError):
+        pass  # unreadable: write it anew
+    fresh = metadata.with_name(metadata.name + ".new")
+    fresh.write_text(json.dumps(_metadata(now)))
+    os.replace(fresh, metadata)  # readers see the old file or the new one, never half
+
+
 def _metadata(now: datetime) -> dict[str, object]:
     def stamp(moment: datetime) -> str:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return moment.strftime(STAMP)
 
     return {
         "Version": SCHEMA_VERSION,

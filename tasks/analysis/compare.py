@@ -5,9 +5,11 @@ and ``vulnerabilities``); ``load_run`` and ``pick_runs`` are the only parts that
 a store. A regression is:
 
 - an image that grew by more than ``size_ratio`` AND more than ``size_bytes``;
-- a CRITICAL or HIGH vulnerability id in a cell that the base run's cell did not have
-  (each says whether it is inherited from the base image's layers or added by the
-  build, from the vulnerabilities table's ``origin``);
+- a CRITICAL or HIGH vulnerability id in a cell that the base run's cell did not have,
+  when the image made it appear (``tasks.analysis.attribution``: a package was added,
+  removed or upgraded); one that the vulnerability DB or the scanner alone made appear
+  (same packages) is a change, never an image regression. Each says whether it is
+  inherited from the base image's layers or added by the build (``origin``);
 - a startup time that got slower beyond the noise: a two-sided Mann-Whitney U test on
   the two runs' samples gives p < ``alpha``, AND the Hodges-Lehmann shift is at least
   ``startup_ratio`` of the base median, AND |Cliff's delta| >= ``startup_effect``
@@ -27,6 +29,16 @@ from typing import Any
 
 import pandas as pd
 
+from tasks.analysis.attribution import (
+    CAUSE_LABELS,
+    IMAGE,
+    UNKNOWN,
+    VulnerabilityChange,
+    attribute_cell,
+    attribution_counts,
+    findings_of,
+    packages_of,
+)
 from tasks.analysis.statistics import cliffs_delta, hodges_lehmann_shift, mann_whitney_u
 from tasks.dataset.reader import RunNotFound, find_run, previous_run, read_table
 from tasks.dataset.stores import ResultStore
@@ -62,13 +74,15 @@ class RunData:
     results: pd.DataFrame
     samples: pd.DataFrame
     vulnerabilities: pd.DataFrame
+    packages: pd.DataFrame | None = None  # None: vulnerability changes get no cause
 
 
 @dataclass(frozen=True)
 class Change:
     """One difference in one cell; ``regression`` says whether it fails the comparison."""
 
-    kind: str  # size, new-cve, fixed-cve, startup, status, cell-appeared, cell-disappeared
+    # size, new-cve, fixed-cve, cve-severity, startup, status, cell-appeared, cell-disappeared
+    kind: str
     cell_id: str
     cell: str  # human label
     regression: bool
@@ -86,6 +100,9 @@ class Comparison:
     head_run: str
     thresholds: Thresholds
     changes: tuple[Change, ...]
+    # Every vulnerability id that appeared, went or changed severity (all severities),
+    # with its cause: the DB, the image or the scanner (tasks.analysis.attribution).
+    vulnerability_changes: tuple[VulnerabilityChange, ...] = ()
 
     @property
     def regressions(self) -> tuple[Change, ...]:
@@ -116,6 +133,8 @@ class Comparison:
             "thresholds": asdict(self.thresholds),
             "new_serious_by_origin": self.new_serious_by_origin(),
             "changes": [asdict(c) for c in self.changes],
+            "vulnerability_changes_by_cause": attribution_counts(list(self.vulnerability_changes)),
+            "vulnerability_changes": [c.to_dict() for c in self.vulnerability_changes],
         }
 
 
@@ -126,6 +145,7 @@ def compare_runs(base: RunData, head: RunData, thresholds: Thresholds | None = N
     head_cells = _by_cell(head.results)
     base_vulns, head_vulns = rows_by_cell(base.vulnerabilities), rows_by_cell(head.vulnerabilities)
     changes: list[Change] = []
+    vulnerability_changes: list[VulnerabilityChange] = []
     for cell_id in sorted(head_cells.keys() - base_cells.keys()):
         changes.append(_presence("cell-appeared", head_cells[cell_id]))
     for cell_id in sorted(base_cells.keys() - head_cells.keys()):
@@ -134,9 +154,13 @@ def compare_runs(base: RunData, head: RunData, thresholds: Thresholds | None = N
         old, new = base_cells[cell_id], head_cells[cell_id]
         changes.extend(_status_change(old, new))
         changes.extend(_size_change(old, new, limits))
-        changes.extend(_cve_changes(old, new, base_vulns, head_vulns))
+        found = _attributed(old, new, base, head)
+        vulnerability_changes.extend(found)
+        changes.extend(_cve_changes(new, found, base_vulns, head_vulns))
         changes.extend(_startup_change(old, new, base.samples, head.samples, limits))
-    return Comparison(base.run_id, head.run_id, limits, tuple(changes))
+    return Comparison(
+        base.run_id, head.run_id, limits, tuple(changes), tuple(vulnerability_changes)
+    )
 
 
 def _by_cell(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -226,44 +250,80 @@ def _cves(rows: list[dict[str, Any]]) -> dict[str, Found]:
     return found
 
 
-def _cve_changes(
-    old: dict[str, Any],
-    new: dict[str, Any],
-    base_vulns: dict[str, list[dict[str, Any]]],
-    head_vulns: dict[str, list[dict[str, Any]]],
-) -> list[Change]:
+def _attributed(
+    old: dict[str, Any], new: dict[str, Any], base: RunData, head: RunData
+) -> list[VulnerabilityChange]:
     # A cell that was not scanned in one run has no vulnerability rows: not "all fixed".
     if _value(old, "vulns_critical") is None or _value(new, "vulns_critical") is None:
         return []
-    before = _cves(base_vulns.get(old["cell_id"], []))
+    cell_id = str(new["cell_id"])
+    return attribute_cell(
+        old,
+        new,
+        findings_of(base.vulnerabilities, cell_id),
+        findings_of(head.vulnerabilities, cell_id),
+        packages_of(base.packages, cell_id),
+        packages_of(head.packages, cell_id),
+    )
+
+
+def _cve_changes(
+    new: dict[str, Any],
+    attributed: list[VulnerabilityChange],
+    base_vulns: dict[str, list[dict[str, Any]]],
+    head_vulns: dict[str, list[dict[str, Any]]],
+) -> list[Change]:
+    """The CRITICAL/HIGH changes among ``attributed``: a new one is a regression only
+    when the image made it (or its cause is unknown)."""
+    before = _cves(base_vulns.get(new["cell_id"], []))
     after = _cves(head_vulns.get(new["cell_id"], []))
     changes = []
-    for vuln_id in sorted(after.keys() - before.keys()):
-        if after[vuln_id][0] in SERIOUS:
-            changes.append(_cve_change("new-cve", new, vuln_id, after[vuln_id], True))
-    for vuln_id in sorted(before.keys() - after.keys()):
-        if before[vuln_id][0] in SERIOUS:
-            changes.append(_cve_change("fixed-cve", new, vuln_id, before[vuln_id], False))
+    for change in attributed:
+        vuln_id = change.vulnerability_id
+        if change.change == "added" and after[vuln_id][0] in SERIOUS:
+            regression = change.image_regression_possible
+            changes.append(_cve_change("new-cve", new, after[vuln_id], change, regression))
+        elif change.change == "removed" and before[vuln_id][0] in SERIOUS:
+            changes.append(_cve_change("fixed-cve", new, before[vuln_id], change, False))
+        elif change.change == "severity" and {
+            change.severity_before,
+            change.severity_after,
+        } & set(SERIOUS):
+            changes.append(_cve_change("cve-severity", new, after[vuln_id], change, False))
     return changes
 
 
 def _cve_change(
-    kind: str, row: dict[str, Any], vuln_id: str, found: Found, regression: bool
+    kind: str, row: dict[str, Any], found: Found, change: VulnerabilityChange, regression: bool
 ) -> Change:
     severity, packages, origins = found
-    word = "new" if kind == "new-cve" else "gone"
+    vuln_id = change.vulnerability_id
     where = origin_phrase(origins)
+    if kind == "cve-severity":
+        head = f"{vuln_id} {change.severity_before} -> {change.severity_after}"
+    else:
+        head = f"{'new' if kind == 'new-cve' else 'gone'} {severity} {vuln_id}"
+    summary = f"{head} in {', '.join(packages)}" + (f", {where}" if where else "")
+    if change.cause != UNKNOWN:
+        summary += f" [{CAUSE_LABELS[change.cause]}: {change.reason}"
+        if kind == "new-cve" and change.cause != IMAGE:
+            summary += "; not an image regression"
+        summary += "]"
     return Change(
         kind,
         row["cell_id"],
         cell_label(row),
         regression,
-        f"{word} {severity} {vuln_id} in {', '.join(packages)}" + (f", {where}" if where else ""),
+        summary,
+        change.severity_before,
+        change.severity_after,
         detail={
             "vulnerability_id": vuln_id,
             "severity": severity,
             "packages": packages,
             "origins": origins,
+            # Runs compared without their packages (or from before they were kept): no cause.
+            **({"cause": change.cause, "reason": change.reason} if change.cause != UNKNOWN else {}),
         },
     )
 
@@ -338,10 +398,17 @@ class CompareError(ValueError):
 def pick_runs(
     store: ResultStore, base: str | None = None, head: str | None = None
 ) -> tuple[str, str]:
-    """(base, head) run ids; by default the latest run and the previous run of its matrix."""
+    """(base, head) run ids; by default the latest run and the previous run of its matrix
+    (for a rescan: the run it rescanned)."""
     try:
         head_run = find_run(store, head, "--head")
-        base_run = find_run(store, base, "--base") if base else previous_run(store, head_run)
+        base_run: dict[str, Any] | None
+        if base:
+            base_run = find_run(store, base, "--base")
+        elif head_run.get("source_run_id"):
+            base_run = find_run(store, head_run["source_run_id"], "--head's source run")
+        else:
+            base_run = previous_run(store, head_run)
     except RunNotFound as exc:
         raise CompareError(f"{exc}; publish two runs first" if head is None else str(exc)) from exc
     if base_run is None:
@@ -359,18 +426,21 @@ def load_run(store: ResultStore, run_id: str) -> RunData:
         read_table(store, "results", [run_id]),
         read_table(store, "samples", [run_id]),
         read_table(store, "vulnerabilities", [run_id]),
+        read_table(store, "packages", [run_id]),
     )
 
 
 def compare_with_previous(
     store: ResultStore, run_id: str, thresholds: Thresholds | None = None
 ) -> Comparison | None:
-    """``run_id`` against the previous run of its matrix; None for a matrix's first run."""
+    """``run_id`` against the previous run of its matrix (a rescan: against its source
+    run); None for a matrix's first run."""
     try:
         head = find_run(store, run_id)
+        source = head.get("source_run_id")
+        base = find_run(store, source) if source else previous_run(store, head)
     except RunNotFound as exc:
         raise CompareError(str(exc)) from exc
-    base = previous_run(store, head)
     if base is None:
         return None
     return compare_runs(load_run(store, base["run_id"]), load_run(store, run_id), thresholds)

@@ -28,6 +28,10 @@ _PANDAS_TYPES = {
 }
 
 
+# ``runs.kind`` of a benchmark; runs published before the column existed have null there.
+BENCHMARK_KINDS = (None, "benchmark")
+
+
 class RunNotFound(LookupError):
     """No complete run fits the request; the message names the store and what to pass."""
 
@@ -101,8 +105,14 @@ def matrix_history(store: ResultStore, until: dict[str, Any]) -> list[dict[str, 
 
 
 def previous_run(store: ResultStore, run: dict[str, Any]) -> dict[str, Any] | None:
-    """The run of the same matrix just before ``run``; None for a matrix's first run."""
+    """The run of the same matrix just before ``run``; None for a matrix's first run.
+
+    A benchmark's previous run is the previous benchmark: a rescan in between measured no
+    build or startup time, so it cannot stand in for the night before.
+    """
     earlier = matrix_history(store, run)[:-1]
+    if run.get("kind") in BENCHMARK_KINDS:
+        earlier = [r for r in earlier if r.get("kind") in BENCHMARK_KINDS]
     return earlier[-1] if earlier else None
 
 

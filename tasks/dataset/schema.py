@@ -223,6 +223,14 @@ RUNS_SCHEMA = _schema(
         _required("cells_ok", _I32),
         _required("cells_failed", _I32),
         _required("cells_skipped", _I32),
+        # what kind of run, and the vulnerability DB it scanned against
+        _optional("kind", _S),
+        _optional("source_run_id", _S),
+        _optional("scanner_db_version", _I32),
+        _optional("scanner_db_updated_at", _TIMESTAMP),
+        _optional("scanner_db_age_seconds", _I64),
+        _optional("scanner_db_max_age_hours", _F64),
+        _optional("scanner_db_stale", _B),
     ],
 )
 
@@ -518,6 +526,15 @@ def _run_row(run: RunRecord) -> Row:
         "versions": dict(run.versions),
         "hosts": list(run.hosts),
         **run.cell_counts(),
+        "kind": str(run.kind),
+        "source_run_id": run.source_run_id,
+        "scanner_db_version": run.db.version if run.db else None,
+        "scanner_db_updated_at": (
+            _utc(run.db.updated_at) if run.db and run.db.updated_at else None
+        ),
+        "scanner_db_age_seconds": run.db_age_seconds(),
+        "scanner_db_max_age_hours": run.max_db_age_hours,
+        "scanner_db_stale": run.db_stale(),
     }
 
 

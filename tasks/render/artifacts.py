@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
+from tasks.analysis.attribution import attribution_lines
 from tasks.analysis.compare import Comparison, origin_summary
 from tasks.dataset.schema import build_tables
 from tasks.dataset.stores import LocalStore, ResultStore
-from tasks.records import SEVERITIES, RunRecord, cell_label
+from tasks.records import SEVERITIES, RunKind, RunRecord, cell_label
 from tasks.render.html import build_report
 from tasks.render.units import format_bytes
 
@@ -77,8 +78,11 @@ def artifact_rows(results: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
-def summary_markdown(run_id: str, results: pd.DataFrame, comparison: Comparison | None) -> str:
-    """Markdown: cell counts, the smallest image, and the compare verdict with its changes."""
+def summary_markdown(
+    run_id: str, results: pd.DataFrame, comparison: Comparison | None, stale: str | None = None
+) -> str:
+    """Markdown: cell counts, the smallest image, the stale-DB line (``stale``) if any,
+    and the compare verdict with its changes and their causes."""
     statuses = results["status"].value_counts().to_dict()
     lines = [
         f"# basebench run {run_id}",
@@ -92,6 +96,8 @@ def summary_markdown(run_id: str, results: pd.DataFrame, comparison: Comparison 
         lines.append(
             f"Smallest image: {cell_label(smallest)} ({format_bytes(smallest['size_bytes'])})."
         )
+    if stale:
+        lines += ["", f"**{stale}**"]
     lines += ["", "## Compare", ""]
     if comparison is None:
         lines.append("No earlier run of this matrix to compare with.")
@@ -104,6 +110,8 @@ def summary_markdown(run_id: str, results: pd.DataFrame, comparison: Comparison 
     ]
     if origins := origin_summary(comparison):
         lines += ["", *origins]
+    if causes := attribution_lines(list(comparison.vulnerability_changes)):
+        lines += ["", *causes]
     return "\n".join(lines) + "\n"
 
 
@@ -111,7 +119,8 @@ def attach_artifacts(run: RunRecord, comparison: Comparison | None = None) -> bo
     """Attach the cells table and the summary to the current Prefect flow run.
 
     Returns False (and does nothing) outside a flow run. Keys:
-    ``basebench-<matrix>-cells`` and ``basebench-<matrix>-summary``.
+    ``basebench-<matrix>-cells`` and ``basebench-<matrix>-summary`` (a rescan's:
+    ``-rescan-cells`` and ``-rescan-summary``, beside the nightly's).
     """
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
     from prefect.context import FlowRunContext
@@ -119,14 +128,15 @@ def attach_artifacts(run: RunRecord, comparison: Comparison | None = None) -> bo
     if FlowRunContext.get() is None:
         return False
     results = build_tables(run)["results"].to_pandas()
+    prefix = "rescan-" if run.kind is RunKind.RESCAN else ""
     create_table_artifact(
         table=artifact_rows(results),
-        key=artifact_key(run.matrix, "cells"),
+        key=artifact_key(run.matrix, f"{prefix}cells"),
         description=f"basebench run {run.run_id}: one row per cell",
     )
     create_markdown_artifact(
-        markdown=summary_markdown(run.run_id, results, comparison),
-        key=artifact_key(run.matrix, "summary"),
+        markdown=summary_markdown(run.run_id, results, comparison, run.db_staleness()),
+        key=artifact_key(run.matrix, f"{prefix}summary"),
         description=f"basebench run {run.run_id}: summary and compare verdict",
     )
     return True

@@ -17,11 +17,18 @@ from typing import Any
 import pandas as pd
 
 from tasks.analysis.answer import with_totals
+from tasks.analysis.attribution import attribution_lines
 from tasks.analysis.compare import CompareError, Comparison, compare_runs, origin_summary
 from tasks.analysis.compare import RunData as CompareData
-from tasks.dataset.reader import RunNotFound, find_run, matrix_history, read_table
+from tasks.dataset.reader import (
+    RunNotFound,
+    find_run,
+    matrix_history,
+    previous_run,
+    read_table,
+)
 from tasks.dataset.stores import ResultStore
-from tasks.records import SEVERITIES, cell_label
+from tasks.records import SEVERITIES, RunKind, cell_label, stale_db_message
 from tasks.render.answer import answer_section
 from tasks.render.diffs import RunContents, diffs_section
 from tasks.render.multiples import (
@@ -48,6 +55,7 @@ th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .regression { color: #b00020; font-weight: bold; }
 .diff ul { margin: 0; font-size: 13px; }
+.stale { color: #b00020; font-weight: bold; border: 2px solid #b00020; padding: 6px; }
 """
 
 
@@ -61,6 +69,7 @@ class ReportInput:
     runs: pd.DataFrame | None  # their runs rows (for the start times)
     comparison: Comparison | None = None
     previous: RunContents | None = None
+    run_row: dict[str, Any] | None = None  # the run's ``runs`` row: its kind, its DB's age
 
 
 def render_report(data: ReportInput, title: str | None = None) -> str:
@@ -70,6 +79,7 @@ def render_report(data: ReportInput, title: str | None = None) -> str:
     sections = [
         f"<h1>{escape(heading)}</h1>",
         _run_line(results),
+        _run_html(data.run_row) if data.run_row else "",
         answer_section(results),
         _verdict_html(data.comparison) if data.comparison else "",
         _languages_section(results, data.run.vulnerabilities),
@@ -167,6 +177,22 @@ def _origin_cell(row: dict[str, Any], origin: str) -> str:
     return f"{format_count(vulns)} / {format_count(packages)}"
 
 
+def _run_html(run: dict[str, Any]) -> str:
+    """What kind of run this is, and a stale-DB warning when its DB was over the limit."""
+    parts = []
+    if run.get("kind") == RunKind.RESCAN:
+        parts.append(
+            f'<p class="kind">Rescan of run {escape(str(run["source_run_id"]))}: its stored '
+            "SBOMs scanned against the current vulnerability DB; no image was built, so "
+            "build and startup times are not measured.</p>"
+        )
+    age, limit = run.get("scanner_db_age_seconds"), run.get("scanner_db_max_age_hours")
+    if run.get("scanner_db_stale") is True and age is not None and limit is not None:
+        message = stale_db_message(float(age), float(limit))
+        parts.append(f'<p class="stale" id="stale-db">{escape(message)}</p>')
+    return "".join(parts)
+
+
 def _verdict_html(comparison: Comparison) -> str:
     verdict = (
         f'<p class="regression">REGRESSION: {len(comparison.regressions)} regression(s)</p>'
@@ -181,6 +207,10 @@ def _verdict_html(comparison: Comparison) -> str:
     origins = "".join(
         f'<p class="origins">{escape(line)}</p>' for line in origin_summary(comparison)
     )
+    origins += "".join(
+        f'<p class="causes">{escape(line)}</p>'
+        for line in attribution_lines(list(comparison.vulnerability_changes))
+    )
     return (
         f'<section id="compare"><h2>Compared with run {escape(comparison.base_run)}</h2>'
         f"{verdict}<ul>{items}</ul>{origins}</section>"
@@ -191,8 +221,8 @@ def load_report_input(
     store: ResultStore, run_id: str | None = None, against: str | None = None
 ) -> ReportInput:
     """The run to show (default: the latest), its matrix's earlier runs, and the run its
-    diffs and verdict are against: ``against`` (any complete run), by default the
-    previous run of its matrix."""
+    diffs and verdict are against: ``against`` (any complete run), by default what
+    compare takes: a rescan's source run, else the previous run of its matrix."""
     try:
         shown = find_run(store, run_id)
         other = find_run(store, against, "--against") if against is not None else None
@@ -203,13 +233,18 @@ def load_report_input(
     same_matrix = [m["run_id"] for m in matrix_history(store, shown)]
     history = read_table(store, "results", same_matrix)
     run = _contents(store, shown["run_id"], history)
-    if other is None and len(same_matrix) > 1:
-        other = {"run_id": same_matrix[-2]}
+    if other is None:
+        source = shown.get("source_run_id")
+        try:
+            other = find_run(store, source) if source else previous_run(store, shown)
+        except RunNotFound:  # a rescan whose source run is gone: no verdict, no diffs
+            other = None
     previous = None if other is None else _contents(store, other["run_id"], history)
     comparison = None
     if previous is not None:
         comparison = compare_runs(_compare_data(store, previous), _compare_data(store, run))
-    return ReportInput(run, history, read_table(store, "runs", same_matrix), comparison, previous)
+    runs = read_table(store, "runs", same_matrix)
+    return ReportInput(run, history, runs, comparison, previous, shown)
 
 
 def _contents(store: ResultStore, run_id: str, history: pd.DataFrame) -> RunContents:
@@ -225,9 +260,8 @@ def _contents(store: ResultStore, run_id: str, history: pd.DataFrame) -> RunCont
 
 
 def _compare_data(store: ResultStore, run: RunContents) -> CompareData:
-    return CompareData(
-        run.run_id, run.results, read_table(store, "samples", [run.run_id]), run.vulnerabilities
-    )
+    samples = read_table(store, "samples", [run.run_id])
+    return CompareData(run.run_id, run.results, samples, run.vulnerabilities, run.packages)
 
 
 def build_report(

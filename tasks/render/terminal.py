@@ -11,14 +11,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tasks.analysis.attribution import attribution_lines
 from tasks.analysis.compare import Comparison, origin_summary
 from tasks.analysis.history import HistoryChange
 from tasks.dataset.schema import ORIGIN_BASE, ORIGIN_BUILD, origin
-from tasks.records import CellResult, Status
+from tasks.records import CellResult, RunKind, RunRecord, Status
 from tasks.render.units import format_bytes, format_count, format_seconds
 
 if TYPE_CHECKING:
     from flows.benchmark import BenchmarkOutcome
+    from flows.rescan import RescanOutcome
 
 # Piped output gets room for the whole table rather than rich's 80-column default.
 console = Console(width=None if Console().is_terminal else 140)
@@ -81,11 +83,19 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def render_summary(outcome: BenchmarkOutcome) -> None:
-    """Print the comparison table, why cells did not complete, where results went and
-    how the run compares with the previous one."""
+def run_title(run: RunRecord) -> str:
+    """``basebench run <id> (<matrix>)``; a rescan names its source run."""
+    if run.kind is RunKind.RESCAN:
+        return f"basebench rescan {run.run_id} of run {run.source_run_id} ({run.matrix})"
+    return f"basebench run {run.run_id} ({run.matrix})"
+
+
+def render_summary(outcome: BenchmarkOutcome | RescanOutcome) -> None:
+    """Print the comparison table, why cells did not complete, where results went, how
+    the run compares with the previous one (a rescan: with its source run) and whether
+    its vulnerability DB was stale."""
     run = outcome.record
-    table = Table(title=f"basebench run {run.run_id} ({run.matrix})")
+    table = Table(title=run_title(run))
     for column in COLUMNS:
         left = column in ("app", "toolchain", "base", "status")
         table.add_column(column, justify="left" if left else "right", no_wrap=True)
@@ -100,6 +110,8 @@ def render_summary(outcome: BenchmarkOutcome) -> None:
     console.print(outcome.published.message, highlight=False, markup=False)
     if outcome.comparison is not None:
         console.print(render_comparison(outcome.comparison), highlight=False, markup=False)
+    if run.db_staleness():
+        console.print(run.db_staleness(), highlight=False, markup=False)
 
 
 def render_comparison(comparison: Comparison) -> str:
@@ -115,6 +127,7 @@ def render_comparison(comparison: Comparison) -> str:
     else:
         lines.append("no changes")
     lines.extend(origin_summary(comparison))
+    lines.extend(attribution_lines(list(comparison.vulnerability_changes)))
     count = len(comparison.regressions)
     lines.append(f"{count} regression(s)" if count else "clean: no regression")
     return "\n".join(lines)

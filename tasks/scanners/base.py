@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
 
-from tasks.records import ScanResult
+from tasks.records import ScanResult, VulnerabilityDb
 
 
 class ScanError(RuntimeError):
@@ -27,6 +27,10 @@ class Scanner(ABC):
         """OS, packages and vulnerability findings of the image saved at ``archive``.
 
         Raises ``ScanError`` when no report comes out."""
+
+    def database(self) -> VulnerabilityDb | None:
+        """The vulnerability DB scans run against; None when the scanner cannot say."""
+        return None
 
     def close(self) -> None:
         """Release what the scanner holds; nothing by default."""

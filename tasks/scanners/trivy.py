@@ -30,7 +30,7 @@ from typing import Any
 
 from tasks.child_server import ChildServer, ChildServerError
 from tasks.programs import ProgramMissing, find_program
-from tasks.records import Finding, Package, ScanDocuments, ScanResult
+from tasks.records import Finding, Package, ScanDocuments, ScanResult, VulnerabilityDb
 from tasks.scanners.base import ScanError, Scanner
 
 PACKAGE_CLASSES = ("os-pkgs", "lang-pkgs")
@@ -176,6 +176,7 @@ class _TrivyBase(Scanner):
         self.documents_dir = documents_dir
         self._binary = trivy_binary()
         self._version: tuple[str, datetime | None] | None = None
+        self._db_version: int | None = None
 
     def version(self) -> tuple[str, datetime | None]:
         """(trivy version, DB UpdatedAt) from ``trivy version``; asked once per instance."""
@@ -183,9 +184,17 @@ class _TrivyBase(Scanner):
             args = [self._binary, "version", "--format", "json", "--cache-dir", str(self.cache_dir)]
             args += COMMON_FLAGS
             info = json.loads(_run(args, self.timeout_seconds, "trivy version"))
-            updated = _parse_time(info.get("VulnerabilityDB", {}).get("UpdatedAt"))
-            self._version = (info["Version"], updated)
+            db = info.get("VulnerabilityDB") or {}
+            self._db_version = int(db["Version"]) if db.get("Version") else None
+            self._version = (info["Version"], _parse_time(db.get("UpdatedAt")))
         return self._version
+
+    def database(self) -> VulnerabilityDb | None:
+        """The DB in ``cache_dir/db``: its schema version and build time; None without one."""
+        updated = self.version()[1]
+        if updated is None and self._db_version is None:
+            return None
+        return VulnerabilityDb(self._db_version, updated)
 
     def _image_args(self, archive: Path) -> list[str]:
         return [
@@ -197,17 +206,18 @@ class _TrivyBase(Scanner):
             *COMMON_FLAGS,
         ]
 
-    def _scan(self, args: list[str], archive: Path) -> ScanResult:
-        output = _run(args, self.timeout_seconds, archive.name)
+    def _scan(self, args: list[str], archive: Path, what: str | None = None) -> ScanResult:
+        what = what or archive.name
+        output = _run(args, self.timeout_seconds, what)
         try:
             report = json.loads(output)
         except json.JSONDecodeError as exc:
-            raise ScanError(f"scan: {archive.name}: trivy printed no JSON report: {exc}") from exc
+            raise ScanError(f"scan: {what}: trivy printed no JSON report: {exc}") from exc
         version, updated = self.version()
         result = parse_report(report, version, updated)
         if self.documents_dir is None:
             return result
-        return replace(result, documents=self.keep_documents(output, archive.name))
+        return replace(result, documents=self.keep_documents(output, what))
 
     def keep_documents(self, report: str, what: str) -> ScanDocuments:
         """Write ``report`` (Trivy JSON) and its CycloneDX and SARIF conversions to a new
@@ -255,6 +265,20 @@ class TrivyScanner(_TrivyBase):
         else:
             args.append("--skip-db-update")
         return self._scan(args, archive)
+
+    def scan_sbom(self, sbom: Path, what: str | None = None) -> ScanResult:
+        """Scan a CycloneDX SBOM (``trivy sbom``) instead of an image: the packages it lists
+        (with their layers) against the DB, no image needed. ``what`` names it in errors."""
+        args = [
+            self._binary,
+            "sbom",
+            *("--format", "json", "--list-all-pkgs", "--scanners", "vuln"),
+            *("--cache-dir", str(self.cache_dir), "--skip-db-update"),
+            *OFFLINE_FLAGS,
+            *COMMON_FLAGS,
+            str(sbom),
+        ]
+        return self._scan(args, sbom, what)
 
 
 class TrivyServer:

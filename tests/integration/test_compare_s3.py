@@ -69,11 +69,19 @@ def test_grown_image_and_new_cve_are_exactly_the_regressions(
     ]
     size, cve = data["changes"]
     assert (size["base"], size["head"]) == (120_000_000, 132_000_000)
+    # libssl3 is not among night-1's packages of that cell: the image changed.
     assert cve["detail"] == {
         "vulnerability_id": "CVE-2024-3000",
         "severity": "HIGH",
         "packages": ["libssl3"],
         "origins": ["base"],
+        "cause": "image",
+        "reason": "package libssl3 3.0.11-1~deb12u2 added",
+    }
+    assert data["vulnerability_changes_by_cause"]["image"] == {
+        "added": 1,
+        "removed": 0,
+        "severity": 0,
     }
     assert data["new_serious_by_origin"] == {"base": 1, "build": 0, "unknown": 0}
 
@@ -88,10 +96,14 @@ def test_table_output(published: Published, capsys: pytest.CaptureFixture[str]) 
     ]
     assert lines[1].endswith("size 120 MB -> 132 MB (+12.0 MB, +10.0%)")
     assert "go-hello go1.22.10 bookworm" in lines[1]
-    assert lines[2].endswith("new HIGH CVE-2024-3000 in libssl3, inherited from the base")
+    assert lines[2].endswith(
+        "new HIGH CVE-2024-3000 in libssl3, inherited from the base "
+        "[image changed: package libssl3 3.0.11-1~deb12u2 added]"
+    )
     assert lines[3] == "new CRITICAL/HIGH: 1 inherited from the base, 0 added by the build"
-    assert lines[4] == "2 regression(s)"
-    assert len(lines) == 5
+    assert lines[4] == "vulnerability changes by cause: image changed 1 (1 added)"
+    assert lines[5] == "2 regression(s)"
+    assert len(lines) == 6
 
 
 def test_default_is_latest_against_previous_and_identical_runs_are_clean(

@@ -382,6 +382,21 @@ def test_nightly_deployment_has_its_cron_schedule_and_upcoming_runs(
     assert all((b - a).total_seconds() == 86400 for a, b in itertools.pairwise(times))
 
 
+def test_rescan_deployment_has_its_own_schedule_and_queue(
+    stack: Stack, prefect_client: Any
+) -> None:
+    rescan = prefect_client.read_deployment_by_name("basebench-rescan/rescan")
+    assert rescan.parameters == {"matrix": "configs/nightly.yaml"}
+    assert (rescan.work_pool_name, rescan.work_queue_name) == ("basebench", "rescan")
+    assert rescan.entrypoint == "flows/deployments.py:rescan_file"
+    [schedule] = rescan.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == (
+        "0 14 * * *",
+        "UTC",
+        True,
+    )
+
+
 def test_adhoc_runs_publish_every_cell_to_s3(stack: Stack, adhoc_runs: list[Any]) -> None:
     manifests = list_runs(open_store(stack.output, stack.s3))
     assert len(adhoc_runs) == len(manifests) == 2

@@ -155,6 +155,19 @@ def test_rewrite_is_skipped_when_content_unchanged(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db"]  # no temp dirs left
 
 
+def test_an_unchanged_db_past_its_next_update_gets_fresh_timestamps(tmp_path: Path) -> None:
+    db = write_fixture_db(DEFAULT_ADVISORIES, tmp_path)
+    metadata = db / "metadata.json"
+    stale = {**json.loads(metadata.read_text()), "UpdatedAt": "2026-01-01T00:00:00.000000Z"}
+    stale["NextUpdate"] = "2026-01-02T00:00:00.000000Z"
+    metadata.write_text(json.dumps(stale))
+    trivy_db = (db / "trivy.db").read_bytes()
+    write_fixture_db(DEFAULT_ADVISORIES, tmp_path)
+    fresh = json.loads(metadata.read_text())
+    assert fresh["UpdatedAt"] > "2026-11-29" and fresh["NextUpdate"] > fresh["UpdatedAt"]
+    assert (db / "trivy.db").read_bytes() == trivy_db  # the content is the same DB
+
+
 def test_changed_content_is_rewritten(tmp_path: Path) -> None:
     write_fixture_db(DEFAULT_ADVISORIES, tmp_path)
     changed = tmp_path / "changed.yaml"

@@ -11,6 +11,7 @@ import yaml
 
 from cli.deploy import (
     PREFECT_FILE,
+    RESCAN_ENTRYPOINT,
     DeploymentSpec,
     read_deployments,
     server_env,
@@ -25,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = REPO_ROOT / "infra" / "prefect" / "compose.yaml"
 
 
-def test_prefect_yaml_has_a_scheduled_nightly_and_an_unscheduled_adhoc() -> None:
+def test_prefect_yaml_has_a_scheduled_nightly_an_unscheduled_adhoc_and_a_rescan() -> None:
     specs = {spec.name: spec for spec in read_deployments(PREFECT_FILE)}
     assert specs == {
         "nightly": DeploymentSpec(
@@ -34,13 +35,42 @@ def test_prefect_yaml_has_a_scheduled_nightly_and_an_unscheduled_adhoc() -> None
         "adhoc": DeploymentSpec(
             "adhoc", "basebench", {"matrix": "configs/default.yaml", "only": []}
         ),
+        "rescan": DeploymentSpec(
+            "rescan", "basebench", {"matrix": "configs/nightly.yaml"}, RESCAN_ENTRYPOINT
+        ),
     }
     raw = yaml.safe_load(PREFECT_FILE.read_text())["deployments"]
     schedules = {d["name"]: d.get("schedules") for d in raw}
+    # The rescan has a schedule of its own, independent of the nightly rebuild.
     assert schedules == {
         "nightly": [{"cron": "0 2 * * *", "timezone": "UTC", "active": True}],
         "adhoc": None,
+        "rescan": [{"cron": "0 14 * * *", "timezone": "UTC", "active": True}],
     }
+    queues = {d["name"]: d["work_pool"]["work_queue_name"] for d in raw}
+    assert queues == {"nightly": "nightly", "adhoc": "adhoc", "rescan": "rescan"}
+
+
+def test_a_rescan_deployment_with_an_unknown_parameter_is_named() -> None:
+    spec = DeploymentSpec(
+        "rescan", "basebench", {"matrix": "configs/nightly.yaml", "only": []}, RESCAN_ENTRYPOINT
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^deployment 'rescan': parameters must include matrix and may include output "
+        r"and run \(unknown: only\)$",
+    ):
+        validate([spec], [])
+
+
+def test_trigger_rescan_validates_its_matrix_and_refuses_filters() -> None:
+    args = argparse.Namespace(
+        deployment="rescan", matrix="configs/nightly.yaml", only=[], output="s3://b/p"
+    )
+    assert trigger_parameters(args) == {"matrix": "configs/nightly.yaml", "output": "s3://b/p"}
+    args.only = ["base=alpine"]
+    with pytest.raises(ConfigError, match=r"^trigger rescan: --only does not apply"):
+        trigger_parameters(args)
 
 
 def test_deploy_validates_the_matrices_and_derives_one_limit_per_host() -> None:
