@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from cli.embedded_prefect import EmbeddedPrefect
 from cli.hosts import HOST_OPTION, parse_host_options
+from cli.store_options import output_url
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import open_store
-from tasks.dataset.writer import publish_with_fallback
+from tasks.dataset.writer import RetryPolicy, keep_unpublished, publish_with_fallback
 from tasks.hosts.connection import HostUnavailable, connect
 from tasks.hosts.sweep import sweep_archives, sweep_host
 from tasks.journal import RunJournal, interrupted_run
@@ -47,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         sub.add_argument("config", help="matrix YAML file, e.g. configs/default.yaml")
         sub.add_argument("--only", action="append", default=[], metavar="KEY=GLOB")
         sub.add_argument("--upstream", action="store_true", help="pull from upstream registries")
-        sub.add_argument("--output", help="results folder or s3://bucket/prefix")
+        sub.add_argument("--output", type=output_url, help="results folder or s3://bucket/prefix")
         sub.add_argument(
             "--host",
             action="append",
@@ -141,14 +142,13 @@ def keep_interrupted(config: MatrixConfig, cells: list[Cell], run_id: str) -> in
     journal = RunJournal(config.cache_dir, run_id)
     record = interrupted_run(journal, cells, template)
     finished = sum(1 for cell in record.cells if cell.error != INTERRUPTED)
+    store = open_store(config.output, config.s3)
     try:
-        outcome = publish_with_fallback(
-            record, open_store(config.output, config.s3), config.cache_dir / "unpublished"
-        )
+        outcome = publish_with_fallback(record, store, config.cache_dir / "unpublished")
         journal.remove()
-        where = outcome.message
-    except PublishError as exc:
-        where = f"not published, the journal stays in {journal.folder}: {exc}"
+    except (PublishError, OSError) as exc:
+        outcome = keep_unpublished(record, store, journal, exc, RetryPolicy().attempts)
+    where = outcome.message
     print(f"basebench: interrupted; {finished} of {len(cells)} cells had finished. {where}")
     cleaned = sweep_run(config, run_id)
     print(f"basebench: removed what run {run_id} made: {cleaned}")

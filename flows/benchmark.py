@@ -19,7 +19,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks.analysis.compare import CompareError, Comparison, compare_with_previous
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import open_store
-from tasks.dataset.writer import PublishOutcome, publish_with_fallback
+from tasks.dataset.writer import (
+    PublishOutcome,
+    RetryPolicy,
+    keep_unpublished,
+    publish_with_fallback,
+)
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable
 from tasks.hosts.limits import host_limit, server_in_use
@@ -103,8 +108,9 @@ def benchmark(
         hosts=tuple(sessions),
         cells=tuple(results),
     )
-    published, comparison = publish_run(record, config)
-    journal.remove()  # every row is published or kept in the fallback folder
+    published, comparison = publish_run(record, config, journal)
+    if published.fallback_dir != journal.folder and published.lost is None:
+        journal.remove()  # every row is published or kept in the fallback folder
     attach_artifacts(record, comparison)
     return BenchmarkOutcome(record, published, comparison)
 
@@ -165,12 +171,16 @@ def close_host(session: HostSession, keep_images: bool, pool: HostPool) -> None:
 
 @task(name="publish", cache_policy=NO_CACHE)
 def publish_run(
-    record: RunRecord, config: MatrixConfig
+    record: RunRecord, config: MatrixConfig, journal: RunJournal
 ) -> tuple[PublishOutcome, Comparison | None]:
     """Publish the run (or keep it locally when the store fails), then compare it with
-    the previous run of its matrix."""
+    the previous comparable run. When the fallback folder fails too, the run is kept in
+    its journal; when even that fails, the outcome says what was lost."""
     store = open_store(config.output, config.s3)
-    outcome = publish_with_fallback(record, store, config.cache_dir / "unpublished")
+    try:
+        outcome = publish_with_fallback(record, store, config.cache_dir / "unpublished")
+    except (PublishError, OSError) as exc:
+        outcome = keep_unpublished(record, store, journal, exc, RetryPolicy().attempts)
     if not outcome.published:
         get_run_logger().error(outcome.message)
         return outcome, None

@@ -40,6 +40,7 @@ from tasks.catalogue import (
     Name as CatalogueName,
 )
 from tasks.config_file import read_mapping, validate
+from tasks.dataset.output import check_endpoint, check_output
 from tasks.hosts.config import HostConfig, default_host
 from tasks.records import Cell
 
@@ -158,7 +159,7 @@ class ScannerConfig(BaseModel):
 class S3Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    endpoint_url: str | None = None
+    endpoint_url: Annotated[str, AfterValidator(check_endpoint)] | None = None
     region: str | None = None  # None: boto3's own chain (AWS_REGION, profile, ...)
 
 
@@ -184,7 +185,7 @@ class MatrixConfig(BaseModel):
     scanner: ScannerConfig = ScannerConfig()
     # Default: the engine the docker CLI would use (DOCKER_HOST, DOCKER_CONTEXT, ...).
     hosts: list[HostConfig] = Field(default_factory=lambda: [default_host()], min_length=1)
-    output: str = "results"
+    output: Annotated[str, AfterValidator(check_output)] = "results"
     s3: S3Config = S3Config()
     cache_dir: UserPath = DEFAULT_CACHE
     apps_dir: UserPath = APPS_DIR
