@@ -21,7 +21,16 @@ from tasks.dataset.writer import RetryPolicy, keep_unpublished, publish_with_fal
 from tasks.hosts.connection import HostUnavailable, connect
 from tasks.hosts.sweep import sweep_archives, sweep_host
 from tasks.journal import RunJournal, interrupted_run
-from tasks.matrix import CellFilter, MatrixConfig, expand, load_matrix, parse_only, plan
+from tasks.matrix import (
+    CellFilter,
+    ConfigError,
+    MatrixConfig,
+    expand,
+    format_filters,
+    load_matrix,
+    parse_only,
+    plan,
+)
 from tasks.processes import children
 from tasks.records import INTERRUPTED, Cell, RunRecord, new_run_id, run_started
 
@@ -100,7 +109,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     config = load(args)
     only = parse_only(args.only)
-    left_out = plan(config, only).left_out
+    planned = plan(config, only)
+    left_out = planned.left_out
+    if not planned.cells:
+        raise ConfigError(
+            f"{args.config}: no cell can run ({len(left_out)} left out, "
+            f"`basebench plan {args.config}` says why); nothing was built or published"
+        )
     if left_out:
         print(f"basebench: {len(left_out)} coordinates cannot run and are left out "
               f"(`basebench plan {args.config}` says why)")  # fmt: skip
@@ -121,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             server.start()
         outcome = _run_flow(config, only, server, run_id)
     except KeyboardInterrupt:
-        return keep_interrupted(config, expand(config, only), run_id)
+        return keep_interrupted(config, expand(config, only), run_id, only)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if server:
@@ -135,10 +150,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if outcome.record.cell_counts()["cells_failed"] else 0
 
 
-def keep_interrupted(config: MatrixConfig, cells: list[Cell], run_id: str) -> int:
+def keep_interrupted(
+    config: MatrixConfig, cells: list[Cell], run_id: str, only: list[CellFilter] | None = None
+) -> int:
     """After an interrupt: publish the cells that finished (or keep them locally), every
     other cell a failed row, and remove what the run made on its hosts and here."""
-    template = RunRecord(run_id, config.name, config.config_hash(), _started(run_id), _now())
+    template = RunRecord(
+        run_id,
+        config.name,
+        config.config_hash(),
+        _started(run_id),
+        _now(),
+        filters=format_filters(only),
+        image_sources=config.image_sources(),
+    )
     journal = RunJournal(config.cache_dir, run_id)
     record = interrupted_run(journal, cells, template)
     finished = sum(1 for cell in record.cells if cell.error != INTERRUPTED)

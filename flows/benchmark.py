@@ -27,12 +27,13 @@ from tasks.dataset.writer import (
 )
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable
+from tasks.hosts.health import machine_facts
 from tasks.hosts.limits import host_limit, server_in_use
 from tasks.hosts.pool import HostPool, host_lost, run_with_failover
 from tasks.hosts.session import HostSession, close_session, open_session
 from tasks.hosts.sweep import RunLeases, sweep_archives
 from tasks.journal import RunJournal
-from tasks.matrix import CellFilter, MatrixConfig, expand
+from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, format_filters
 from tasks.pipeline import run_pipeline
 from tasks.records import INTERRUPTED, Cell, CellResult, RunRecord, Status, new_run_id
 from tasks.render.artifacts import attach_artifacts
@@ -70,6 +71,8 @@ def benchmark(
     run_id = run_id or new_run_id()
     started = datetime.now(UTC)
     cells = expand(config, only)
+    if not cells:  # a run of no cells would pose as a normal run
+        raise ConfigError(f"matrix {config.name}: no cell can run; nothing was built or published")
     leases = RunLeases(config.cache_dir)
     journal = RunJournal(config.cache_dir, run_id)
     with leases.hold(run_id), make_scanner(config.scanner, config.cache_dir) as scanner:
@@ -107,6 +110,13 @@ def benchmark(
         versions=_versions(sessions, results),
         hosts=tuple(sessions),
         cells=tuple(results),
+        filters=format_filters(only),
+        image_sources=config.image_sources(),
+        machines=tuple(
+            machine_facts(session.health, config.build_tool)
+            for session in sessions.values()
+            if session.health is not None
+        ),
     )
     published, comparison = publish_run(record, config, journal)
     if published.fallback_dir != journal.folder and published.lost is None:

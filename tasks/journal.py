@@ -93,4 +93,7 @@ def interrupted_run(journal: RunJournal, cells: list[Cell], template: RunRecord)
         versions=template.versions,
         hosts=tuple(sorted({r.host for r in rows if r.host})),
         cells=rows,
+        filters=template.filters,
+        image_sources=template.image_sources,
+        machines=template.machines,
     )

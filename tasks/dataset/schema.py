@@ -28,6 +28,7 @@ added that layer, null when either is unknown.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
@@ -100,6 +101,7 @@ RESULTS_SCHEMA = _schema(
         _required("builder_ref", _S),
         _optional("builder_digest", _S),
         _required("host", _S),
+        _optional("host_class", _S),
         _optional("image_id", _S),
         # size
         _optional("size_bytes", _I64),
@@ -200,6 +202,21 @@ PACKAGES_SCHEMA = _schema(
     ],
 )
 
+MACHINE_TYPE = pa.struct(
+    [
+        _required("host", _S),
+        _optional("host_class", _S),
+        _optional("cpu_model", _S),
+        _optional("cpus", _I32),
+        _optional("memory_bytes", _I64),
+        _optional("kernel", _S),
+        _optional("platform", _S),
+        _optional("engine_version", _S),
+        _optional("storage_driver", _S),
+        _optional("builder", _S),
+    ]
+)
+
 RUNS_SCHEMA = _schema(
     "runs",
     [
@@ -215,6 +232,9 @@ RUNS_SCHEMA = _schema(
         _required("cells_ok", _I32),
         _required("cells_failed", _I32),
         _required("cells_skipped", _I32),
+        _optional("filters", _S),
+        _optional("image_sources", _S),
+        _optional("machines", pa.list_(MACHINE_TYPE)),
     ],
 )
 
@@ -274,6 +294,7 @@ def _results_rows(run: RunRecord) -> list[Row]:
             "run_id": run.run_id,
             "matrix": run.matrix,
             **_identity(result),
+            "host_class": run.host_class(result.host),
             **_size_and_content(result),
             **_security(result.scan),
             **_origins(result),
@@ -497,6 +518,12 @@ def _run_row(run: RunRecord) -> Row:
         "versions": dict(run.versions),
         "hosts": list(run.hosts),
         **run.cell_counts(),
+        "filters": run.filters,
+        "image_sources": run.image_sources or None,
+        "machines": [
+            {**dataclasses.asdict(machine), "host_class": machine.host_class}
+            for machine in run.machines
+        ],
     }
 
 

@@ -190,12 +190,19 @@ def _check_writable(table: DeltaTable, where: str) -> None:
 
 
 def read_rows(
-    store: ResultStore, name: str, run_ids: list[str] | None = None, version: int | None = None
+    store: ResultStore,
+    name: str,
+    run_ids: list[str] | None = None,
+    version: int | None = None,
+    unreadable: list[str] | None = None,
 ) -> pa.Table:
     """Rows of ``run_ids`` (all when None) in table ``name``, as the current schema.
 
     A missing table reads as empty. Raises ``PublishError`` for an unreadable table or
-    one whose schema version this basebench cannot read.
+    one whose schema version this basebench cannot read. A data file that cannot be
+    read (corrupt, truncated) is named with the runs it holds: when it holds none of
+    ``run_ids`` it is passed over; else the error names it, unless ``unreadable`` is
+    given, which collects such problems and the other files are read.
     """
     where = store.location(name)
     try:
@@ -204,12 +211,56 @@ def read_rows(
             return SCHEMAS[name].empty_table()
         found = schema_version(table, where)
         wanted = None if run_ids is None else ds.field("run_id").isin(run_ids)
-        data = dataset(store, table, name).to_table(filter=wanted)
+        files = dataset(store, table, name)
+        try:
+            data = files.to_table(filter=wanted)
+        except DELTA_ERRORS:
+            data = _read_file_by_file(table, files, wanted, run_ids, where, unreadable)
         return conform_table(name, data, where, found)
     except ValueError as exc:  # SchemaVersionError or a missing required column
         raise PublishError(str(exc)) from exc
     except DELTA_ERRORS as exc:
         raise PublishError(f"read {where}: {describe(exc)}") from exc
+
+
+def _read_file_by_file(
+    table: DeltaTable,
+    files: ds.Dataset,
+    wanted: ds.Expression | None,
+    run_ids: list[str] | None,
+    where: str,
+    unreadable: list[str] | None,
+) -> pa.Table:
+    # The slow path, after a whole-table read failed: which file is bad, and which
+    # runs can still be read without it (a file's run ids from the log's statistics).
+    runs_in = _runs_by_file(table)
+    pieces = []
+    for fragment in files.get_fragments():
+        low, high = runs_in.get(fragment.path, (None, None))
+        known = run_ids is not None and low is not None and high is not None
+        if known and not any(low <= run <= high for run in run_ids or []):  # type: ignore[operator]
+            continue
+        try:
+            pieces.append(fragment.to_table(filter=wanted, schema=files.schema))
+        except DELTA_ERRORS as exc:
+            holds = f"run {low}" if low and low == high else f"runs {low} to {high}"
+            problem = (
+                f"{where}/{fragment.path}: unreadable data file ({describe(exc)}); it holds "
+                f"rows of {holds if low else 'runs not recorded in the log'}"
+            )
+            if unreadable is None:
+                raise PublishError(f"{problem}; runs in other files stay readable") from exc
+            unreadable.append(problem)
+    return pa.concat_tables(pieces) if pieces else files.schema.empty_table()
+
+
+def _runs_by_file(table: DeltaTable) -> dict[str, tuple[str | None, str | None]]:
+    """data file path -> (least, greatest) run id in it, from the log's statistics."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if "min.run_id" not in actions.column_names or "max.run_id" not in actions.column_names:
+        return {}
+    rows = actions.select(["path", "min.run_id", "max.run_id"]).to_pylist()
+    return {row["path"]: (row["min.run_id"], row["max.run_id"]) for row in rows}
 
 
 def count_rows(store: ResultStore, name: str, run_id: str) -> int:

@@ -57,12 +57,14 @@ class Published:
 def publish(run: RunRecord, store: ResultStore) -> Published:
     """Append ``run`` to every table of ``store`` (documents first, ``runs`` last).
 
-    Raises ``ValueError`` for a run id that cannot be a path or records that break the
-    schema, ``FileNotFoundError`` for a scan document that is gone (both before the
-    store is touched), ``PublishError`` when the store fails; tables committed before a
-    failure keep the run and a later publish adds only the rest.
+    Raises ``ValueError`` for a run id that cannot be a path, a run of no cells or
+    records that break the schema, ``FileNotFoundError`` for a scan document that is
+    gone (all before the store is touched), ``PublishError`` when the store fails;
+    tables committed before a failure keep the run and a later publish adds only the rest.
     """
     check_run_id(run.run_id)
+    if not run.cells:
+        raise ValueError(f"run {run.run_id} has no cells; a run of no cells is never published")
     tables = build_tables(run)  # bad records fail here, before the store is touched
     documents = _document_files(run)
     try:

@@ -138,3 +138,64 @@ def test_plan_prints_every_cell_without_running(
     assert "go-hello go1.22.10 bookworm" in lines[0]
     assert lines[0].endswith("127.0.0.1:5000/library/debian:bookworm")
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "argv", "expected"),
+    [
+        (
+            "exclude: [{}]\n",
+            [],
+            "basebench: {config}: exclude[0]: give at least one of app, toolchain, base\n",
+        ),
+        (
+            "",
+            ["--only", "base=distroless-nope"],
+            "basebench: --only base=distroless-nope: matches no base of the matrix; "
+            "its bases: distroless-static\n",
+        ),
+        (
+            "",
+            ["--only", "toolchain=1.25.*"],
+            "basebench: --only toolchain=1.25.*: matches no toolchain of the matrix; "
+            "its toolchains: 1.22.10\n",
+        ),
+        (
+            "exclude: [{base: distroless-static}]\n",
+            [],
+            "basebench: {config}: no cell can run (0 left out, `basebench plan {config}` says "
+            "why); nothing was built or published\n",
+        ),
+    ],
+)
+def test_a_run_of_no_cells_is_an_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: str,
+    argv: list[str],
+    expected: str,
+) -> None:
+    output = tmp_path / "results"
+    config = tmp_path / "matrix.yaml"
+    config.write_text(GOOD.format(output=output) + f"cache_dir: {tmp_path}/cache\n" + extra)
+    assert main(["run", str(config), *argv]) == 2
+    assert capsys.readouterr().err == expected.format(config=config)
+    assert not output.exists()
+    assert not (tmp_path / "cache").exists()
+
+
+def test_only_filters_that_match_no_cell_together_are_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "matrix.yaml"
+    config.write_text(
+        GOOD.format(output=tmp_path / "results").replace("]\nout", ", bookworm]\nout")
+        + "exclude: [{base: bookworm}]\n"
+        + "include: [{app: go-hello, toolchain: 1.25.5, base: bookworm}]\n"
+    )
+    argv = ["plan", str(config), "--only", "base=bookworm", "--only", "toolchain=1.22.10"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "basebench: --only base=bookworm,toolchain=1.22.10: "
+        "no cell of the matrix matches them all\n"
+    )
