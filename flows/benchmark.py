@@ -86,6 +86,9 @@ def benchmark(
         pool = HostPool([session.host for session in sessions.values()])
         try:
             limited = server_in_use() if host_limits is None else host_limits
+            if limited:  # probes alone on each host across this server's flow runs
+                for session in sessions.values():
+                    session.quiet.across_runs(session.host.name, session.host.max_parallel)
             futures = run_cell.map(
                 cells, unmapped(pool), unmapped(sessions), unmapped(limited), unmapped(journal)
             )

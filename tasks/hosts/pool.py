@@ -177,6 +177,26 @@ class QuietLock:
         self._shared = 0
         self._exclusive = False
         self._waiting_exclusive = 0
+        self._global: tuple[str, int] | None = None  # server limit name, its slots
+
+    def across_runs(self, host_name: str, slots: int) -> None:
+        """Also hold the server's ``docker-host-quiet:<host_name>`` limit (``slots`` in
+        size): one slot while shared, all while exclusive, so that other flow runs on the
+        host keep to the same rule. Without it the lock holds within this process only."""
+        from tasks.hosts.limits import quiet_limit_name
+
+        self._global = (quiet_limit_name(host_name), slots)
+
+    @contextmanager
+    def _across(self, occupy_all: bool) -> Iterator[None]:
+        if self._global is None:
+            yield
+            return
+        from tasks.hosts.limits import held_slots
+
+        name, slots = self._global
+        with held_slots(name, slots if occupy_all else 1):
+            yield
 
     @contextmanager
     def shared(self) -> Iterator[None]:
@@ -185,7 +205,8 @@ class QuietLock:
                 self._changed.wait()
             self._shared += 1
         try:
-            yield
+            with self._across(occupy_all=False):
+                yield
         finally:
             with self._changed:
                 self._shared -= 1
@@ -200,7 +221,8 @@ class QuietLock:
             self._waiting_exclusive -= 1
             self._exclusive = True
         try:
-            yield
+            with self._across(occupy_all=True):
+                yield
         finally:
             with self._changed:
                 self._exclusive = False

@@ -81,7 +81,9 @@ def test_limits_are_deduplicated_and_sorted_by_host() -> None:
     ]
     assert host_limits(pairs) == [
         HostLimit("docker-host:alpha", 3),
+        HostLimit("docker-host-quiet:alpha", 3),
         HostLimit("docker-host:zeta", 1),
+        HostLimit("docker-host-quiet:zeta", 1),
     ]
 
 
