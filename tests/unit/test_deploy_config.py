@@ -43,9 +43,9 @@ def test_prefect_yaml_has_a_scheduled_nightly_and_an_unscheduled_adhoc() -> None
     }
 
 
-def test_deploy_validates_the_matrices_and_derives_one_limit_per_host() -> None:
+def test_deploy_validates_the_matrices_and_derives_the_limits_of_each_host() -> None:
     limits = validate(read_deployments(PREFECT_FILE), ["configs/example-distroless.yaml"])
-    assert limits == [HostLimit("docker-host:local", 2)]
+    assert limits == [HostLimit("docker-host:local", 2), HostLimit("docker-host-quiet:local", 2)]
 
 
 def test_deploy_names_the_deployment_with_an_unknown_parameter() -> None:
