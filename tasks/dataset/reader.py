@@ -51,7 +51,7 @@ def list_runs(store: ResultStore) -> list[dict[str, Any]]:
     unreadable: list[str] = []
     rows = read_rows(store, "runs", unreadable=unreadable).to_pylist()
     for problem in unreadable:  # the other runs stay readable; this one is named
-        _log.warning("basebench: %s; those runs are left out", problem)
+        _log.warning("basebench: %s", problem)
     for row in rows:
         for column in ("date", "started_at", "finished_at"):
             row[column] = row[column].isoformat()

@@ -15,6 +15,7 @@ table of the current version. Every commit says who wrote it and which run it ho
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
@@ -54,6 +55,8 @@ CONFLICT_ATTEMPTS = 5
 # What delta-rs raises: DeltaError and its subclasses, OSError for the object store.
 DELTA_ERRORS = (DeltaError, OSError, pa.ArrowException)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_BACKTRACE = re.compile(r" 0: \S")
+LOG_FOLDER = "_delta_log"
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,26 @@ class Commit:
 
 
 def describe(exc: BaseException) -> str:
-    """delta-rs's multi-line, coloured error as one plain line."""
-    return " ".join(_ANSI.sub("", str(exc)).replace("↳", "").split())
+    """delta-rs's multi-line, coloured error as one plain line, without the backtrace
+    some of its errors append (`` 0: <unknown> 1: ...``)."""
+    text = " ".join(_ANSI.sub("", str(exc)).replace("↳", "").split())
+    return _BACKTRACE.split(text, maxsplit=1)[0]
+
+
+def bad_log_entries(store: ResultStore, name: str) -> list[str]:
+    """Store paths of the commit log entries of table ``name`` that are not JSON lines
+    (a corrupt or truncated commit), for an error that names them."""
+    bad = []
+    for path in store.list(f"{name}/{LOG_FOLDER}"):
+        if not path.endswith(".json"):
+            continue
+        try:
+            for line in store.read(path).decode("utf-8").splitlines():
+                if line.strip():
+                    json.loads(line)
+        except (ValueError, OSError):
+            bad.append(path)
+    return bad
 
 
 def open_table(store: ResultStore, name: str, version: int | None = None) -> DeltaTable | None:
@@ -220,7 +241,37 @@ def read_rows(
     except ValueError as exc:  # SchemaVersionError or a missing required column
         raise PublishError(str(exc)) from exc
     except DELTA_ERRORS as exc:
-        raise PublishError(f"read {where}: {describe(exc)}") from exc
+        bad = bad_log_entries(store, name) if version is None else []
+        if not bad:
+            raise PublishError(f"read {where}: {describe(exc)}") from exc
+        problem = (
+            f"{store.location(bad[0])}: corrupt commit log entry of table {name} "
+            f"({describe(exc)}); the table cannot be read past it: restore that file"
+        )
+        return _read_before(store, name, run_ids, bad[0], problem, unreadable)
+
+
+def _read_before(
+    store: ResultStore,
+    name: str,
+    run_ids: list[str] | None,
+    bad_entry: str,
+    problem: str,
+    unreadable: list[str] | None,
+) -> pa.Table:
+    # The runs committed before a corrupt log entry are still readable at the version
+    # before it: given when they are all that is asked for (or problems are collected).
+    before = int(bad_entry.rsplit("/", 1)[-1].split(".")[0]) - 1
+    if before < 0:
+        raise PublishError(problem)
+    rows = read_rows(store, name, run_ids, version=before)
+    found = set(rows.column("run_id").to_pylist())
+    if run_ids is not None and set(run_ids) <= found:
+        return rows
+    if unreadable is None:
+        raise PublishError(f"{problem}; runs committed before it stay readable")
+    unreadable.append(f"{problem}; runs committed after it are left out")
+    return rows
 
 
 def _read_file_by_file(
@@ -250,7 +301,7 @@ def _read_file_by_file(
             )
             if unreadable is None:
                 raise PublishError(f"{problem}; runs in other files stay readable") from exc
-            unreadable.append(problem)
+            unreadable.append(f"{problem}; those runs are left out")
     return pa.concat_tables(pieces) if pieces else files.schema.empty_table()
 
 

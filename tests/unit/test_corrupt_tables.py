@@ -73,3 +73,41 @@ def test_a_corrupt_runs_file_leaves_its_run_out_with_a_warning(
     assert warning.endswith("it holds rows of run night-2; those runs are left out")
     # night-3's previous comparable run is now night-1, and both are readable.
     assert pick_runs(store) == ("night-1", "night-3")
+
+
+def log_entry(store: LocalStore, table: str, version: int) -> Path:
+    return Path(store.location(f"{table}/_delta_log/{version:020d}.json"))
+
+
+def test_a_corrupt_log_entry_is_named_and_earlier_runs_stay_readable(
+    store: LocalStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = log_entry(store, "results", 2)  # version 0 created the table; 2 added night-2
+    entry.write_text('{"commitInfo": {truncated')
+    assert len(load_run(store, "night-1").results) == 3  # committed before the bad entry
+    with pytest.raises(PublishError) as caught:
+        load_run(store, "night-3")
+    message = str(caught.value)
+    assert message.startswith(f"{entry}: corrupt commit log entry of table results (")
+    assert message.endswith(
+        "the table cannot be read past it: restore that file; runs committed before it stay "
+        "readable"
+    )
+    assert " 0: " not in message  # no backtrace of delta-rs in the line
+    assert main(["compare", store.location()]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"basebench compare: {entry}: corrupt commit log entry")
+    assert error.count("\n") == 1
+
+
+def test_a_corrupt_runs_log_entry_leaves_later_runs_out_with_a_warning(
+    store: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = log_entry(store, "runs", 2)
+    entry.write_bytes(b"\xff\xfe not json")
+    with caplog.at_level(logging.WARNING, logger="basebench"):
+        runs = list_runs(store)
+    assert [run["run_id"] for run in runs] == ["night-1"]
+    (warning,) = caplog.messages
+    assert warning.startswith(f"basebench: {entry}: corrupt commit log entry of table runs (")
+    assert warning.endswith("restore that file; runs committed after it are left out")
