@@ -141,3 +141,53 @@ output: {output}
     assert docker_client.networks.list(filters=label) == []
     assert docker_client.images.list(filters=label) == []
     assert list((cache / "archives").glob(f"{listed['run_id']}-*")) == []
+
+
+def test_a_full_cache_fails_the_cell_at_inspect_and_keeps_its_probe(
+    infra: Any, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    # A 4 MiB tmpfs as the whole cache: the image's archive (about 7 MB) cannot be saved.
+    cache, output = tmp_path / "cache", tmp_path / "results"
+    cache.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(cache)], check=True)
+    try:
+        config = tmp_path / "matrix.yaml"
+        config.write_text(
+            f"""
+name: full-cache
+apps: [go-hello]
+toolchains: ["1.22.10"]
+bases: [distroless-static]
+repeat: 2
+cache_dir: {cache}
+scanner: {{db_dir: {infra.cache_dir / "trivy"}}}
+hosts: [{{name: local, url: "{infra.docker_url}", max_parallel: 1}}]
+output: {output}
+"""
+        )
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+        run = subprocess.run(
+            [sys.executable, "-m", "cli.main", "run", str(config)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert run.returncode == 1, run.stdout + run.stderr
+        store = open_store(str(output))
+        (listed,) = list_runs(store)
+        (row,) = read_table(store, "results").to_dict("records")
+        assert (row["status"], row["failed_stage"]) == ("failed", "inspect")
+        assert "No space left on device" in row["error"]
+        assert 0 < row["startup_seconds"] < 30 and row["idle_memory_bytes"] > 0
+        assert pd.isna(row["size_bytes"]) and pd.isna(row["vulns_critical"])
+        label = {"label": f"{labels.RUN}={listed['run_id']}"}
+        assert docker_client.containers.list(all=True, filters=label) == []
+        assert docker_client.networks.list(filters=label) == []
+        assert docker_client.images.list(filters=label) == []
+        # The partial archive went with its folder: the cache is not left full.
+        assert list((cache / "archives").glob(f"{listed['run_id']}-*")) == []
+        assert not (cache / "journal" / listed["run_id"]).exists()
+    finally:
+        subprocess.run(["umount", str(cache)], check=True)
