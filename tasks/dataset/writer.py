@@ -28,7 +28,7 @@ from tasks.dataset.layout import (
     run_documents,
 )
 from tasks.dataset.schema import DOCUMENT_COLUMNS, build_tables
-from tasks.dataset.stores import LocalStore, ResultStore, S3Store
+from tasks.dataset.stores import LocalStore, ResultStore
 from tasks.dataset.tables import Commit, append_run, count_rows, read_rows
 from tasks.journal import RunJournal
 from tasks.records import RunRecord
@@ -207,8 +207,9 @@ def publish_with_fallback(
 def publish_target(store: ResultStore) -> str:
     """The arguments of ``basebench publish`` that name ``store``: output and endpoint."""
     target = store.location()
-    if isinstance(store, S3Store) and store.endpoint_url:
-        target += f" --s3-endpoint {store.endpoint_url}"
+    endpoint = getattr(store, "endpoint_url", None)  # an S3Store's (or a wrapper's)
+    if endpoint:
+        target += f" --s3-endpoint {endpoint}"
     return target
 
 

@@ -41,6 +41,7 @@ class StopsServerBefore(WrappedStore):
     def __init__(self, inner: S3Store, table: str, server: ChildServer) -> None:
         super().__init__(inner)
         self.table, self.server = table, server
+        self.endpoint_url = inner.endpoint_url
 
     def table_location(self, path: str) -> TableLocation:
         if path == self.table:
