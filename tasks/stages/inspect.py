@@ -108,7 +108,7 @@ def summarize_layer(stream: IO[bytes]) -> LayerSummary:
     opaque: list[str] = []
     with tarfile.open(fileobj=reader, mode="r|") as layer:  # type: ignore[call-overload]
         for member in layer:
-            path = posixpath.normpath(member.name.lstrip("./") or ".")
+            path = layer_path(member.name)
             directory, name = posixpath.split(path)
             if name == ".wh..wh..opq":
                 opaque.append(directory)
@@ -117,6 +117,15 @@ def summarize_layer(stream: IO[bytes]) -> LayerSummary:
             else:
                 entries[path] = member.mode | _TYPE_BITS.get(member.type, 0o100000)
     return LayerSummary(reader.finish(), entries, tuple(whiteouts), tuple(opaque))
+
+
+def layer_path(name: str) -> str:
+    """A tar member's path relative to the root: ``./etc/x`` and ``/etc/x`` -> ``etc/x``.
+    Only a leading ``./`` or ``/`` goes: a top-level dotfile (``.dockerenv``) or whiteout
+    (``.wh.opt``, deleting ``/opt``) keeps its dot."""
+    while name.startswith(("./", "/")):
+        name = name[1:] if name.startswith("/") else name[2:]
+    return posixpath.normpath(name or ".")
 
 
 def merge_layers(layers: Iterable[LayerSummary]) -> dict[str, int]:

@@ -54,7 +54,8 @@ RUN rm /srv/a/top /srv/a/b/c/d/deep /srv/a/b/c/d/.deep \\
  && rm -rf /usr/share/doc/apt /var/lib/dpkg/info \\
  && rm /usr/bin/dpkg /usr/bin/apt /usr/bin/apt-get \\
  && find / -xdev -type f -perm -4000 -path '/usr/bin/*' -name 'ch*' -delete \\
- && echo s > /srv/a/b/setuid && chmod 4755 /srv/a/b/setuid && echo h > /root/.hidden
+ && echo s > /srv/a/b/setuid && chmod 4755 /srv/a/b/setuid && echo h > /root/.hidden \\
+ && rm -rf /opt /home && echo t > /.topdot
 """
 
 
@@ -97,6 +98,7 @@ def test_inspect_agrees_with_docker_export_file_for_file(
     deleted = {w for layer in layers for w in layer.whiteouts}
     assert {"srv/a/top", "srv/a/b/c/d/deep", "srv/a/b/c/d/.deep", "etc/debian_version"} <= (deleted)
     assert "usr/share/doc/dpkg/copyright" in deleted or "usr/share/doc/dpkg" in deleted
+    assert {"opt", "home"} <= deleted  # top-level whiteouts: .wh.opt, .wh.home
     image_tree = {p: m for p, m in merged.items() if p not in INIT_LAYER}
     container_tree = {p: m for p, m in container.items() if p not in INIT_LAYER}
     only_inspect = sorted(image_tree.keys() - container_tree.keys())
@@ -108,7 +110,8 @@ def test_inspect_agrees_with_docker_export_file_for_file(
     assert differing == {}
     # The gone, the refilled and the kept, as a container sees them.
     assert "srv/gone" not in container_tree and "srv/refill/old" not in container_tree
-    assert {"srv/refill/.new", "srv/a/.top", "srv/.dot", "root/.hidden", "srv/hard"} <= (
+    assert "opt" not in container_tree and "home" not in container_tree
+    assert {"srv/refill/.new", "srv/a/.top", "srv/.dot", "root/.hidden", "srv/hard", ".topdot"} <= (
         container_tree.keys()
     )
     # Inspect's findings are the export's.
