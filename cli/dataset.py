@@ -12,13 +12,18 @@ unusable store.
 from __future__ import annotations
 
 import argparse
+import pickle
+import shutil
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
+from cli.store_options import endpoint_url, output_url
 from tasks.dataset.layout import PublishError
 from tasks.dataset.migrate import migrate
 from tasks.dataset.stores import StoreError, open_store
-from tasks.dataset.writer import COMMIT_ORDER, publish_kept
+from tasks.dataset.writer import COMMIT_ORDER, publish_kept, publish_kept_run
+from tasks.journal import kept_run
 from tasks.matrix import S3Config
 
 EXIT_DONE, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
@@ -31,7 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     publish.add_argument("kept", metavar="KEPT_DIR", help="the folder the run was kept in")
     publish.add_argument(
-        "--output", required=True, metavar="URL", help="results folder or s3://bucket/prefix"
+        "--output",
+        required=True,
+        metavar="URL",
+        type=output_url,
+        help="results folder or s3://bucket/prefix",
     )
     _endpoint(publish)
     publish.set_defaults(func=cmd_publish)
@@ -39,7 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     migrate_parser = subparsers.add_parser(
         "migrate", help="move runs of the older manifest layout into the output's tables"
     )
-    migrate_parser.add_argument("output", metavar="OUTPUT", help="folder or s3://bucket/prefix")
+    migrate_parser.add_argument(
+        "output", metavar="OUTPUT", type=output_url, help="folder or s3://bucket/prefix"
+    )
     migrate_parser.add_argument(
         "--keep-old", action="store_true", help="keep the old files even when the counts agree"
     )
@@ -49,7 +60,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _endpoint(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--s3-endpoint", metavar="URL", help="S3 API endpoint (default: AWS or AWS_ENDPOINT_URL)"
+        "--s3-endpoint",
+        metavar="URL",
+        type=endpoint_url,
+        help="S3 API endpoint (default: AWS or AWS_ENDPOINT_URL)",
     )
 
 
@@ -65,13 +79,24 @@ def format_counts(
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    """Publish every run in KEPT_DIR to --output; counts per run and table."""
+    """Publish every run in KEPT_DIR (a fallback folder or a run's journal) to --output;
+    counts per run and table."""
     s3 = S3Config(endpoint_url=args.s3_endpoint)
     try:
-        copied = publish_kept(open_store(args.kept, s3), open_store(args.output, s3))
-    except (PublishError, StoreError, ValueError) as exc:
+        target = open_store(args.output, s3)
+        journaled = kept_run(Path(args.kept))
+        if journaled is not None:
+            copied = [publish_kept_run(journaled, target)]
+        else:
+            copied = publish_kept(open_store(args.kept, s3), target)
+    except (PublishError, StoreError, ValueError, FileNotFoundError) as exc:
         print(f"basebench publish: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except (pickle.UnpicklingError, EOFError) as exc:
+        print(f"basebench publish: {args.kept}: the kept run is unreadable: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if journaled is not None and copied[0].complete:
+        shutil.rmtree(args.kept, ignore_errors=True)  # the journal: its run is in the store
     for run in copied:
         verdict = "published" if run.written else "already there"
         if not run.complete:

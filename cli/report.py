@@ -13,6 +13,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from cli.store_options import endpoint_url, output_url
 from tasks.analysis.compare import (
     CompareError,
     Thresholds,
@@ -100,9 +101,14 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def _store_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", metavar="URL", help="results folder or s3://bucket/prefix")
     parser.add_argument(
-        "--s3-endpoint", metavar="URL", help="S3 API endpoint (default: AWS or AWS_ENDPOINT_URL)"
+        "url", metavar="URL", type=output_url, help="results folder or s3://bucket/prefix"
+    )
+    parser.add_argument(
+        "--s3-endpoint",
+        metavar="URL",
+        type=endpoint_url,
+        help="S3 API endpoint (default: AWS or AWS_ENDPOINT_URL)",
     )
 
 

@@ -14,13 +14,23 @@ from typing import TYPE_CHECKING, Any
 
 from cli.embedded_prefect import EmbeddedPrefect
 from cli.hosts import HOST_OPTION, parse_host_options
+from cli.store_options import output_url
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import open_store
-from tasks.dataset.writer import publish_with_fallback
+from tasks.dataset.writer import RetryPolicy, keep_unpublished, publish_with_fallback
 from tasks.hosts.connection import HostUnavailable, connect
 from tasks.hosts.sweep import sweep_archives, sweep_host
 from tasks.journal import RunJournal, interrupted_run
-from tasks.matrix import CellFilter, MatrixConfig, expand, load_matrix, parse_only, plan
+from tasks.matrix import (
+    CellFilter,
+    ConfigError,
+    MatrixConfig,
+    expand,
+    format_filters,
+    load_matrix,
+    parse_only,
+    plan,
+)
 from tasks.processes import children
 from tasks.records import INTERRUPTED, Cell, RunRecord, new_run_id, run_started
 
@@ -48,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         sub.add_argument("config", help="matrix YAML file, e.g. configs/default.yaml")
         sub.add_argument("--only", action="append", default=[], metavar="KEY=GLOB")
         sub.add_argument("--upstream", action="store_true", help="pull from upstream registries")
-        sub.add_argument("--output", help="results folder or s3://bucket/prefix")
+        sub.add_argument("--output", type=output_url, help="results folder or s3://bucket/prefix")
         sub.add_argument(
             "--host",
             action="append",
@@ -100,7 +110,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     config = load(args)
     only = parse_only(args.only)
-    left_out = plan(config, only).left_out
+    planned = plan(config, only)
+    left_out = planned.left_out
+    if not planned.cells:
+        raise ConfigError(
+            f"{args.config}: no cell can run ({len(left_out)} left out, "
+            f"`basebench plan {args.config}` says why); nothing was built or published"
+        )
     if left_out:
         print(f"basebench: {len(left_out)} coordinates cannot run and are left out "
               f"(`basebench plan {args.config}` says why)")  # fmt: skip
@@ -121,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             server.start()
         outcome = _run_flow(config, only, server, run_id)
     except KeyboardInterrupt:
-        return keep_interrupted(config, expand(config, only), run_id)
+        return keep_interrupted(config, expand(config, only), run_id, only)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if server:
@@ -137,21 +153,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_STALE_DB if outcome.record.db_stale() else 0
 
 
-def keep_interrupted(config: MatrixConfig, cells: list[Cell], run_id: str) -> int:
+def keep_interrupted(
+    config: MatrixConfig, cells: list[Cell], run_id: str, only: list[CellFilter] | None = None
+) -> int:
     """After an interrupt: publish the cells that finished (or keep them locally), every
     other cell a failed row, and remove what the run made on its hosts and here."""
-    template = RunRecord(run_id, config.name, config.config_hash(), _started(run_id), _now())
+    template = RunRecord(
+        run_id,
+        config.name,
+        config.config_hash(),
+        _started(run_id),
+        _now(),
+        filters=format_filters(only),
+        image_sources=config.image_sources(),
+    )
     journal = RunJournal(config.cache_dir, run_id)
     record = interrupted_run(journal, cells, template)
     finished = sum(1 for cell in record.cells if cell.error != INTERRUPTED)
+    store = open_store(config.output, config.s3)
     try:
-        outcome = publish_with_fallback(
-            record, open_store(config.output, config.s3), config.cache_dir / "unpublished"
-        )
+        outcome = publish_with_fallback(record, store, config.cache_dir / "unpublished")
         journal.remove()
-        where = outcome.message
-    except PublishError as exc:
-        where = f"not published, the journal stays in {journal.folder}: {exc}"
+    except (PublishError, OSError) as exc:
+        outcome = keep_unpublished(record, store, journal, exc, RetryPolicy().attempts)
+    where = outcome.message
     print(f"basebench: interrupted; {finished} of {len(cells)} cells had finished. {where}")
     cleaned = sweep_run(config, run_id)
     print(f"basebench: removed what run {run_id} made: {cleaned}")

@@ -22,15 +22,21 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks.analysis.compare import CompareError, Comparison, compare_with_previous
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import open_store
-from tasks.dataset.writer import PublishOutcome, publish_with_fallback
+from tasks.dataset.writer import (
+    PublishOutcome,
+    RetryPolicy,
+    keep_unpublished,
+    publish_with_fallback,
+)
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable
+from tasks.hosts.health import machine_facts
 from tasks.hosts.limits import host_limit, server_in_use
 from tasks.hosts.pool import HostPool, host_lost, run_with_failover
 from tasks.hosts.session import HostSession, close_session, open_session
 from tasks.hosts.sweep import RunLeases, sweep_archives
 from tasks.journal import RunJournal
-from tasks.matrix import CellFilter, MatrixConfig, expand
+from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, format_filters
 from tasks.pipeline import run_pipeline
 from tasks.records import (
     INTERRUPTED,
@@ -78,6 +84,8 @@ def benchmark(
     run_id = run_id or new_run_id()
     started = datetime.now(UTC)
     cells = expand(config, only)
+    if not cells:  # a run of no cells would pose as a normal run
+        raise ConfigError(f"matrix {config.name}: no cell can run; nothing was built or published")
     leases = RunLeases(config.cache_dir)
     journal = RunJournal(config.cache_dir, run_id)
     with leases.hold(run_id), make_scanner(config.scanner, config.cache_dir) as scanner:
@@ -91,6 +99,9 @@ def benchmark(
         pool = HostPool([session.host for session in sessions.values()])
         try:
             limited = server_in_use() if host_limits is None else host_limits
+            if limited:  # probes alone on each host across this server's flow runs
+                for session in sessions.values():
+                    session.lanes.across_runs(session.host.name, session.host.max_parallel)
             futures = run_cell.map(
                 cells, unmapped(pool), unmapped(sessions), unmapped(limited), unmapped(journal)
             )
@@ -120,11 +131,19 @@ def benchmark(
         cells=tuple(results),
         db=db,
         max_db_age_hours=config.scanner.max_db_age_hours,
+        filters=format_filters(only),
+        image_sources=config.image_sources(),
+        machines=tuple(
+            machine_facts(session.health, config.build_tool)
+            for session in sessions.values()
+            if session.health is not None
+        ),
     )
     if record.db_staleness():
         get_run_logger().warning("%s", record.db_staleness())
-    published, comparison = publish_run(record, config)
-    journal.remove()  # every row is published or kept in the fallback folder
+    published, comparison = publish_run(record, config, journal)
+    if published.fallback_dir != journal.folder and published.lost is None:
+        journal.remove()  # every row is published or kept in the fallback folder
     attach_artifacts(record, comparison)
     if published.published:
         report_run(record, config)
@@ -199,12 +218,16 @@ def close_host(session: HostSession, keep_images: bool, pool: HostPool) -> None:
 
 @task(name="publish", cache_policy=NO_CACHE)
 def publish_run(
-    record: RunRecord, config: MatrixConfig
+    record: RunRecord, config: MatrixConfig, journal: RunJournal
 ) -> tuple[PublishOutcome, Comparison | None]:
     """Publish the run (or keep it locally when the store fails), then compare it with
-    the previous run of its matrix."""
+    the previous comparable run. When the fallback folder fails too, the run is kept in
+    its journal; when even that fails, the outcome says what was lost."""
     store = open_store(config.output, config.s3)
-    outcome = publish_with_fallback(record, store, config.cache_dir / "unpublished")
+    try:
+        outcome = publish_with_fallback(record, store, config.cache_dir / "unpublished")
+    except (PublishError, OSError) as exc:
+        outcome = keep_unpublished(record, store, journal, exc, RetryPolicy().attempts)
     if not outcome.published:
         get_run_logger().error(outcome.message)
         return outcome, None

@@ -70,9 +70,12 @@ def describe(path: Path, exc: ValidationError) -> str:
         elif problem["type"] == "missing":
             lines.append(f"{path}: {key}: required key is missing")
         else:
+            # A validator's own message is the cause; pydantic's "Value error, " is noise.
+            message = problem["msg"].removeprefix("Value error, ")
             value = problem["input"]
-            got = f" (got {value!r})" if isinstance(value, str | int | float) else ""
-            lines.append(f"{path}: {key}: {problem['msg']}{got}")
+            shown = isinstance(value, str | int | float) and repr(value) not in message
+            got = f" (got {value!r})" if shown else ""
+            lines.append(f"{path}: {key}: {message}{got}")
     return "\n".join(lines)
 
 

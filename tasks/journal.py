@@ -15,12 +15,25 @@ from pathlib import Path
 
 from tasks.records import INTERRUPTED, Cell, CellResult, RunRecord, Status
 
+# The whole run, written when neither the store nor the local fallback folder took it;
+# ``basebench publish <journal folder> --output URL`` publishes it from there.
+KEPT_RUN = "run.pickle"
+
 
 class RunJournal:
     """``cache_dir/journal/<run id>/``: one file per finished cell."""
 
     def __init__(self, cache_dir: Path, run_id: str) -> None:
         self.folder = cache_dir / "journal" / run_id
+
+    def keep_run(self, run: RunRecord) -> Path:
+        """Keep the complete ``run`` here (whole or not at all); ``OSError`` if it cannot."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        final = self.folder / KEPT_RUN
+        partial = final.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(run))
+        partial.replace(final)
+        return final
 
     def record(self, result: CellResult) -> None:
         """Keep ``result``; written whole or not at all (rename)."""
@@ -41,6 +54,17 @@ class RunJournal:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def kept_run(folder: Path) -> RunRecord | None:
+    """The run ``keep_run`` left in ``folder``; None when there is none."""
+    path = folder / KEPT_RUN
+    if not path.is_file():
+        return None
+    run = pickle.loads(path.read_bytes())
+    if not isinstance(run, RunRecord):
+        raise ValueError(f"{path}: not a run kept by basebench")
+    return run
 
 
 def interrupted_run(journal: RunJournal, cells: list[Cell], template: RunRecord) -> RunRecord:
@@ -69,4 +93,7 @@ def interrupted_run(journal: RunJournal, cells: list[Cell], template: RunRecord)
         versions=template.versions,
         hosts=tuple(sorted({r.host for r in rows if r.host})),
         cells=rows,
+        filters=template.filters,
+        image_sources=template.image_sources,
+        machines=template.machines,
     )

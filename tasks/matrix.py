@@ -25,6 +25,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from tasks.catalogue import (
@@ -40,6 +41,7 @@ from tasks.catalogue import (
     Name as CatalogueName,
 )
 from tasks.config_file import read_mapping, validate
+from tasks.dataset.output import check_endpoint, check_output
 from tasks.hosts.config import HostConfig, default_host
 from tasks.records import Cell
 
@@ -115,6 +117,13 @@ class CellFilter(BaseModel):
     toolchain: Glob | None = None
     base: Glob | None = None
 
+    @model_validator(mode="after")
+    def _some_key(self) -> CellFilter:
+        # An entry without keys would match every cell: an exclude of the whole matrix.
+        if self.app is None and self.toolchain is None and self.base is None:
+            raise ValueError("give at least one of app, toolchain, base")
+        return self
+
     def matches(self, cell: Cell | LeftOut) -> bool:
         pairs = [
             (self.app, cell.app),
@@ -122,6 +131,17 @@ class CellFilter(BaseModel):
             (self.base, cell.base),
         ]
         return all(p is None or fnmatch.fnmatchcase(v, p) for p, v in pairs)
+
+
+def format_filters(only: list[CellFilter] | None) -> str:
+    """``--only`` filters as one canonical text (``base=distroless-*,toolchain=1.25.*``;
+    "" for none): what a run records, so that only runs of the same filters compare."""
+    pairs = {
+        f"{key}={glob}"
+        for cell_filter in only or []
+        for key, glob in cell_filter.model_dump(exclude_none=True).items()
+    }
+    return ",".join(sorted(pairs))
 
 
 def parse_only(pairs: list[str]) -> list[CellFilter]:
@@ -190,7 +210,7 @@ class ScannerConfig(BaseModel):
 class S3Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    endpoint_url: str | None = None
+    endpoint_url: Annotated[str, AfterValidator(check_endpoint)] | None = None
     region: str | None = None  # None: boto3's own chain (AWS_REGION, profile, ...)
 
 
@@ -216,7 +236,7 @@ class MatrixConfig(BaseModel):
     scanner: ScannerConfig = ScannerConfig()
     # Default: the engine the docker CLI would use (DOCKER_HOST, DOCKER_CONTEXT, ...).
     hosts: list[HostConfig] = Field(default_factory=lambda: [default_host()], min_length=1)
-    output: str = "results"
+    output: Annotated[str, AfterValidator(check_output)] = "results"
     s3: S3Config = S3Config()
     cache_dir: UserPath = DEFAULT_CACHE
     apps_dir: UserPath = APPS_DIR
@@ -235,6 +255,11 @@ class MatrixConfig(BaseModel):
         if isinstance(self.toolchains, list):
             return list(self.toolchains)
         return list(self.toolchains.get(language, []))
+
+    def image_sources(self) -> str:
+        """The registries images come from, as one canonical text: the mirrors as JSON
+        (``{}``: the upstream registries). Runs compare only with the same sources."""
+        return json.dumps(self.mirrors, sort_keys=True, separators=(",", ":"))
 
     def config_hash(self) -> str:
         """Stable hash of the settings that define what is measured."""
@@ -468,10 +493,29 @@ def plan(config: MatrixConfig, only: list[CellFilter] | None = None) -> Plan:
     outcomes = [o for o in outcomes if not any(f.matches(o) for f in config.exclude)]
     outcomes += [make_cell(config, c.app, c.toolchain, c.base) for c in config.include]
     if only:
+        _check_only(outcomes, only)
         outcomes = [o for o in outcomes if all(f.matches(o) for f in only)]
     cells = list({o.cell_id: o for o in outcomes if isinstance(o, Cell)}.values())
     left_out = list({o.label: o for o in outcomes if isinstance(o, LeftOut)}.values())
     return Plan(cells, left_out)
+
+
+def _check_only(outcomes: list[Cell | LeftOut], only: list[CellFilter]) -> None:
+    # A filter that matches nothing is a typo, not a request for an empty run.
+    coordinates = {
+        "app": sorted({o.app for o in outcomes}),
+        "toolchain": sorted({o.toolchain_version for o in outcomes}),
+        "base": sorted({o.base for o in outcomes}),
+    }
+    for cell_filter in only:
+        for key, glob in cell_filter.model_dump(exclude_none=True).items():
+            if not any(fnmatch.fnmatchcase(value, glob) for value in coordinates[key]):
+                raise ConfigError(
+                    f"--only {key}={glob}: matches no {key} of the matrix; "
+                    f"its {key}s: {', '.join(coordinates[key])}"
+                )
+    if not any(all(f.matches(o) for f in only) for o in outcomes):
+        raise ConfigError(f"--only {format_filters(only)}: no cell of the matrix matches them all")
 
 
 def expand(config: MatrixConfig, only: list[CellFilter] | None = None) -> list[Cell]:

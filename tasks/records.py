@@ -6,6 +6,7 @@ stage formats output itself. Records are frozen: a stage returns a new value.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections import Counter
 from collections.abc import Mapping
@@ -249,6 +250,39 @@ class VulnerabilityDb:
 
 
 @dataclass(frozen=True)
+class MachineFacts:
+    """What a Docker host runs on, as it said when the run opened it (pyperf's rule:
+    numbers from different machines are never compared blind). None: not known."""
+
+    host: str
+    cpu_model: str | None = None  # known for an engine on this machine only
+    cpus: int | None = None
+    memory_bytes: int | None = None
+    kernel: str | None = None
+    platform: str | None = None  # e.g. "linux/amd64"
+    engine_version: str | None = None
+    storage_driver: str | None = None
+    builder: str | None = None  # the build tool: buildkit or legacy
+
+    @property
+    def host_class(self) -> str:
+        """Stable short hash of every fact but the host's name: hosts of one class time
+        alike, so timings are compared only within a class."""
+        facts = [
+            self.cpu_model,
+            self.cpus,
+            self.memory_bytes,
+            self.kernel,
+            self.platform,
+            self.engine_version,
+            self.storage_driver,
+            self.builder,
+        ]
+        text = "|".join("" if fact is None else str(fact) for fact in facts)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One flow run: its identity, its configuration and every cell result."""
 
@@ -286,6 +320,19 @@ class RunRecord:
         age = self.db_age_seconds()
         assert age is not None and self.max_db_age_hours is not None
         return stale_db_message(age, self.max_db_age_hours)
+
+    # What decides which runs compare (``tasks.dataset.reader.comparable``): the
+    # ``--only`` filters ("" = none) and the registries images came from (the mirrors).
+    filters: str = ""
+    image_sources: str = ""
+    machines: tuple[MachineFacts, ...] = ()
+
+    def host_class(self, host: str) -> str | None:
+        """The host class of ``host`` in this run; None when its facts are unknown."""
+        for machine in self.machines:
+            if machine.host == host:
+                return machine.host_class
+        return None
 
     def cell_counts(self) -> dict[str, int]:
         """``cells`` and ``cells_<status>`` for every status: the run's tally, everywhere."""

@@ -17,7 +17,11 @@ a store. A regression is:
 - a cell that was ``ok`` and is now ``failed`` or ``skipped``.
 
 Cells that appeared or disappeared, shrunk images, fixed CVEs and faster startups are
-reported as changes but are not regressions.
+reported as changes but are not regressions. Only like is compared with like: runs of the
+same matrix, filters and image sources (``tasks.dataset.reader.COMPARABLE_BY``); a cell
+whose base or builder came from another source is reported as such and not judged, and
+startup times are judged only when the cell ran on the same host class both times (a
+cell that moved is reported as having moved, never as a regression).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from tasks.analysis.attribution import (
     packages_of,
 )
 from tasks.analysis.statistics import cliffs_delta, hodges_lehmann_shift, mann_whitney_u
-from tasks.dataset.reader import RunNotFound, find_run, previous_run, read_table
+from tasks.dataset.reader import RunNotFound, differences, find_run, previous_run, read_table
 from tasks.dataset.stores import ResultStore
 from tasks.records import cell_label
 from tasks.render.units import format_bytes
@@ -81,7 +85,8 @@ class RunData:
 class Change:
     """One difference in one cell; ``regression`` says whether it fails the comparison."""
 
-    # size, new-cve, fixed-cve, cve-severity, startup, status, cell-appeared, cell-disappeared
+    # size, new-cve, fixed-cve, cve-severity, startup, status, cell-appeared,
+    # cell-disappeared, image-source, host-class
     kind: str
     cell_id: str
     cell: str  # human label
@@ -153,11 +158,18 @@ def compare_runs(base: RunData, head: RunData, thresholds: Thresholds | None = N
     for cell_id in sorted(base_cells.keys() & head_cells.keys()):
         old, new = base_cells[cell_id], head_cells[cell_id]
         changes.extend(_status_change(old, new))
+        source = _source_change(old, new)
+        if source:  # another image is not a regression of this one
+            changes.extend(source)
+            continue
         changes.extend(_size_change(old, new, limits))
         found = _attributed(old, new, base, head)
         vulnerability_changes.extend(found)
         changes.extend(_cve_changes(new, found, base_vulns, head_vulns))
-        changes.extend(_startup_change(old, new, base.samples, head.samples, limits))
+        moved = _host_class_change(old, new)
+        changes.extend(moved)
+        if not moved:  # timings only within one host class
+            changes.extend(_startup_change(old, new, base.samples, head.samples, limits))
     return Comparison(
         base.run_id, head.run_id, limits, tuple(changes), tuple(vulnerability_changes)
     )
@@ -179,6 +191,48 @@ def _is_nan(value: Any) -> bool:
 def _presence(kind: str, row: dict[str, Any]) -> Change:
     verb = "appeared" if kind == "cell-appeared" else "disappeared"
     return Change(kind, row["cell_id"], cell_label(row), False, f"cell {verb}")
+
+
+def _source_change(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    # A base or builder forged here in one run and pulled from its registry in the other.
+    changed = [
+        f"{role} {'forged' if _value(old, column) else 'pulled'} -> "
+        f"{'forged' if _value(new, column) else 'pulled'}"
+        for role, column in (("base", "base_forged"), ("builder", "builder_forged"))
+        if _value(old, column) is not None
+        and _value(new, column) is not None
+        and _value(old, column) != _value(new, column)
+    ]
+    if not changed:
+        return []
+    return [
+        Change(
+            "image-source",
+            new["cell_id"],
+            cell_label(new),
+            False,
+            f"image source changed ({', '.join(changed)}); size, vulnerabilities and "
+            "timings not compared",
+        )
+    ]
+
+
+def _host_class_change(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    before, after = _value(old, "host_class"), _value(new, "host_class")
+    if before == after:
+        return []
+    return [
+        Change(
+            "host-class",
+            new["cell_id"],
+            cell_label(new),
+            False,
+            f"moved host class {before or 'unknown'} -> {after or 'unknown'} "
+            f"(host {old['host']} -> {new['host']}); timings not compared",
+            before,
+            after,
+        )
+    ]
 
 
 def _status_change(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
@@ -413,8 +467,15 @@ def pick_runs(
         raise CompareError(f"{exc}; publish two runs first" if head is None else str(exc)) from exc
     if base_run is None:
         raise CompareError(
-            f"run {head_run['run_id']} has no earlier run of matrix "
-            f"{head_run.get('matrix')!r} in {store.location()}; pass --base RUN"
+            f"run {head_run['run_id']} has no earlier comparable run (matrix "
+            f"{head_run.get('matrix')!r}, filters {head_run.get('filters')!r}, image sources "
+            f"{head_run.get('image_sources')!r}) in {store.location()}; pass --base RUN"
+        )
+    unlike = differences(base_run, head_run)
+    if unlike:
+        raise CompareError(
+            f"runs {base_run['run_id']} and {head_run['run_id']} are not comparable: "
+            f"{'; '.join(unlike)}"
         )
     return base_run["run_id"], head_run["run_id"]
 

@@ -60,7 +60,8 @@ def history_changes(
     """Every change in ``results`` (rows of the runs in ``run_order``, oldest first).
 
     Only cells whose run status was ``ok`` count; a cell that failed one night has a gap
-    there, not a zero.
+    there, not a zero. Build time, startup and memory are judged only over the runs in
+    which the cell ran on its latest host class.
     """
     order = {run_id: n for n, run_id in enumerate(run_order)}
     results = results.assign(vulns_total=sum(results[f"vulns_{s.lower()}"] for s in SEVERITIES))
@@ -69,12 +70,23 @@ def history_changes(
     for cell_id, rows in ok.groupby("cell_id", sort=True):
         rows = rows.sort_values("run_id", key=lambda ids: ids.map(order))
         for metric in metrics:
-            series = rows[["run_id", "started_at", metric]].dropna()
+            # Timings compare only on the host class the cell ran on last.
+            timed = _same_host_class(rows) if metric in NOISY_METRICS else rows
+            series = timed[["run_id", "started_at", metric]].dropna()
             if series.empty:
                 continue
             finder = _exact_changes if metric in EXACT_METRICS else _change_points
             changes += finder(str(cell_id), cell_label(rows.iloc[-1]), metric, series, alpha)
     return changes
+
+
+def _same_host_class(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a cell that ran on the host class of its latest row (null: unknown,
+    for runs published before classes were recorded, is a class of its own)."""
+    if "host_class" not in rows:
+        return rows
+    classes = rows["host_class"].astype(object).where(rows["host_class"].notna(), "")
+    return rows[classes == classes.iloc[-1]]
 
 
 def _exact_changes(

@@ -9,6 +9,7 @@ matrix) is defined here once, for compare, report and every other reader.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
@@ -20,6 +21,8 @@ from tasks.dataset.layout import PublishError
 from tasks.dataset.schema import SCHEMAS, TABLES
 from tasks.dataset.stores import ResultStore
 from tasks.dataset.tables import read_rows
+
+_log = logging.getLogger("basebench")
 
 _PANDAS_TYPES = {
     pa.int32(): pd.Int32Dtype(),
@@ -39,7 +42,9 @@ class RunNotFound(LookupError):
 def list_runs(store: ResultStore) -> list[dict[str, Any]]:
     """Every complete run (its ``runs`` row as a dict), oldest start first.
 
-    ``date``, ``started_at`` and ``finished_at`` are ISO strings. Raises ``PublishError``
+    ``date``, ``started_at`` and ``finished_at`` are ISO strings. A data file of
+    ``runs`` that cannot be read is logged with the runs it holds, which are left out.
+    Raises ``PublishError``
     when the store still holds runs in the manifest layout (``basebench migrate``).
     """
     if legacy.has_manifests(store):
@@ -47,7 +52,10 @@ def list_runs(store: ResultStore) -> list[dict[str, Any]]:
             f"{store.location()} holds runs in the manifest layout of an older basebench; "
             f"move them into the tables first: basebench migrate {store.location()}"
         )
-    rows = read_rows(store, "runs").to_pylist()
+    unreadable: list[str] = []
+    rows = read_rows(store, "runs", unreadable=unreadable).to_pylist()
+    for problem in unreadable:  # the other runs stay readable; this one is named
+        _log.warning("basebench: %s", problem)
     for row in rows:
         for column in ("date", "started_at", "finished_at"):
             row[column] = row[column].isoformat()
@@ -95,17 +103,33 @@ def find_run(
     return runs[-1]
 
 
+# Two runs compare only when these agree: the same matrix, run with the same ``--only``
+# filters, from the same registries. Unknown (null, a run published before they were
+# recorded) agrees only with unknown. Host classes are judged per cell (compare).
+COMPARABLE_BY = ("matrix", "filters", "image_sources")
+
+
+def differences(run: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """Why two ``runs`` rows are not comparable, one phrase each; empty when they are."""
+    return [
+        f"{key} {run.get(key)!r} vs {other.get(key)!r}"
+        for key in COMPARABLE_BY
+        if run.get(key) != other.get(key)
+    ]
+
+
 def matrix_history(store: ResultStore, until: dict[str, Any]) -> list[dict[str, Any]]:
-    """The runs of ``until``'s matrix up to and including it, oldest first."""
+    """The runs comparable with ``until`` (``COMPARABLE_BY``) up to and including it,
+    oldest first."""
     return [
         run
         for run in list_runs(store)
-        if run.get("matrix") == until.get("matrix") and _order(run) <= _order(until)
+        if not differences(run, until) and _order(run) <= _order(until)
     ]
 
 
 def previous_run(store: ResultStore, run: dict[str, Any]) -> dict[str, Any] | None:
-    """The run of the same matrix just before ``run``; None for a matrix's first run.
+    """The comparable run just before ``run``; None when there is none.
 
     A benchmark's previous run is the previous benchmark: a rescan in between measured no
     build or startup time, so it cannot stand in for the night before.

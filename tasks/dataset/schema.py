@@ -28,6 +28,7 @@ added that layer, null when either is unknown.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
@@ -100,6 +101,7 @@ RESULTS_SCHEMA = _schema(
         _required("builder_ref", _S),
         _optional("builder_digest", _S),
         _required("host", _S),
+        _optional("host_class", _S),
         _optional("image_id", _S),
         # size
         _optional("size_bytes", _I64),
@@ -208,6 +210,21 @@ PACKAGES_SCHEMA = _schema(
     ],
 )
 
+MACHINE_TYPE = pa.struct(
+    [
+        _required("host", _S),
+        _optional("host_class", _S),
+        _optional("cpu_model", _S),
+        _optional("cpus", _I32),
+        _optional("memory_bytes", _I64),
+        _optional("kernel", _S),
+        _optional("platform", _S),
+        _optional("engine_version", _S),
+        _optional("storage_driver", _S),
+        _optional("builder", _S),
+    ]
+)
+
 RUNS_SCHEMA = _schema(
     "runs",
     [
@@ -231,6 +248,9 @@ RUNS_SCHEMA = _schema(
         _optional("scanner_db_age_seconds", _I64),
         _optional("scanner_db_max_age_hours", _F64),
         _optional("scanner_db_stale", _B),
+        _optional("filters", _S),
+        _optional("image_sources", _S),
+        _optional("machines", pa.list_(MACHINE_TYPE)),
     ],
 )
 
@@ -290,6 +310,7 @@ def _results_rows(run: RunRecord) -> list[Row]:
             "run_id": run.run_id,
             "matrix": run.matrix,
             **_identity(result),
+            "host_class": run.host_class(result.host),
             **_size_and_content(result),
             **_security(result.scan),
             **_origins(result),
@@ -535,6 +556,12 @@ def _run_row(run: RunRecord) -> Row:
         "scanner_db_age_seconds": run.db_age_seconds(),
         "scanner_db_max_age_hours": run.max_db_age_hours,
         "scanner_db_stale": run.db_stale(),
+        "filters": run.filters,
+        "image_sources": run.image_sources or None,
+        "machines": [
+            {**dataclasses.asdict(machine), "host_class": machine.host_class}
+            for machine in run.machines
+        ],
     }
 
 

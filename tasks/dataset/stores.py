@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from tasks.dataset.output import check_output, is_s3, split_s3
 from tasks.matrix import S3Config
 
 # Local temp files start with this; list() never reports them.
@@ -321,13 +322,17 @@ class S3Store:
 
 
 def open_store(output: str, s3: S3Config | None = None) -> ResultStore:
-    """``s3://bucket/prefix`` gives an ``S3Store``; anything else is a local folder."""
-    if output.startswith("s3://"):
-        bucket, _, prefix = output.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise ValueError(f"output {output!r}: no bucket; use s3://<bucket>/<prefix>")
+    """``s3://bucket/prefix`` gives an ``S3Store``; a folder path a ``LocalStore``.
+
+    Raises ``ValueError`` naming the output when ``check_output`` refuses it (a URL of
+    another scheme is never taken for a folder).
+    """
+    try:
+        check_output(output)
+    except ValueError as exc:
+        raise ValueError(f"output {exc}") from None
+    if is_s3(output):
+        bucket, prefix = split_s3(output)
         settings = s3 or S3Config()
         return S3Store(bucket, prefix, endpoint_url=settings.endpoint_url, region=settings.region)
-    if not output:
-        raise ValueError("output is empty; give a folder path or s3://<bucket>/<prefix>")
     return LocalStore(Path(output))

@@ -15,6 +15,7 @@ table of the current version. Every commit says who wrote it and which run it ho
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
@@ -54,6 +55,8 @@ CONFLICT_ATTEMPTS = 5
 # What delta-rs raises: DeltaError and its subclasses, OSError for the object store.
 DELTA_ERRORS = (DeltaError, OSError, pa.ArrowException)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_BACKTRACE = re.compile(r" 0: \S")
+LOG_FOLDER = "_delta_log"
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,26 @@ class Commit:
 
 
 def describe(exc: BaseException) -> str:
-    """delta-rs's multi-line, coloured error as one plain line."""
-    return " ".join(_ANSI.sub("", str(exc)).replace("↳", "").split())
+    """delta-rs's multi-line, coloured error as one plain line, without the backtrace
+    some of its errors append (`` 0: <unknown> 1: ...``)."""
+    text = " ".join(_ANSI.sub("", str(exc)).replace("↳", "").split())
+    return _BACKTRACE.split(text, maxsplit=1)[0]
+
+
+def bad_log_entries(store: ResultStore, name: str) -> list[str]:
+    """Store paths of the commit log entries of table ``name`` that are not JSON lines
+    (a corrupt or truncated commit), for an error that names them."""
+    bad = []
+    for path in store.list(f"{name}/{LOG_FOLDER}"):
+        if not path.endswith(".json"):
+            continue
+        try:
+            for line in store.read(path).decode("utf-8").splitlines():
+                if line.strip():
+                    json.loads(line)
+        except (ValueError, OSError):
+            bad.append(path)
+    return bad
 
 
 def open_table(store: ResultStore, name: str, version: int | None = None) -> DeltaTable | None:
@@ -190,12 +211,19 @@ def _check_writable(table: DeltaTable, where: str) -> None:
 
 
 def read_rows(
-    store: ResultStore, name: str, run_ids: list[str] | None = None, version: int | None = None
+    store: ResultStore,
+    name: str,
+    run_ids: list[str] | None = None,
+    version: int | None = None,
+    unreadable: list[str] | None = None,
 ) -> pa.Table:
     """Rows of ``run_ids`` (all when None) in table ``name``, as the current schema.
 
     A missing table reads as empty. Raises ``PublishError`` for an unreadable table or
-    one whose schema version this basebench cannot read.
+    one whose schema version this basebench cannot read. A data file that cannot be
+    read (corrupt, truncated) is named with the runs it holds: when it holds none of
+    ``run_ids`` it is passed over; else the error names it, unless ``unreadable`` is
+    given, which collects such problems and the other files are read.
     """
     where = store.location(name)
     try:
@@ -204,12 +232,86 @@ def read_rows(
             return SCHEMAS[name].empty_table()
         found = schema_version(table, where)
         wanted = None if run_ids is None else ds.field("run_id").isin(run_ids)
-        data = dataset(store, table, name).to_table(filter=wanted)
+        files = dataset(store, table, name)
+        try:
+            data = files.to_table(filter=wanted)
+        except DELTA_ERRORS:
+            data = _read_file_by_file(table, files, wanted, run_ids, where, unreadable)
         return conform_table(name, data, where, found)
     except ValueError as exc:  # SchemaVersionError or a missing required column
         raise PublishError(str(exc)) from exc
     except DELTA_ERRORS as exc:
-        raise PublishError(f"read {where}: {describe(exc)}") from exc
+        bad = bad_log_entries(store, name) if version is None else []
+        if not bad:
+            raise PublishError(f"read {where}: {describe(exc)}") from exc
+        problem = (
+            f"{store.location(bad[0])}: corrupt commit log entry of table {name} "
+            f"({describe(exc)}); the table cannot be read past it: restore that file"
+        )
+        return _read_before(store, name, run_ids, bad[0], problem, unreadable)
+
+
+def _read_before(
+    store: ResultStore,
+    name: str,
+    run_ids: list[str] | None,
+    bad_entry: str,
+    problem: str,
+    unreadable: list[str] | None,
+) -> pa.Table:
+    # The runs committed before a corrupt log entry are still readable at the version
+    # before it: given when they are all that is asked for (or problems are collected).
+    before = int(bad_entry.rsplit("/", 1)[-1].split(".")[0]) - 1
+    if before < 0:
+        raise PublishError(problem)
+    rows = read_rows(store, name, run_ids, version=before)
+    found = set(rows.column("run_id").to_pylist())
+    if run_ids is not None and set(run_ids) <= found:
+        return rows
+    if unreadable is None:
+        raise PublishError(f"{problem}; runs committed before it stay readable")
+    unreadable.append(f"{problem}; runs committed after it are left out")
+    return rows
+
+
+def _read_file_by_file(
+    table: DeltaTable,
+    files: ds.Dataset,
+    wanted: ds.Expression | None,
+    run_ids: list[str] | None,
+    where: str,
+    unreadable: list[str] | None,
+) -> pa.Table:
+    # The slow path, after a whole-table read failed: which file is bad, and which
+    # runs can still be read without it (a file's run ids from the log's statistics).
+    runs_in = _runs_by_file(table)
+    pieces = []
+    for fragment in files.get_fragments():
+        low, high = runs_in.get(fragment.path, (None, None))
+        known = run_ids is not None and low is not None and high is not None
+        if known and not any(low <= run <= high for run in run_ids or []):  # type: ignore[operator]
+            continue
+        try:
+            pieces.append(fragment.to_table(filter=wanted, schema=files.schema))
+        except DELTA_ERRORS as exc:
+            holds = f"run {low}" if low and low == high else f"runs {low} to {high}"
+            problem = (
+                f"{where}/{fragment.path}: unreadable data file ({describe(exc)}); it holds "
+                f"rows of {holds if low else 'runs not recorded in the log'}"
+            )
+            if unreadable is None:
+                raise PublishError(f"{problem}; runs in other files stay readable") from exc
+            unreadable.append(f"{problem}; those runs are left out")
+    return pa.concat_tables(pieces) if pieces else files.schema.empty_table()
+
+
+def _runs_by_file(table: DeltaTable) -> dict[str, tuple[str | None, str | None]]:
+    """data file path -> (least, greatest) run id in it, from the log's statistics."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if "min.run_id" not in actions.column_names or "max.run_id" not in actions.column_names:
+        return {}
+    rows = actions.select(["path", "min.run_id", "max.run_id"]).to_pylist()
+    return {row["path"]: (row["min.run_id"], row["max.run_id"]) for row in rows}
 
 
 def count_rows(store: ResultStore, name: str, run_id: str) -> int:

@@ -28,8 +28,9 @@ from tasks.dataset.layout import (
     run_documents,
 )
 from tasks.dataset.schema import DOCUMENT_COLUMNS, build_tables
-from tasks.dataset.stores import LocalStore, ResultStore, S3Store
+from tasks.dataset.stores import LocalStore, ResultStore
 from tasks.dataset.tables import Commit, append_run, count_rows, read_rows
+from tasks.journal import RunJournal
 from tasks.records import RunRecord
 
 # Commit order: the run's row in ``runs`` says it is complete, so it goes last.
@@ -56,12 +57,14 @@ class Published:
 def publish(run: RunRecord, store: ResultStore) -> Published:
     """Append ``run`` to every table of ``store`` (documents first, ``runs`` last).
 
-    Raises ``ValueError`` for a run id that cannot be a path or records that break the
-    schema, ``FileNotFoundError`` for a scan document that is gone (both before the
-    store is touched), ``PublishError`` when the store fails; tables committed before a
-    failure keep the run and a later publish adds only the rest.
+    Raises ``ValueError`` for a run id that cannot be a path, a run of no cells or
+    records that break the schema, ``FileNotFoundError`` for a scan document that is
+    gone (all before the store is touched), ``PublishError`` when the store fails;
+    tables committed before a failure keep the run and a later publish adds only the rest.
     """
     check_run_id(run.run_id)
+    if not run.cells:
+        raise ValueError(f"run {run.run_id} has no cells; a run of no cells is never published")
     tables = build_tables(run)  # bad records fail here, before the store is touched
     documents = _document_files(run)
     try:
@@ -136,15 +139,18 @@ class PublishOutcome:
     fallback_dir: Path | None = None  # set when the run was kept locally instead
     error: str | None = None  # the store's last error when it fell back
     target: str | None = None  # the output (and endpoint) the run was meant for, if kept
+    lost: str | None = None  # set when the run could be kept nowhere: what was lost, and why
 
     @property
     def published(self) -> bool:
         """True when the run is in the intended store."""
-        return self.fallback_dir is None
+        return self.fallback_dir is None and self.lost is None
 
     @property
     def message(self) -> str:
         """One line for the log or the terminal."""
+        if self.lost is not None:
+            return f"run {self.run_id} was not published and could not be kept: {self.lost}"
         if self.published:
             return f"published run {self.run_id}: {self.location}"
         return (
@@ -188,16 +194,49 @@ def publish_with_fallback(
     except PublishError as exc:
         raise PublishError(f"{error}; keeping it locally failed too: {exc}") from exc
     discard_documents(run)
-    target = store.location()
-    if isinstance(store, S3Store) and store.endpoint_url:
-        target += f" --s3-endpoint {store.endpoint_url}"
     return PublishOutcome(
         run.run_id,
         kept.location,
         attempts=len(delays),
         fallback_dir=Path(fallback.location()),
         error=str(error),
-        target=target,
+        target=publish_target(store),
+    )
+
+
+def publish_target(store: ResultStore) -> str:
+    """The arguments of ``basebench publish`` that name ``store``: output and endpoint."""
+    target = store.location()
+    endpoint = getattr(store, "endpoint_url", None)  # an S3Store's (or a wrapper's)
+    if endpoint:
+        target += f" --s3-endpoint {endpoint}"
+    return target
+
+
+def keep_unpublished(
+    run: RunRecord, store: ResultStore, journal: RunJournal, error: Exception, attempts: int
+) -> PublishOutcome:
+    """After the store and the fallback folder both failed: keep the whole ``run`` (its
+    records; the scan documents stay where the scanner wrote them) in its journal, from
+    where ``basebench publish`` publishes it; if even that fails, say what was lost."""
+    folder = journal.folder
+    try:
+        journal.keep_run(run)
+    except OSError as exc:
+        counts = run.cell_counts()
+        lost = (
+            f"{error}; writing it to {folder} failed too ({exc.strerror or exc}): lost "
+            f"{counts['cells']} cells ({counts['cells_ok']} ok, {counts['cells_failed']} "
+            f"failed, {counts['cells_skipped']} skipped)"
+        )
+        return PublishOutcome(run.run_id, str(folder), attempts, error=str(error), lost=lost)
+    return PublishOutcome(
+        run.run_id,
+        str(folder),
+        attempts,
+        fallback_dir=folder,
+        error=str(error),
+        target=publish_target(store),
     )
 
 
@@ -258,6 +297,21 @@ def publish_kept(source: ResultStore, target: ResultStore) -> list[CopiedRun]:
         copied.append(_copy(source, target, manifest["run_id"], tables))
     if not copied:
         raise PublishError(f"no complete run in {source.location()} to publish")
+    return copied
+
+
+def publish_kept_run(run: RunRecord, target: ResultStore) -> CopiedRun:
+    """Publish a run kept whole in a journal (``keep_unpublished``) to ``target``; rows
+    counted on both sides. Its local scan documents are removed once the rows agree."""
+    published = publish(run, target)
+    copied = CopiedRun(
+        run.run_id,
+        published.rows,
+        {name: count_rows(target, name, run.run_id) for name in COMMIT_ORDER},
+        tuple(commit.table for commit in published.commits if commit.written),
+    )
+    if copied.complete:
+        discard_documents(run)
     return copied
 
 

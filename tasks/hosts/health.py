@@ -6,10 +6,12 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable, connect, describe_error
+from tasks.records import MachineFacts
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class HostHealth:
     memory_bytes: int | None = None
     kernel: str | None = None
     storage_driver: str | None = None
+    cpu_model: str | None = None  # known for an engine on this machine only
     seconds: float = 0.0  # how long the check took
     error: str | None = None  # one line, when not ok
 
@@ -56,8 +59,37 @@ def check_host(host: HostConfig, timeout: float = 5.0) -> HostHealth:
         memory_bytes=info.get("MemTotal"),
         kernel=info.get("KernelVersion"),
         storage_driver=info.get("Driver"),
+        cpu_model=_cpu_model() if host.is_local else None,
         seconds=_since(started),
     )
+
+
+def machine_facts(health: HostHealth, builder: str) -> MachineFacts:
+    """The facts a run records about a host it used (``builder``: its build tool)."""
+    return MachineFacts(
+        host=health.name,
+        cpu_model=health.cpu_model,
+        cpus=health.cpus,
+        memory_bytes=health.memory_bytes,
+        kernel=health.kernel,
+        platform=health.platform,
+        engine_version=health.version,
+        storage_driver=health.storage_driver,
+        builder=builder,
+    )
+
+
+def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    # The engine API does not say which CPU it runs on; this machine's kernel does.
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "model name":
+            return " ".join(value.split()) or None
+    return None
 
 
 def check_hosts(hosts: list[HostConfig], timeout: float = 5.0) -> list[HostHealth]:

@@ -6,6 +6,11 @@ also holds one slot of the global concurrency limit ``docker-host:<name>``, whos
 is the host's ``max_parallel``. ``basebench deploy`` creates those limits
 (``ensure_host_limits``); ``host_limit`` takes a slot around one cell.
 
+Probes run alone on a host across flow runs too: each host also has the limit
+``docker-host-quiet:<name>`` of the same size; shared work (build, save, inspect, scan)
+holds one slot of it and a probe all of them (``LaneGate.across_runs``), so a startup
+is never timed beside another flow run's compile.
+
 The limits are strict: a cell on a server without its host's limit fails loudly
 instead of silently running unlimited.
 """
@@ -19,6 +24,9 @@ from dataclasses import dataclass
 from tasks.hosts.config import HostConfig
 
 LIMIT_PREFIX = "docker-host:"
+# Probes alone across flow runs: build, save, inspect and scan hold one slot of
+# ``docker-host-quiet:<name>`` (size ``max_parallel``), a probe holds every slot.
+QUIET_PREFIX = "docker-host-quiet:"
 
 
 class HostLimitMissing(RuntimeError):
@@ -42,6 +50,11 @@ def limit_name(host_name: str) -> str:
     return f"{LIMIT_PREFIX}{host_name}"
 
 
+def quiet_limit_name(host_name: str) -> str:
+    """The server-side name of a host's quiet limit, e.g. ``docker-host-quiet:local``."""
+    return f"{QUIET_PREFIX}{host_name}"
+
+
 def server_in_use() -> bool:
     """True when flows report to a configured Prefect server (``PREFECT_API_URL`` set).
 
@@ -63,13 +76,20 @@ def host_limit(host_name: str, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
+    with held_slots(limit_name(host_name), 1):
+        yield
+
+
+@contextmanager
+def held_slots(name: str, occupy: int) -> Iterator[None]:
+    """Hold ``occupy`` slots of the server's global limit ``name`` while the block runs;
+    ``HostLimitMissing`` when the server has no such limit."""
     from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
     from prefect.concurrency.sync import concurrency
 
-    name = limit_name(host_name)
     with ExitStack() as held:
         try:
-            held.enter_context(concurrency(name, occupy=1, strict=True))
+            held.enter_context(concurrency(name, occupy=occupy, strict=True))
         except ConcurrencySlotAcquisitionError as exc:
             raise HostLimitMissing(
                 f"Prefect server has no concurrency limit {name!r} ({exc}); "
@@ -92,7 +112,11 @@ def host_limits(hosts: Iterable[tuple[str, HostConfig]]) -> list[HostLimit]:
                 f"host {host.name!r}: max_parallel is {previous[1]} in {previous[0]} but "
                 f"{host.max_parallel} in {source}; give the host one value everywhere"
             )
-    return [HostLimit(limit_name(name), limit) for name, (_, limit) in sorted(seen.items())]
+    return [
+        HostLimit(named(name), limit)
+        for name, (_, limit) in sorted(seen.items())
+        for named in (limit_name, quiet_limit_name)
+    ]
 
 
 def ensure_host_limits(limits: list[HostLimit]) -> None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tasks.hosts.config import HostConfig
+from tasks.hosts.limits import held_slots, quiet_limit_name
 
 
 class Lane(StrEnum):
@@ -149,6 +150,22 @@ class LaneGate:
         self._lanes = HostLanes(limits)
         self._changed = threading.Condition()
         self._stopped = False
+        self._server_limit: tuple[str, int] | None = None  # limit name, its slots
+
+    def across_runs(self, host_name: str, slots: int) -> None:
+        """Also hold the server's ``docker-host-quiet:<host_name>`` limit (``slots`` in
+        size): one slot per build or analysis, all of them per probe, so that the other
+        flow runs on the host keep to the same rule. Without it the lanes see this run only."""
+        self._server_limit = (quiet_limit_name(host_name), slots)
+
+    @contextmanager
+    def _server_slots(self, lane: Lane) -> Iterator[None]:
+        if self._server_limit is None:
+            yield
+            return
+        name, slots = self._server_limit
+        with held_slots(name, slots if lane is Lane.PROBE else 1):
+            yield
 
     @contextmanager
     def hold(self, lane: Lane, *doing: str) -> Iterator[Activity]:
@@ -174,7 +191,8 @@ class LaneGate:
                     self._changed.notify_all()  # a withdrawn probe may end a drain
             activity = self._lanes.start(lane, *doing)
         try:
-            yield activity
+            with self._server_slots(lane):  # waits outside the condition: others go on
+                yield activity
         finally:
             with self._changed:
                 self._lanes.finish(activity)

@@ -32,8 +32,12 @@ _EXECUTABLE = 0o111
 
 
 def entry_path(name: str) -> str:
-    """A layer tar member's name as a path in the image, without the leading ``/``."""
-    return posixpath.normpath(name.lstrip("./") or ".")
+    """A layer tar member's path relative to the root: ``./etc/x`` and ``/etc/x`` -> ``etc/x``.
+    Only a leading ``./`` or ``/`` goes: a top-level dotfile (``.dockerenv``) or whiteout
+    (``.wh.opt``, deleting ``/opt``) keeps its dot."""
+    while name.startswith(("./", "/")):
+        name = name[1:] if name.startswith("/") else name[2:]
+    return posixpath.normpath(name or ".")
 
 
 def command(config: Mapping[str, Any]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -156,7 +157,10 @@ def test_only_runs_of_the_same_matrix_are_compared(
     publish(make_run("demo-1", started_at=T0 + DAY), store)  # matrix "demo", the latest run
     url = f"s3://{s3_server.bucket}/{prefix}"
     assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url) == 2
-    assert "run demo-1 has no earlier run of matrix 'demo'" in capsys.readouterr().err
+    assert (
+        "run demo-1 has no earlier comparable run (matrix 'demo', filters '', image sources "
+        "None)" in capsys.readouterr().err
+    )
     publish(nightly_run("night-2", T0 + 2 * DAY), store)
     assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url) == 0
     assert capsys.readouterr().out.startswith("compare night-1 -> night-2\n")
@@ -166,3 +170,41 @@ def test_empty_store(s3_server: S3Server, capsys: pytest.CaptureFixture[str]) ->
     url = f"s3://{s3_server.bucket}/empty/{uuid.uuid4().hex}"
     assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url) == 2
     assert "no complete runs in s3://" in capsys.readouterr().err
+
+
+def test_only_runs_of_the_same_filters_and_image_sources_are_compared(
+    s3_server: S3Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = f"like/{uuid.uuid4().hex}"
+    store = S3Store(s3_server.bucket, prefix, s3_server.endpoint_url, s3_server.region)
+    forged = '{"docker.io":"127.0.0.1:5000"}'
+    night = dataclasses.replace(nightly_run("night-1", T0), image_sources=forged)
+    publish(night, store)
+    # Later runs of the same matrix: filtered, and pulled from upstream: neither compares.
+    only = dataclasses.replace(
+        nightly_run("only-1", T0 + DAY, bases=("bookworm",)),
+        image_sources=forged,
+        filters="base=bookworm",
+    )
+    publish(only, store)
+    upstream = dataclasses.replace(nightly_run("up-1", T0 + 2 * DAY), image_sources="{}")
+    publish(upstream, store)
+    publish(dataclasses.replace(nightly_run("night-2", T0 + 3 * DAY), image_sources=forged), store)
+    url = f"s3://{s3_server.bucket}/{prefix}"
+    assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url) == 0
+    assert capsys.readouterr().out.startswith("compare night-1 -> night-2\n")
+    # The filtered run's previous run is not night-1 (all cells) ...
+    assert (
+        basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url, "--head", "only-1") == 2
+    )
+    assert (
+        "run only-1 has no earlier comparable run (matrix 'nightly', filters 'base=bookworm'"
+        in (capsys.readouterr().err)
+    )
+    # ... and chosen by hand, unlike runs are refused, saying how they differ.
+    argv = ("--base", "night-1", "--head", "up-1")
+    assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url, *argv) == 2
+    assert capsys.readouterr().err == (
+        "basebench compare: runs night-1 and up-1 are not comparable: image_sources "
+        "'{\"docker.io\":\"127.0.0.1:5000\"}' vs '{}'\n"
+    )

@@ -336,11 +336,17 @@ def test_deploy_creates_both_deployments_and_the_host_limits(
             }
         }
     ]
+    names = ("docker-host:local", f"docker-host:{HOST}")
+    names += ("docker-host-quiet:local", f"docker-host-quiet:{HOST}")
     limits = {
-        name: prefect_client.read_global_concurrency_limit_by_name(name).limit
-        for name in ("docker-host:local", f"docker-host:{HOST}")
+        name: prefect_client.read_global_concurrency_limit_by_name(name).limit for name in names
     }
-    assert limits == {"docker-host:local": 2, f"docker-host:{HOST}": 1}
+    assert limits == {
+        "docker-host:local": 2,
+        f"docker-host:{HOST}": 1,
+        "docker-host-quiet:local": 2,
+        f"docker-host-quiet:{HOST}": 1,
+    }
     assert prefect_client.read_work_pool("basebench").type == "process"
 
 

@@ -413,7 +413,7 @@ def test_missing_client_certificate_is_a_config_error(
     entry["tls"]["cert"] = str(tmp_path / "nowhere" / "cert.pem")
     code, error, output = run_refused(tmp_path, infra, [entry], capsys)
     assert code == 2
-    assert f"hosts[0].tls.cert: Value error, no such file: {tmp_path}/nowhere/cert.pem" in error
+    assert f"hosts[0].tls.cert: no such file: {tmp_path}/nowhere/cert.pem" in error
     assert_nothing_published(output)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from tasks.dataset.layout import PublishError
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.schema import TABLES
@@ -20,10 +21,12 @@ from tasks.dataset.stores import LocalStore, ResultStore, S3Store, TableLocation
 from tasks.dataset.writer import (
     RetryPolicy,
     copy_run,
+    keep_unpublished,
     publish,
     publish_kept,
     publish_with_fallback,
 )
+from tasks.journal import RunJournal, kept_run
 from tests.records_factory import T0, make_run, nightly_run
 from tests.s3_server import S3Server
 
@@ -219,3 +222,48 @@ def test_default_retry_policy_delays() -> None:
     assert RetryPolicy().delays() == [2.0, 4.0, 8.0]
     assert RetryPolicy(attempts=6, max_delay=10).delays() == [2.0, 4.0, 8.0, 10.0, 10.0]
     assert RetryPolicy(attempts=1).delays() == []
+
+
+def test_store_and_fallback_failing_keep_the_run_in_its_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"  # neither the output nor the fallback can be a folder
+    blocker.write_text("not a folder")
+    run = nightly_run("night-1", T0)
+    store = LocalStore(blocker / "results")
+    with pytest.raises(PublishError) as failed:
+        publish_with_fallback(run, store, blocker / "unpublished", FAST, sleep=lambda _: None)
+    journal = RunJournal(tmp_path / "cache", "night-1")
+    outcome = keep_unpublished(run, store, journal, failed.value, FAST.attempts)
+    assert outcome.published is False
+    assert outcome.fallback_dir == journal.folder
+    assert outcome.message.endswith(
+        f"run night-1 is kept complete in {journal.folder}; publish it once the store works "
+        f"again: basebench publish {journal.folder} --output {blocker}/results"
+    )
+    assert kept_run(journal.folder) == run
+    # The one command the message gives (with a working output) publishes it.
+    target = tmp_path / "results"
+    assert main(["publish", str(journal.folder), "--output", str(target)]) == 0
+    out = capsys.readouterr().out
+    assert "run night-1: published" in out
+    assert out.endswith(f"1 run(s) in {target}, 0 differ\n")
+    assert {name: len(read_table(LocalStore(target), name)) for name in TABLES} == NIGHT
+    assert not journal.folder.exists()  # published: the journal is gone
+
+
+def test_a_run_kept_nowhere_says_what_was_lost(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    run = nightly_run("night-1", T0)
+    journal = RunJournal(blocker, "night-1")  # the cache dir is a file too
+    outcome = keep_unpublished(
+        run, LocalStore(blocker / "results"), journal, PublishError("store down"), 4
+    )
+    assert outcome.published is False
+    assert outcome.fallback_dir is None
+    assert outcome.message == (
+        f"run night-1 was not published and could not be kept: store down; writing it to "
+        f"{blocker}/journal/night-1 failed too (Not a directory): lost 3 cells "
+        "(3 ok, 0 failed, 0 skipped)"
+    )

@@ -122,7 +122,7 @@ def test_a_broken_catalogue_names_file_and_key(tmp_path: Path) -> None:
     with pytest.raises(CatalogueError) as error:
         load_catalogue(path)
     assert str(error.value) == (
-        f"{path}: (top level): Value error, languages.python: unknown generation 'debian11'"
+        f"{path}: (top level): languages.python: unknown generation 'debian11'"
     )
     text = CATALOGUE_FILE.read_text().replace(
         "package_manager: apk", "package_manager: apk, gpu: yes"

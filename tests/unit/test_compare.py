@@ -12,7 +12,7 @@ import pytest
 from tasks.analysis.compare import Comparison, RunData, Thresholds, compare_runs
 from tasks.analysis.statistics import cliffs_delta, hodges_lehmann_shift, mann_whitney_u
 from tasks.dataset.schema import build_tables
-from tasks.records import RunRecord
+from tasks.records import MachineFacts, RunRecord
 from tests.records_factory import (
     APP_LAYER,
     NIGHTLY_HIGH,
@@ -320,3 +320,61 @@ def test_json_shape() -> None:
     assert data["changes"][0]["kind"] == "size"
     assert data["changes"][0]["detail"]["growth_bytes"] == 12_000_000
     assert isinstance(pd.Series(data["changes"]).iloc[0], dict)
+
+
+def on_machine(run: RunRecord, machine: MachineFacts) -> RunRecord:
+    return dataclasses.replace(run, machines=(machine,))
+
+
+LOCAL = MachineFacts("local", "Xeon", 2, 4_000_000_000, "6.1.0", "linux/amd64", "20.10.24")
+
+
+def test_startup_on_another_host_class_is_a_move_not_a_regression() -> None:
+    slow = (0.40, 0.38, 0.41, 0.39, 0.42)
+    base = on_machine(nightly_run("a", T0), LOCAL)
+    bigger = dataclasses.replace(LOCAL, cpus=8)
+    head = on_machine(nightly_run("b", T0 + DAY, startup={"bookworm": slow}), bigger)
+    result = compare(base, head)
+    assert kinds(result) == [
+        ("host-class", f"id-{cell}", False)
+        for cell in ("bookworm", "distroless-static", "single-stage")
+    ]
+    assert result.changes[0].summary == (
+        f"moved host class {LOCAL.host_class} -> {bigger.host_class} (host local -> local); "
+        "timings not compared"
+    )
+    # The same class on both sides: the slower startup is judged, and is a regression.
+    same = on_machine(nightly_run("c", T0 + DAY, startup={"bookworm": slow}), LOCAL)
+    assert kinds(compare(base, same)) == [("startup", "id-bookworm", True)]
+
+
+def test_host_class_ignores_the_host_name_and_counts_every_fact() -> None:
+    assert dataclasses.replace(LOCAL, host="other").host_class == LOCAL.host_class
+    for fact, value in [
+        ("cpu_model", "EPYC"),
+        ("cpus", 4),
+        ("memory_bytes", 8_000_000_000),
+        ("kernel", "6.12.0"),
+        ("platform", "linux/arm64"),
+        ("engine_version", "28.0.1"),
+        ("storage_driver", "vfs"),
+        ("builder", "legacy"),
+    ]:
+        assert dataclasses.replace(LOCAL, **{fact: value}).host_class != LOCAL.host_class, fact
+
+
+def test_a_cell_pulled_instead_of_forged_is_reported_not_judged() -> None:
+    base = nightly_run("a", T0)  # every image forged here
+    head = nightly_run("b", T0 + DAY, grow={"bookworm": 50_000_000})
+    pulled = tuple(
+        dataclasses.replace(c, inspect=dataclasses.replace(c.inspect, base_forged=False))
+        if c.cell.base == "bookworm" and c.inspect
+        else c
+        for c in head.cells
+    )
+    result = compare(base, dataclasses.replace(head, cells=pulled))
+    assert kinds(result) == [("image-source", "id-bookworm", False)]
+    assert result.changes[0].summary == (
+        "image source changed (base forged -> pulled); size, vulnerabilities and timings not "
+        "compared"
+    )

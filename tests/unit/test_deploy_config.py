@@ -65,17 +65,17 @@ def test_a_rescan_deployment_with_an_unknown_parameter_is_named() -> None:
 
 def test_trigger_rescan_validates_its_matrix_and_refuses_filters() -> None:
     args = argparse.Namespace(
-        deployment="rescan", matrix="configs/nightly.yaml", only=[], output="s3://b/p"
+        deployment="rescan", matrix="configs/nightly.yaml", only=[], output="s3://bench/p"
     )
-    assert trigger_parameters(args) == {"matrix": "configs/nightly.yaml", "output": "s3://b/p"}
+    assert trigger_parameters(args) == {"matrix": "configs/nightly.yaml", "output": "s3://bench/p"}
     args.only = ["base=alpine"]
     with pytest.raises(ConfigError, match=r"^trigger rescan: --only does not apply"):
         trigger_parameters(args)
 
 
-def test_deploy_validates_the_matrices_and_derives_one_limit_per_host() -> None:
+def test_deploy_validates_the_matrices_and_derives_the_limits_of_each_host() -> None:
     limits = validate(read_deployments(PREFECT_FILE), ["configs/example-distroless.yaml"])
-    assert limits == [HostLimit("docker-host:local", 2)]
+    assert limits == [HostLimit("docker-host:local", 2), HostLimit("docker-host-quiet:local", 2)]
 
 
 def test_deploy_names_the_deployment_with_an_unknown_parameter() -> None:
@@ -111,7 +111,9 @@ def test_limits_are_deduplicated_and_sorted_by_host() -> None:
     ]
     assert host_limits(pairs) == [
         HostLimit("docker-host:alpha", 3),
+        HostLimit("docker-host-quiet:alpha", 3),
         HostLimit("docker-host:zeta", 1),
+        HostLimit("docker-host-quiet:zeta", 1),
     ]
 
 
@@ -135,8 +137,8 @@ def test_trigger_sends_only_the_given_parameters() -> None:
         "matrix": "configs/default.yaml",
         "only": ["base=distroless-*"],
     }
-    args = argparse.Namespace(matrix=None, only=[], output="s3://b/p")
-    assert trigger_parameters(args) == {"output": "s3://b/p"}
+    args = argparse.Namespace(matrix=None, only=[], output="s3://bench/p")
+    assert trigger_parameters(args) == {"output": "s3://bench/p"}
 
 
 def test_trigger_rejects_a_bad_filter() -> None:

@@ -134,7 +134,7 @@ def test_matrix_error_names_the_host_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_matrix(config)
     message = str(caught.value)
-    assert f"{config}: hosts[0].tls.ca: Value error, no such file: {tmp_path}/ca.pem" in message
+    assert f"{config}: hosts[0].tls.ca: no such file: {tmp_path}/ca.pem" in message
     assert "hosts[0].tls.cert" in message and "hosts[0].tls.key" in message
 
 

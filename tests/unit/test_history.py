@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from tasks.analysis.statistics import e_divisive
 from tasks.dataset.schema import build_tables
 from tasks.dataset.stores import LocalStore
 from tasks.dataset.writer import publish
+from tasks.records import MachineFacts
 from tests.records_factory import T0, nightly_run
 
 NIGHTS = 12
@@ -100,3 +102,20 @@ def test_history_command_over_a_store(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "night-06" in lines[1] and "p=0.0" in lines[1]
     assert main(["history", str(tmp_path / "results"), "--matrix", "nope"]) == 2
     assert "--matrix nope: no complete run" in capsys.readouterr().err
+
+
+def test_a_step_that_came_with_another_host_class_is_not_a_timing_change() -> None:
+    # The same 10 % slower startup from night 6, but from night 6 on every cell ran on
+    # another class of host: timings are judged only within the latest class, whose
+    # six nights show no step; the size growth is judged over every night.
+    old = MachineFacts("local", "Xeon", 2, 4_000_000_000, "6.1.0", "linux/amd64", "20.10.24")
+    new = dataclasses.replace(old, cpus=8)
+    runs = [
+        dataclasses.replace(run, machines=(old if night < 6 else new,))
+        for night, run in enumerate(nightly_history())
+    ]
+    results = pd.concat([build_tables(r)["results"].to_pandas() for r in runs])
+    found = {
+        (c.cell, c.metric, c.run_id) for c in history_changes(results, [r.run_id for r in runs])
+    }
+    assert found == {("go-hello go1.22.10 distroless-static", "size_bytes", "night-08")}

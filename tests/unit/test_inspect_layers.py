@@ -171,3 +171,19 @@ def test_an_unreadable_cache_entry_is_summarised_again(tmp_path: Path) -> None:
     [summary] = read_archive(archive, ["sha256:base"], cache, {"sha256:base"})
     assert summary.entries == {"etc": 0o040755}
     assert cache.get("sha256:base") == summary
+
+
+def test_top_level_dotfiles_and_whiteouts_keep_their_dot() -> None:
+    # ``.wh.opt`` at the root deletes /opt; ``./.profile`` is the dotfile .profile.
+    bottom = summarize_layer(
+        io.BytesIO(layer_tar({"opt": None, "opt/tool": b"t", "bin": None, "bin/sh": b"s"}))
+    )
+    top = summarize_layer(
+        io.BytesIO(
+            layer_tar({".wh.opt": b"", "./.profile": b"p", "/.topdot": b"d", ".wh.bin": b""})
+        )
+    )
+    assert top.whiteouts == ("opt", "bin")
+    assert sorted(top.entries) == [".profile", ".topdot"]
+    assert sorted(merge_layers([bottom, top])) == [".profile", ".topdot"]
+    assert has_any(merge_layers([bottom, top]), SHELLS) is False

@@ -158,7 +158,7 @@ def test_two_hosts_with_one_name_are_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_matrix(path)
     assert str(caught.value) == (
-        f"{path}: hosts: Value error, host names must be unique; given more than once: h"
+        f"{path}: hosts: host names must be unique; given more than once: h"
     )
 
 

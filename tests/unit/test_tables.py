@@ -21,6 +21,8 @@ from tasks.dataset.schema import (
     run_date,
     startup_stats,
 )
+from tasks.dataset.stores import LocalStore
+from tasks.dataset.writer import publish
 from tasks.records import CellResult, ScanDocuments, Status
 from tests.records_factory import (
     APP_LAYER,
@@ -357,3 +359,9 @@ def test_document_paths_point_beside_the_tables(tmp_path: Path) -> None:
         "sarif_path": "documents/run-1/id-bookworm/report.sarif",
     }
     assert rows["id-distroless-base"]["sbom_path"] is None  # no documents kept
+
+
+def test_a_run_of_no_cells_is_never_published(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^run empty-1 has no cells; a run of no cells is never"):
+        publish(make_run("empty-1", cells=()), LocalStore(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
