@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
@@ -22,7 +23,7 @@ from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import ResultStore, open_store
 from tasks.dataset.writer import PublishOutcome, publish_with_fallback
 from tasks.matrix import DEFAULT_CACHE, DEFAULT_MAX_DB_AGE_HOURS, S3Config
-from tasks.records import RunKind, RunRecord, new_run_id
+from tasks.records import MachineFacts, RunKind, RunRecord, new_run_id
 from tasks.render.artifacts import attach_artifacts
 from tasks.scanners import DOCUMENTS_FOLDER
 from tasks.scanners.trivy import TrivyScanner
@@ -88,6 +89,10 @@ def rescan(
         source_run_id=source.run_id,
         db=scanner.database(),
         max_db_age_hours=max_db_age_hours,
+        # The images are the source run's: so are the facts that decide what compares.
+        filters=str(source.run.get("filters") or ""),
+        image_sources=str(source.run.get("image_sources") or ""),
+        machines=_machines(source.run.get("machines")),
     )
     published, comparison = publish_rescan(record, store, cache_dir)
     if record.db_staleness():
@@ -113,3 +118,12 @@ def publish_rescan(
     except PublishError as exc:
         get_run_logger().warning("compare: %s", exc)
         return outcome, None
+
+
+def _machines(rows: Any) -> tuple[MachineFacts, ...]:
+    """The source run's ``machines`` column back as records (``host_class`` is derived)."""
+    if rows is None or isinstance(rows, float):  # null, or NaN through pandas
+        return ()
+    return tuple(
+        MachineFacts(**{k: v for k, v in dict(row).items() if k != "host_class"}) for row in rows
+    )

@@ -158,6 +158,13 @@ def test_old_runs_stay_readable_after_a_version_bump(
     monkeypatch.setitem(schema.SCHEMAS, "samples", v2)
     monkeypatch.setitem(schema.UPGRADES, 1, rename)
     samples = read_table(store, "samples")
-    assert list(samples.columns) == ["run_id", "date", "cell_id", "repetition", "seconds"]
+    assert list(samples.columns) == [
+        "run_id",
+        "date",
+        "cell_id",
+        "repetition",
+        "concurrent_stages",
+        "seconds",
+    ]
     assert samples["seconds"].tolist()[:5] == [0.25, 0.22, 0.27, 0.24, 0.26]
     assert len(read_table(store, "results")) == 4  # the upgrade passes other tables through

@@ -6,7 +6,6 @@ then adds what only that implementation does.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -45,11 +44,17 @@ class TestTrivyServerScanner(ScannerConformance):
         assert isinstance(scanner, TrivyServerScanner) and type(scanner) is TrivyServerScanner
         assert scanner.owns_server and scanner.server.url.startswith("http://127.0.0.1:")
 
-    def test_warm_scan_is_fast(self, scanner: Scanner, images: dict[str, Path]) -> None:
-        scanner.scan(images["dpkg"])  # warm the server's layer cache
-        started = time.monotonic()
-        scanner.scan(images["dpkg"])
-        assert time.monotonic() - started < 1.0
+    def test_a_second_scan_is_served_by_the_same_warm_server(
+        self, scanner: Scanner, images: dict[str, Path]
+    ) -> None:
+        # How much faster a warm scan is belongs to benchmarks/, not to a timed test.
+        assert isinstance(scanner, TrivyServerScanner)
+        url = scanner.server.url
+        first = scanner.scan(images["dpkg"])
+        second = scanner.scan(images["dpkg"])
+        assert scanner.server.url == url
+        assert (second.packages, second.findings) == (first.packages, first.findings)
+        assert len(first.packages) > 0
 
     def test_wrong_token_is_refused(self, scanner: Scanner, images: dict[str, Path]) -> None:
         assert isinstance(scanner, TrivyServerScanner)
