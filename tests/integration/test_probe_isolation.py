@@ -29,16 +29,23 @@ from tests.integration.test_deployments import (
 pytestmark = pytest.mark.integration
 
 HOST = "shared-host"
-# One flow run: wait until ``at`` (epoch seconds), then hold the lock ``seconds`` long.
+# One flow run: say it is ready, wait for the start time the test writes once every flow
+# run is ready (imports take long on two busy cores), then hold its lane ``seconds`` long
+# from ``offset`` seconds after that time.
 FLOW = """
 import json, sys, time
+from pathlib import Path
 from prefect import flow
 from tasks.hosts.scheduler import Lane, LaneGate, LaneLimits
 
 @flow(name="quiet-holder")
-def hold(kind: str, at: float, seconds: float, out: str) -> None:
+def hold(kind: str, offset: float, seconds: float, out: str, start: str) -> None:
     lanes = LaneGate(LaneLimits())
     lanes.across_runs("shared-host", 2)
+    Path(out + ".ready").touch()
+    while not Path(start).exists():
+        time.sleep(0.05)
+    at = float(Path(start).read_text()) + offset
     time.sleep(max(0.0, at - time.time()))
     with lanes.hold(Lane.BUILD if kind == "shared" else Lane.PROBE, kind):
         began = time.time()
@@ -47,7 +54,7 @@ def hold(kind: str, at: float, seconds: float, out: str) -> None:
     with open(out, "w") as handle:
         json.dump({"kind": kind, "began": began, "ended": ended}, handle)
 
-hold(sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
+hold(sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5])
 """
 
 
@@ -86,7 +93,7 @@ def test_a_probe_never_overlaps_a_build_of_another_flow_run(stack: Stack) -> Non
         ensure_host_limits(host_limits([("test", HostConfig(name=HOST, max_parallel=2))]))
     script = stack.home / "holder.py"
     script.write_text(FLOW)
-    at = time.time() + 40  # every process has imported Prefect by then (2 busy cores)
+    start_file = stack.home / "start"
     plan = [  # kind, start offset, seconds held
         ("shared", 0.0, 6.0),
         ("shared", 0.0, 6.0),
@@ -97,12 +104,26 @@ def test_a_probe_never_overlaps_a_build_of_another_flow_run(stack: Stack) -> Non
     runs = [
         start(
             stack,
-            [sys.executable, str(script), kind, str(at + offset), str(seconds), str(out)],
+            [
+                sys.executable,
+                str(script),
+                kind,
+                str(offset),
+                str(seconds),
+                str(out),
+                str(start_file),
+            ],
             stack.home / f"flow-{n}.log",
             PREFECT_HOME=str(stack.home / f"client-{n}"),
         )
         for n, ((kind, offset, seconds), out) in enumerate(zip(plan, outputs, strict=True))
     ]
+    deadline = time.monotonic() + 240
+    while not all(out.with_name(out.name + ".ready").exists() for out in outputs):
+        assert time.monotonic() < deadline and all(run.poll() is None for run in runs)
+        time.sleep(0.1)
+    at = time.time() + 1.0
+    start_file.write_text(repr(at))
     for n, run in enumerate(runs):
         assert run.wait(timeout=300) == 0, (stack.home / f"flow-{n}.log").read_text()[-3000:]
     spans = [json.loads(out.read_text()) for out in outputs]
