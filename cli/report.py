@@ -13,7 +13,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from cli.store_options import endpoint_url, output_url
+from cli.store_options import add_store_arguments
 from tasks.analysis.compare import (
     CompareError,
     Thresholds,
@@ -35,7 +35,7 @@ EXIT_CLEAN, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``report`` and ``compare`` on the ``basebench`` command's subparsers."""
     report = subparsers.add_parser("report", help="write one HTML page of charts for a run")
-    _store_arguments(report)
+    add_store_arguments(report)
     report.add_argument("--run", metavar="ID", help="run to show (default: the latest)")
     report.add_argument(
         "--against",
@@ -50,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     compare = subparsers.add_parser(
         "compare", help="compare two runs; exit 1 on a regression (for CI)"
     )
-    _store_arguments(compare)
+    add_store_arguments(compare)
     compare.add_argument("--base", metavar="RUN", help="default: the run before --head")
     compare.add_argument("--head", metavar="RUN", help="default: the latest run")
     compare.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -69,7 +69,7 @@ def _add_history(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     history = subparsers.add_parser(
         "history", help="change points per cell and metric over a matrix's runs"
     )
-    _store_arguments(history)
+    add_store_arguments(history)
     history.add_argument("--matrix", help="matrix name (default: the latest run's)")
     history.add_argument(
         "--metric", action="append", choices=METRICS, help="only these metrics (repeatable)"
@@ -98,18 +98,6 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(f"{len(run_ids)} runs")
         print(render_history(changes))
     return EXIT_CLEAN
-
-
-def _store_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "url", metavar="URL", type=output_url, help="results folder or s3://bucket/prefix"
-    )
-    parser.add_argument(
-        "--s3-endpoint",
-        metavar="URL",
-        type=endpoint_url,
-        help="S3 API endpoint (default: AWS or AWS_ENDPOINT_URL)",
-    )
 
 
 def _store(args: argparse.Namespace) -> ResultStore:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from cli.embedded_prefect import EmbeddedPrefect
 from cli.run import PREFECT_DEFAULTS
+from cli.store_options import add_store_arguments
 from tasks.dataset.layout import PublishError
 from tasks.dataset.reader import RunNotFound
 from tasks.dataset.stores import StoreError, open_store
@@ -33,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "rescan",
         help="scan a run's stored SBOMs against the current vulnerability DB (no Docker)",
     )
-    rescan.add_argument("output", metavar="OUTPUT", help="results folder or s3://bucket/prefix")
+    add_store_arguments(rescan, "output")
     rescan.add_argument("--run", metavar="ID", help="run to rescan (default: the latest benchmark)")
     rescan.add_argument(
         "--db", metavar="DIR", type=Path, help="Trivy cache dir holding db/ (default: fixture DB)"
@@ -49,7 +50,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="HOURS",
         help="a DB older than this is stale (exit 5); 'none' for no limit (default: 168)",
     )
-    rescan.add_argument("--s3-endpoint", metavar="URL", help="S3 API endpoint")
     rescan.set_defaults(func=cmd_rescan)
 
 

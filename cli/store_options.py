@@ -25,3 +25,16 @@ def endpoint_url(value: str) -> str:
         return check_endpoint(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_store_arguments(parser: argparse.ArgumentParser, name: str = "url") -> None:
+    """The positional store (``name``) and ``--s3-endpoint`` of a command that reads one."""
+    parser.add_argument(
+        name, metavar=name.upper(), type=output_url, help="results folder or s3://bucket/prefix"
+    )
+    parser.add_argument(
+        "--s3-endpoint",
+        metavar="URL",
+        type=endpoint_url,
+        help="S3 API endpoint (default: AWS or AWS_ENDPOINT_URL)",
+    )

@@ -77,10 +77,22 @@ def summarize(outcome: BenchmarkOutcome | RescanOutcome) -> dict[str, Any]:
     }
 
 
-def _raise_when_stale(outcome: BenchmarkOutcome | RescanOutcome) -> None:
-    message = outcome.record.db_staleness()
+def _raise_unless_complete(
+    outcome: BenchmarkOutcome | RescanOutcome, failed: int, failed_in: str
+) -> None:
+    """Fail the flow run, after the run is written, for failed cells, a store that kept
+    failing or a stale DB, in that order."""
+    record = outcome.record
+    if failed:
+        raise CellsFailed(
+            f"{failed} of {len(record.cells)} cells {failed_in} {record.run_id}; "
+            f"every row is in {outcome.published.location}"
+        )
+    if not outcome.published.published:
+        raise CellsFailed(outcome.published.message)
+    message = record.db_staleness()
     if message:
-        raise StaleDb(f"run {outcome.record.run_id}: {message}")
+        raise StaleDb(f"run {record.run_id}: {message}")
 
 
 @flow(name=FLOW_NAME)
@@ -100,15 +112,7 @@ def benchmark_file(
     outcome = benchmark(config=config, only=filters)
     summary = summarize(outcome)
     get_run_logger().info("%s", summary)
-    failed = summary["cells"][Status.FAILED.value]
-    if failed:
-        raise CellsFailed(
-            f"{failed} of {len(outcome.record.cells)} cells failed in run "
-            f"{outcome.record.run_id}; every row is in {outcome.published.location}"
-        )
-    if not outcome.published.published:
-        raise CellsFailed(outcome.published.message)
-    _raise_when_stale(outcome)
+    _raise_unless_complete(outcome, summary["cells"][Status.FAILED.value], "failed in run")
     return summary
 
 
@@ -134,14 +138,7 @@ def rescan_file(
     summary = summarize(outcome)
     get_run_logger().info("%s", summary)
     failed = scan_failures(outcome.record.cells)
-    if failed:
-        raise CellsFailed(
-            f"{failed} of {len(outcome.record.cells)} cells failed their scan in rescan "
-            f"{outcome.record.run_id}; every row is in {outcome.published.location}"
-        )
-    if not outcome.published.published:
-        raise CellsFailed(outcome.published.message)
-    _raise_when_stale(outcome)
+    _raise_unless_complete(outcome, failed, "failed their scan in rescan")
     return summary
 
 

@@ -25,7 +25,13 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.dataset.reader import BENCHMARK_KINDS, RunNotFound, list_runs, read_table
+from tasks.dataset.reader import (
+    BENCHMARK_KINDS,
+    RunNotFound,
+    find_run,
+    list_runs,
+    read_table,
+)
 from tasks.dataset.schema import ORIGIN_BASE
 from tasks.dataset.stores import ResultStore
 from tasks.records import (
@@ -76,13 +82,9 @@ def pick_source(store: ResultStore, run_id: str | None = None) -> dict[str, Any]
 
     Rescanning a rescan is allowed when asked for by id (its SBOMs are the same images').
     """
-    runs = list_runs(store)
     if run_id is not None:
-        for run in runs:
-            if run["run_id"] == run_id:
-                return run
-        raise RunNotFound(f"--run {run_id}: no complete run with that id in {store.location()}")
-    built = [run for run in runs if run.get("kind") in BENCHMARK_KINDS]
+        return find_run(store, run_id)
+    built = [run for run in list_runs(store) if run.get("kind") in BENCHMARK_KINDS]
     if not built:
         raise RunNotFound(
             f"no complete benchmark run in {store.location()} to rescan; run `basebench run` first"

@@ -49,6 +49,18 @@ class StopsServerBefore(WrappedStore):
         return self.inner.table_location(path)
 
 
+def run_in_process(config: Path, prefect_home: Path) -> subprocess.CompletedProcess[str]:
+    """``basebench run CONFIG`` in a process of its own, with its own Prefect home."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "run", str(config)],
+        env={**os.environ, "PREFECT_HOME": str(prefect_home)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
 def started_moto() -> ChildServer:
     server = moto_server()
     server.start()
@@ -116,15 +128,7 @@ hosts: [{{name: local, url: "{infra.docker_url}", max_parallel: 1}}]
 output: {output}
 """
     )
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-    run = subprocess.run(
-        [sys.executable, "-m", "cli.main", "run", str(config)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    run = run_in_process(config, tmp_path / "prefect")
     assert run.returncode == 1, run.stdout + run.stderr  # a failed cell
     store = open_store(str(output))
     (listed,) = list_runs(store)
@@ -166,15 +170,7 @@ hosts: [{{name: local, url: "{infra.docker_url}", max_parallel: 1}}]
 output: {output}
 """
         )
-        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-        run = subprocess.run(
-            [sys.executable, "-m", "cli.main", "run", str(config)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
+        run = run_in_process(config, tmp_path / "prefect")
         assert run.returncode == 1, run.stdout + run.stderr
         store = open_store(str(output))
         (listed,) = list_runs(store)
