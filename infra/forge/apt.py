@@ -6,6 +6,8 @@ neither needed nor touched.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -36,6 +38,10 @@ class AptIndex:
             "Dir::State::Lists": str(self.root / "lists"),
             "Dir::State::status": str(self.root / "status"),
             "Dir::Cache": str(self.root / "cache"),
+            # Keep apt's binary cache of the lists between calls (a container image's
+            # apt.conf.d/docker-clean turns it off): each call would parse every list again.
+            "Dir::Cache::pkgcache": "pkgcache.bin",
+            "Dir::Cache::srcpkgcache": "srcpkgcache.bin",
             "Acquire::GzipIndexes": "false",
             "Acquire::Languages": "none",
             "APT::Sandbox::User": "root",
@@ -54,6 +60,10 @@ class AptIndex:
         shutil.copyfile(self.sources, parts / f"host{self.sources.suffix}")
         self._run(["apt-get", "update", "-q"])
         self._required = None
+        current = self._answers()
+        for old in current.parent.glob("*"):
+            if old != current:
+                shutil.rmtree(old, ignore_errors=True)  # another forge may be clearing it too
 
     def required(self) -> list[str]:
         """Packages of Priority required (what mmdebstrap's minbase starts from)."""
@@ -72,8 +82,7 @@ class AptIndex:
 
     def resolve(self, packages: Iterable[str]) -> dict[str, str]:
         """The full set (name -> version) apt installs for ``packages`` into an empty root."""
-        argv = ["apt-get", "install", "-s", "-q", *sorted(set(packages))]
-        out = self._run(argv)
+        out = self._query(["apt-get", "install", "-s", "-q", *sorted(set(packages))])
         resolved = {m[1]: m[2] for m in map(_INST.match, out.splitlines()) if m}
         if not resolved:
             raise InfraError(f"apt-get -s install resolved nothing for {' '.join(packages)}")
@@ -82,7 +91,7 @@ class AptIndex:
     def candidates(self, packages: Iterable[str]) -> dict[str, str]:
         """The candidate version of each package, without dependencies."""
         names = sorted(set(packages))
-        out = self._run(["apt-cache", "show", "--no-all-versions", *names])
+        out = self._query(["apt-cache", "show", "--no-all-versions", *names])
         found: dict[str, str] = {}
         for stanza in out.split("\n\n"):
             fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line[:40])
@@ -102,6 +111,28 @@ class AptIndex:
         if missing:
             raise InfraError(f"apt-get download did not fetch {', '.join(missing)}")
         return files
+
+    def _query(self, argv: list[str]) -> str:
+        """``argv``'s output, kept per state of the lists: apt takes seconds to answer
+        (it plans a whole install), and the answer only changes when the lists do."""
+        answers = self._answers()
+        kept = answers / hashlib.sha256("\0".join(argv).encode()).hexdigest()
+        if kept.exists():
+            return kept.read_text()
+        out = self._run(argv)
+        answers.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_suffix(f".{os.getpid()}")
+        partial.write_text(out)
+        partial.replace(kept)  # whole or absent, also when two forges ask at once
+        return out
+
+    def _answers(self) -> Path:
+        """The folder of kept answers for the lists as they are now (names, sizes, times)."""
+        state = hashlib.sha256()
+        for path in sorted((self.root / "lists").glob("*_*")):
+            info = path.stat()
+            state.update(f"{path.name} {info.st_size} {info.st_mtime_ns}\n".encode())
+        return self.root / "answers" / state.hexdigest()[:16]
 
     def _run(self, argv: list[str], cwd: Path | None = None) -> str:
         full = [find_program(argv[0]), *self.options(), *argv[1:]]
