@@ -326,9 +326,9 @@ class StageKiller:
             self.errors.append(exc)
 
 
-def probe_running(client: docker.DockerClient) -> bool:
-    """Whether the engine holds a container of a run: only probes make containers."""
-    return bool(client.containers.list(all=True, filters={"label": labels.RUN}))
+def run_containers(client: docker.DockerClient) -> set[str]:
+    """Ids of the containers of runs on the engine: only probes make containers."""
+    return {c.id for c in client.containers.list(all=True, filters={"label": labels.RUN})}
 
 
 def test_hosts_killed_mid_build_and_mid_probe_lose_no_cell(
@@ -349,9 +349,10 @@ def test_hosts_killed_mid_build_and_mid_probe_lose_no_cell(
         tmp_path, infra, [host_entry(h) for h in hosts], bases=BASES[:2], include=twin
     )
     b_client = connect(b.host_config())
+    before = run_containers(b_client)
     kills = [
         Kill(a, "build", lambda: bool(build_step_pids(a))),
-        Kill(b, "probe", lambda: probe_running(b_client)),
+        Kill(b, "probe", lambda: bool(run_containers(b_client) - before)),
     ]
     try:
         with StageKiller(kills, killed) as killer:
