@@ -389,8 +389,8 @@ def test_hosts_killed_mid_build_and_mid_probe_lose_no_cell(
 
 
 def test_restarted_host_answers_again(tls_hosts: list[TlsHost], engine_bridge: str) -> None:
-    # Runs after the fault test (file order): the killed daemon is back with its images,
-    # and its restart left the machine engine's bridge in place.
+    # Runs after the fault test (file order): both killed daemons are back with their
+    # images, and their restarts left the machine engine's bridge in place.
     assert link_exists(engine_bridge)
     for tls_host in tls_hosts:
         client = connect(tls_host.host_config(), ping_timeout=5)
