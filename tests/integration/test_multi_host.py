@@ -5,6 +5,7 @@ SIGKILLed mid-build and the other mid-probe, and the ways a pool can be unusable
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import shutil
@@ -93,6 +94,9 @@ class Run:
 
 def run_matrix(config: Path, output: Path) -> Run:
     """``basebench run CONFIG``; read back what it published and what it warned."""
+    # Prefect sets up its loggers when first imported (inside the CLI's run), removing
+    # the handlers they had: have it do that before ours is added.
+    importlib.import_module("prefect")
     warnings = WarningLines()
     logger = logging.getLogger("prefect")
     logger.addHandler(warnings)
