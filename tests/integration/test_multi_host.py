@@ -5,7 +5,6 @@ SIGKILLed mid-build and the other mid-probe, and the ways a pool can be unusable
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import shutil
@@ -21,6 +20,7 @@ import docker
 import docker.errors
 import pandas as pd
 import pytest
+from prefect.logging.configuration import ensure_logging_setup
 
 from cli.main import main
 from infra.tls_hosts import TlsHost, build_step_pids, kill_tls_host, restart_tls_host
@@ -94,9 +94,9 @@ class Run:
 
 def run_matrix(config: Path, output: Path) -> Run:
     """``basebench run CONFIG``; read back what it published and what it warned."""
-    # Prefect sets up its loggers when first imported (inside the CLI's run), removing
-    # the handlers they had: have it do that before ours is added.
-    importlib.import_module("prefect")
+    # Prefect sets up its loggers once, when its flow API is first imported (inside the
+    # CLI's run), removing the handlers they had: have it do that before ours is added.
+    ensure_logging_setup()
     warnings = WarningLines()
     logger = logging.getLogger("prefect")
     logger.addHandler(warnings)
