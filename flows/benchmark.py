@@ -257,7 +257,7 @@ def _open_hosts(
             sessions[opened.host.name] = opened
     if not sessions:
         raise HostUnavailable(
-            f"no Docker host answered, nothing was built or published: {'; '.join(dropped)}"
+            f"no Docker host could be used, nothing was built or published: {'; '.join(dropped)}"
         )
     return sessions
 

@@ -5,7 +5,9 @@ everything under one root directory (data, exec state, certs, log, pidfile), run
 containers under a cgroup parent of its own and attaches them to a bridge of its own,
 so that two of them and the system engine never share state, addresses or engine IDs.
 ``stop_tls_host`` removes every trace, also after the daemon was SIGKILLed;
-``restart_tls_host`` brings a killed daemon back on its old root (pulled images kept).
+``restart_tls_host`` brings a killed daemon back on its old root (pulled images kept);
+``build_step_pids`` tells from the kernel whether a build is running on one (the fault
+tests SIGKILL a daemon mid-build).
 
 Several test processes may start daemons at once: bridge and cgroup names carry the
 (unique, bound) port, and a subnet slot is claimed under a lock file.
@@ -202,6 +204,22 @@ def stop_tls_host(host: TlsHost) -> None:
     shutil.rmtree(host.root, ignore_errors=True)
     if host.root.exists():
         raise InfraError(f"tls host {host.name}: could not remove {host.root}")
+
+
+def build_step_pids(host: TlsHost) -> list[int]:
+    """Processes of the build steps (a Dockerfile's ``RUN``) running on ``host`` right now.
+
+    The daemon's BuildKit runs each step in a cgroup of its own under the daemon's cgroup
+    parent, ``<parent>/buildkit/<step id>``, apart from containers (``<parent>/<id>``):
+    what the kernel shows there is a build in progress, whatever the client says.
+    """
+    steps = [
+        step
+        for hierarchy in _cgroup_mounts()
+        for step in (hierarchy / host.cgroup_parent / "buildkit").glob("*")
+        if step.is_dir()
+    ]
+    return sorted({pid for step in steps for pid in _procs(step)})
 
 
 def leftovers(host: TlsHost) -> list[str]:
@@ -404,13 +422,15 @@ def _cgroup_mounts() -> list[Path]:
 
 
 def _cgroup_pids(parent: str) -> list[int]:
-    pids = []
-    for directory in _cgroup_dirs(parent):
-        try:
-            pids += [int(p) for p in (directory / "cgroup.procs").read_text().split()]
-        except OSError:
-            continue
-    return pids
+    return [pid for directory in _cgroup_dirs(parent) for pid in _procs(directory)]
+
+
+def _procs(directory: Path) -> list[int]:
+    """The pids in one cgroup; none when it is gone (a step or container just ended)."""
+    try:
+        return [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
 
 
 def _remove_cgroups(parent: str) -> None:

@@ -93,13 +93,15 @@ def open_session(
     client = connect(host)
     try:
         swept = sweep_host(client, alive) if alive is not None else None
-        refs = sorted({c.builder_ref for c in cells} | {c.base_ref for c in cells})
-        pulled = {ref: _pull_or_reason(client, ref) for ref in refs}
+        # The network before the pulls: a host that cannot have one (its address pools
+        # exhausted) is dropped before it pulls gigabytes of builders for nothing.
         target = ProbeTarget(
             network=create_run_network(client, run_id),
             address=host.publish_address,
             timeout=config.probe_timeout_seconds,
         )
+        refs = sorted({c.builder_ref for c in cells} | {c.base_ref for c in cells})
+        pulled = {ref: _pull_or_reason(client, ref) for ref in refs}
     except Exception as exc:
         # A host that answers but cannot be readied is dropped like one that does not
         # answer: the run goes on with the others, and nothing of ours stays behind.

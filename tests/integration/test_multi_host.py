@@ -1,10 +1,10 @@
 """`basebench run` over a pool of two TLS Docker daemons ("remote" hosts on 127.0.0.1):
-scheduling, per-host limits, scanning on the building host, failover when a daemon is
-SIGKILLed mid-run, and the ways a pool can be unusable (nothing published then)."""
+scheduling, per-host limits, scanning on the building host, failover when one daemon is
+SIGKILLed mid-build and the other mid-probe, and the ways a pool can be unusable
+(nothing published then)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -20,17 +20,17 @@ import docker
 import docker.errors
 import pandas as pd
 import pytest
+from prefect.logging.configuration import ensure_logging_setup
 
 from cli.main import main
-from infra.tls_hosts import TlsHost, kill_tls_host, restart_tls_host
+from infra.tls_hosts import TlsHost, build_step_pids, kill_tls_host, restart_tls_host
 from tasks import labels
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import open_store
 from tasks.hosts.config import HostConfig, TlsFiles
 from tasks.hosts.connection import connect
 from tasks.matrix import APPS_DIR
-from tasks.records import CellResult
-from tasks.render import terminal
+from tasks.records import cell_label
 from tests.docker_daemons import free_port
 
 pytestmark = pytest.mark.integration
@@ -47,10 +47,12 @@ def write_matrix(
     infra: Any,
     hosts: list[dict[str, Any]],
     *,
+    bases: list[str] | None = None,
     include: list[dict[str, str]] | None = None,
     keep_images: bool = False,
 ) -> tuple[Path, Path]:
-    """A Go 1.22.10 matrix on ``BASES`` (plus ``include``); returns (config, output dir)."""
+    """A Go 1.22.10 matrix on ``bases`` (default ``BASES``) plus ``include``; returns
+    (config, output dir)."""
     directory.mkdir(parents=True, exist_ok=True)
     apps = directory / "apps"
     if not apps.exists():
@@ -64,7 +66,7 @@ def write_matrix(
                 "name": "multi-host",
                 "apps": ["go-hello"],
                 "toolchains": ["1.22.10"],
-                "bases": BASES,
+                "bases": bases or BASES,
                 "include": include or [],
                 "repeat": 2,
                 "probe_timeout_seconds": 5,
@@ -92,6 +94,9 @@ class Run:
 
 def run_matrix(config: Path, output: Path) -> Run:
     """``basebench run CONFIG``; read back what it published and what it warned."""
+    # Prefect sets up its loggers once, when its flow API is first imported (inside the
+    # CLI's run), removing the handlers they had: have it do that before ours is added.
+    ensure_logging_setup()
     warnings = WarningLines()
     logger = logging.getLogger("prefect")
     logger.addHandler(warnings)
@@ -276,78 +281,120 @@ def killed(tls_hosts: list[TlsHost]) -> Iterator[list[TlsHost]]:
             restart_tls_host(host)
 
 
+POLL_SECONDS = 0.05  # a probe lasts over a second (its first container idles 0.5 s)
+
+
 @dataclass
 class Kill:
-    host: str = ""
+    """SIGKILL ``host`` once, as soon as ``at_stage()`` sees it doing ``stage``."""
+
+    host: TlsHost
+    stage: str
+    at_stage: Callable[[], bool]
     at: datetime | None = None
 
 
-def kill_after_first_cell(
-    tls_hosts: list[TlsHost], victims: list[TlsHost]
-) -> tuple[Kill, Callable[[CellResult], None]]:
-    """A cell listener that SIGKILLs the host of the first finished cell, once.
+class StageKiller:
+    """Watches the hosts from a thread of its own while the run goes on; each ``Kill``
+    happens once. Victims go to ``victims`` before the kill (the ``killed`` fixture
+    restarts them, also when the test fails)."""
 
-    That host then still runs the other cell it started with and a queued cell that
-    took the freed slot: both must move.
-    """
-    kill = Kill()
-    lock = threading.Lock()
+    def __init__(self, kills: list[Kill], victims: list[TlsHost]) -> None:
+        self.kills = kills
+        self.victims = victims
+        self.errors: list[BaseException] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="stage-killer", daemon=True)
 
-    def listener(result: CellResult) -> None:
-        with lock:
-            if kill.host:
-                return
-            victim = next(h for h in tls_hosts if h.name == result.host)
-            victims.append(victim)
-            kill.host, kill.at = victim.name, datetime.now(UTC)
-            kill_tls_host(victim)
+    def __enter__(self) -> StageKiller:
+        self._thread.start()
+        return self
 
-    return kill, listener
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=30)
+
+    def _watch(self) -> None:
+        try:
+            while not self._done.is_set():
+                pending = [kill for kill in self.kills if kill.at is None]
+                if not pending:
+                    return
+                for kill in pending:
+                    if kill.at_stage():
+                        self.victims.append(kill.host)
+                        kill.at = datetime.now(UTC)  # before: the cell may fail at once
+                        kill_tls_host(kill.host)
+                self._done.wait(POLL_SECONDS)
+        except BaseException as exc:  # the test asserts there was none
+            self.errors.append(exc)
 
 
-def test_a_killed_host_loses_no_cell(
-    monkeypatch: pytest.MonkeyPatch,
+def run_containers(client: docker.DockerClient) -> set[str]:
+    """Ids of the containers of runs on the engine: only probes make containers."""
+    return {c.id for c in client.containers.list(all=True, filters={"label": labels.RUN})}
+
+
+def test_hosts_killed_mid_build_and_mid_probe_lose_no_cell(
     infra: Any,
     tls_hosts: list[TlsHost],
     engine_bridge: str,
     killed: list[TlsHost],
     tmp_path: Path,
 ) -> None:
-    hosts = [h.host_config(max_parallel=2) for h in tls_hosts]
-    twin = [{"app": "go-hello-twin", "toolchain": "1.22.10", "base": b} for b in BASES[:2]]
-    config, output = write_matrix(tmp_path, infra, [host_entry(h) for h in hosts], include=twin)
-    kill, listener = kill_after_first_cell(tls_hosts, killed)
+    # One cell on each TLS host (one slot each), the third on the survivor: tls-a is
+    # SIGKILLed while its build compiles, tls-b while its probe runs. Neither frees a
+    # slot before it is marked dead, so both cells move to the survivor, once each.
+    a, b = tls_hosts
+    survivor = HostConfig(name="local", url=infra.docker_url, max_parallel=2)
+    hosts = [a.host_config(max_parallel=1), b.host_config(max_parallel=1), survivor]
+    twin = [{"app": "go-hello-twin", "toolchain": "1.22.10", "base": "distroless-static"}]
+    config, output = write_matrix(
+        tmp_path, infra, [host_entry(h) for h in hosts], bases=BASES[:2], include=twin
+    )
+    b_client = connect(b.host_config())
+    before = run_containers(b_client)
+    kills = [
+        Kill(a, "build", lambda: bool(build_step_pids(a))),
+        Kill(b, "probe", lambda: bool(run_containers(b_client) - before)),
+    ]
+    try:
+        with StageKiller(kills, killed) as killer:
+            run = run_matrix(config, output)
+    finally:
+        b_client.close()
 
-    @contextlib.contextmanager
-    def progress_bar(total: int) -> Iterator[Callable[[CellResult], None]]:
-        yield listener  # the CLI hands its progress callback to the flow as on_cell
-
-    monkeypatch.setattr(terminal, "progress_bar", progress_bar)
-    run = run_matrix(config, output)
-
+    assert killer.errors == []
+    assert [(kill.host.name, kill.stage, kill.at is not None) for kill in kills] == [
+        ("tls-a", "build", True),
+        ("tls-b", "probe", True),
+    ]
     results = run.results
-    assert kill.host and kill.at is not None
-    survivor = next(h for h in hosts if h.name != kill.host)
     assert run.exit_code == 0
-    assert len(results) == 6
+    assert len(results) == 3  # no cell lost
     assert set(results["status"]) == {"ok"}, results[["base", "status", "error"]]
-    moved = results[results["attempts"] > 1]
-    assert len(moved) >= 1
-    assert set(moved["host"]) == {survivor.name}
-    assert set(moved["attempts"]) == {2}
-    # The dead host got no new cells: whatever it kept had finished before the kill.
-    stayed = results[results["host"] == kill.host]
-    assert (stayed["finished_at"] <= pd.Timestamp(kill.at)).all()
-    assert len(stayed) >= 1  # the first finished cell
-    moving = [line for line in run.warnings if f"host {kill.host} lost; moving" in line]
-    assert len(moving) == len(moved)
-    assert any(f"host {kill.host} was lost" in line for line in run.warnings)
+    assert set(results["host"]) == {"local"}
+    assert sorted(results["attempts"]) == [1, 2, 2]
+    assert run.run_hosts == ["local", "tls-a", "tls-b"]  # all three answered at the start
+    rows = {cell_label(row): row for row in results.to_dict("records")}
+    for kill in kills:
+        name = kill.host.name
+        tail = f": host {name} lost; moving the cell"
+        moving = [line.removesuffix(tail) for line in run.warnings if line.endswith(tail)]
+        assert len(moving) == 1, run.warnings
+        moved = rows[moving[0]]  # the line names the cell by its label
+        # Moved from scratch: its row is the survivor's try, begun after the kill.
+        assert moved["attempts"] == 2
+        assert kill.at is not None and moved["started_at"] > pd.Timestamp(kill.at)
+        lost = f"host {name} was lost: the run's images and network stay there"
+        assert run.warnings.count(lost) == 1, run.warnings
     assert run_leftovers(survivor, run.run_id) == []
+    assert list((infra.cache_dir / "archives").glob(f"{run.run_id}-*")) == []
 
 
 def test_restarted_host_answers_again(tls_hosts: list[TlsHost], engine_bridge: str) -> None:
-    # Runs after the fault test (file order): the killed daemon is back with its images,
-    # and its restart left the machine engine's bridge in place.
+    # Runs after the fault test (file order): both killed daemons are back with their
+    # images, and their restarts left the machine engine's bridge in place.
     assert link_exists(engine_bridge)
     for tls_host in tls_hosts:
         client = connect(tls_host.host_config(), ping_timeout=5)
@@ -388,7 +435,7 @@ def test_wrong_ca_is_refused(
     bad = make_wrong_ca_host(tls_hosts[0])
     code, error, output = run_refused(tmp_path, infra, [host_entry(bad)], capsys)
     assert code == 2
-    assert "no Docker host answered" in error
+    assert "no Docker host could be used" in error
     assert f"{bad.name} ({bad.url}): TLS: certificate verify failed" in error
     assert "BEGIN" not in error
     assert_nothing_published(output)
@@ -434,7 +481,9 @@ def test_all_hosts_down(infra: Any, tmp_path: Path, capsys: pytest.CaptureFixtur
     ]
     code, error, output = run_refused(tmp_path, infra, down, capsys)
     assert code == 2
-    assert error.startswith("basebench: no Docker host answered, nothing was built or published:")
+    assert error.startswith(
+        "basebench: no Docker host could be used, nothing was built or published:"
+    )
     assert "down-1 (tcp://127.0.0.1:" in error and "down-2 (tcp://127.0.0.1:" in error
     assert error.count("connection refused") == 2
     assert_nothing_published(output)
