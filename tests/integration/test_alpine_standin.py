@@ -3,7 +3,8 @@
 ``library/alpine:3.20`` is forged by default from Debian trixie's musl, busybox-static and
 CA bundle (infra/forge/alpine_standin.py). The go-hello app is built multi-stage onto it
 with the forged golang builders, as the matrix's alpine cells build it: with cgo off it
-serves; with cgo on the binary asks for glibc's loader and exits at once. Scanned with the
+serves (with cgo on, the binary asks for glibc's loader and exits at once: the seed's
+alpine cell, tests/integration/test_seed.py). Scanned with the
 default fixture advisories, the alpine cells get the 4 HIGH ssl findings of the seed
 comparison's alpine row (two openssl advisories, each on libcrypto3 and libssl3), plus the
 Go standard library advisories of the toolchain that built the binary:
@@ -97,10 +98,10 @@ def run_id(docker_client: docker.DockerClient) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def cells(
     infra: InfraState, docker_client: docker.DockerClient, standin: str, run_id: str
-) -> dict[tuple[str, bool], str]:
-    """go-hello multi-stage on the stand-in: (Go version, cgo) -> image id."""
+) -> dict[str, str]:
+    """go-hello multi-stage on the stand-in, cgo off: Go version -> image id."""
     built = {}
-    for version, cgo in (("1.22.10", False), ("1.22.10", True), ("1.25.5", False)):
+    for version in ("1.22.10", "1.25.5"):
         builder = f"{infra.registry}/library/golang:{version}-bookworm"
         docker_client.images.pull(builder)
         image, _ = docker_client.images.build(
@@ -110,16 +111,16 @@ def cells(
                 "BUILDER": builder,
                 "BASE": standin,
                 "RUN_ID": run_id,
-                "CGO_ENABLED": "1" if cgo else "0",
+                "CGO_ENABLED": "0",
             },
-            tag=f"basebench-test/alpine-go:{run_id}-{version}-cgo{int(cgo)}",
+            tag=f"basebench-test/alpine-go:{run_id}-{version}",
             labels={labels.RUN: run_id},
             pull=False,
             rm=True,
             forcerm=True,
             network_mode="none",
         )
-        built[(version, cgo)] = image.id
+        built[version] = image.id
     return built
 
 
@@ -199,11 +200,11 @@ def test_trivy_detects_alpine_3_20_and_its_apk_packages(
 
 
 def test_static_go_server_serves_on_it(
-    docker_client: docker.DockerClient, cells: dict[tuple[str, bool], str], run_id: str
+    docker_client: docker.DockerClient, cells: dict[str, str], run_id: str
 ) -> None:
     network = docker_client.networks.create(f"basebench-{run_id}", driver="bridge")
     container = docker_client.containers.run(
-        cells[("1.22.10", False)],
+        cells["1.22.10"],
         detach=True,
         network=network.name,
         ports={"8080/tcp": ("127.0.0.1", None)},
@@ -220,31 +221,16 @@ def test_static_go_server_serves_on_it(
         network.remove()
 
 
-def test_cgo_binary_exits_with_the_loader_error(
-    docker_client: docker.DockerClient, cells: dict[tuple[str, bool], str], run_id: str
-) -> None:
-    # cgo on: the binary's interpreter is glibc's /lib64/ld-linux-x86-64.so.2, which the
-    # musl image does not have, so exec fails as if the binary itself were missing.
-    container = docker_client.containers.run(
-        cells[("1.22.10", True)], detach=True, network_mode="none", labels={labels.RUN: run_id}
-    )
-    try:
-        assert container.wait(timeout=60)["StatusCode"] == 1
-        assert container.logs().decode() == "exec /hello: no such file or directory\n"
-    finally:
-        container.remove(force=True)
-
-
 @pytest.mark.parametrize(("version", "stdlib"), [("1.22.10", GO_1_22), ("1.25.5", GO_1_25)])
 def test_alpine_cells_get_alpine_and_their_go_version_advisories(
     docker_client: docker.DockerClient,
-    cells: dict[tuple[str, bool], str],
+    cells: dict[str, str],
     scanner: TrivyScanner,
     tmp_path: Path,
     version: str,
     stdlib: set[Finding],
 ) -> None:
-    os, packages, findings = scan(docker_client, scanner, cells[(version, False)], tmp_path)
+    os, packages, findings = scan(docker_client, scanner, cells[version], tmp_path)
     assert os == ("alpine", "3.20.3")
     assert ("stdlib", f"v{version}") in {(p.name, p.version) for p in packages}
     assert findings == ALPINE_SSL | stdlib
@@ -252,14 +238,14 @@ def test_alpine_cells_get_alpine_and_their_go_version_advisories(
 
 def test_two_go_versions_differ_by_the_stdlib_advisory_fixed_in_1_23(
     docker_client: docker.DockerClient,
-    cells: dict[tuple[str, bool], str],
+    cells: dict[str, str],
     scanner: TrivyScanner,
     tmp_path: Path,
 ) -> None:
     ids = {}
     for version in ("1.22.10", "1.25.5"):
         (tmp_path / version).mkdir()
-        _, _, findings = scan(docker_client, scanner, cells[(version, False)], tmp_path / version)
+        _, _, findings = scan(docker_client, scanner, cells[version], tmp_path / version)
         ids[version] = {f[0] for f in findings}
     assert ids["1.22.10"] - ids["1.25.5"] == {"CVE-2026-90031"}
     assert ids["1.25.5"] - ids["1.22.10"] == set()
