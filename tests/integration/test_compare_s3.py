@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import uuid
@@ -12,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from cli.report import add_parser
+from cli.main import main
 from tasks.dataset.stores import S3Store
 from tasks.dataset.writer import publish
 from tests.records_factory import NIGHTLY_NEW_HIGH, T0, make_run, nightly_run
@@ -45,16 +44,8 @@ def published(s3_server: S3Server) -> Iterator[Published]:
     yield Published(f"s3://{s3_server.bucket}/{prefix}", s3_server.endpoint_url, store)
 
 
-def basebench(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="basebench")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    result: int = args.func(args)
-    return result
-
-
 def compare(published: Published, *extra: str) -> int:
-    return basebench("compare", published.url, "--s3-endpoint", published.endpoint, *extra)
+    return main(["compare", published.url, "--s3-endpoint", published.endpoint, *extra])
 
 
 def test_grown_image_and_new_cve_are_exactly_the_regressions(
@@ -156,19 +147,19 @@ def test_only_runs_of_the_same_matrix_are_compared(
     publish(nightly_run("night-1", T0), store)
     publish(make_run("demo-1", started_at=T0 + DAY), store)  # matrix "demo", the latest run
     url = f"s3://{s3_server.bucket}/{prefix}"
-    assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url) == 2
+    assert main(["compare", url, "--s3-endpoint", s3_server.endpoint_url]) == 2
     assert (
         "run demo-1 has no earlier comparable run (matrix 'demo', filters '', image sources "
         "None)" in capsys.readouterr().err
     )
     publish(nightly_run("night-2", T0 + 2 * DAY), store)
-    assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url) == 0
+    assert main(["compare", url, "--s3-endpoint", s3_server.endpoint_url]) == 0
     assert capsys.readouterr().out.startswith("compare night-1 -> night-2\n")
 
 
 def test_empty_store(s3_server: S3Server, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"s3://{s3_server.bucket}/empty/{uuid.uuid4().hex}"
-    assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url) == 2
+    assert main(["compare", url, "--s3-endpoint", s3_server.endpoint_url]) == 2
     assert "no complete runs in s3://" in capsys.readouterr().err
 
 
@@ -191,19 +182,17 @@ def test_only_runs_of_the_same_filters_and_image_sources_are_compared(
     publish(upstream, store)
     publish(dataclasses.replace(nightly_run("night-2", T0 + 3 * DAY), image_sources=forged), store)
     url = f"s3://{s3_server.bucket}/{prefix}"
-    assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url) == 0
+    assert main(["compare", url, "--s3-endpoint", s3_server.endpoint_url]) == 0
     assert capsys.readouterr().out.startswith("compare night-1 -> night-2\n")
     # The filtered run's previous run is not night-1 (all cells) ...
-    assert (
-        basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url, "--head", "only-1") == 2
-    )
+    assert main(["compare", url, "--s3-endpoint", s3_server.endpoint_url, "--head", "only-1"]) == 2
     assert (
         "run only-1 has no earlier comparable run (matrix 'nightly', filters 'base=bookworm'"
         in (capsys.readouterr().err)
     )
     # ... and chosen by hand, unlike runs are refused, saying how they differ.
     argv = ("--base", "night-1", "--head", "up-1")
-    assert basebench("compare", url, "--s3-endpoint", s3_server.endpoint_url, *argv) == 2
+    assert main(["compare", url, "--s3-endpoint", s3_server.endpoint_url, *argv]) == 2
     assert capsys.readouterr().err == (
         "basebench compare: runs night-1 and up-1 are not comparable: image_sources "
         "'{\"docker.io\":\"127.0.0.1:5000\"}' vs '{}'\n"

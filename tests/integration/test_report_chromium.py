@@ -11,7 +11,6 @@ fetched, and the page stays under 2 MB.
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import re
@@ -26,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from cli.report import add_parser
+from cli.main import main
 from tasks.dataset.stores import LocalStore, S3Store
 from tasks.dataset.writer import publish
 from tasks.render.charts import PALETTE
@@ -116,14 +115,6 @@ def rgb(hex_colour: str) -> tuple[int, int, int]:
     return value >> 16, (value >> 8) & 0xFF, value & 0xFF
 
 
-def basebench(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="basebench")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    result: int = args.func(args)
-    return result
-
-
 @pytest.fixture(scope="module")
 def report_file(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two nightly runs published to moto S3, reported with the CLI into an HTML file."""
@@ -142,8 +133,7 @@ def report_file(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -
     target = tmp_path_factory.mktemp("report") / "report.html"
     url = f"s3://{s3_server.bucket}/{prefix}"
     assert (
-        basebench("report", url, "--s3-endpoint", s3_server.endpoint_url, "--html", str(target))
-        == 0
+        main(["report", url, "--s3-endpoint", s3_server.endpoint_url, "--html", str(target)]) == 0
     )
     return target
 
@@ -249,7 +239,7 @@ def nightly_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for run in nightly_runs():
         publish(run, store)
     target = folder / "report.html"
-    assert basebench("report", str(folder / "results"), "--html", str(target)) == 0
+    assert main(["report", str(folder / "results"), "--html", str(target)]) == 0
     return target
 
 

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from cli.report import add_parser
+from cli.main import main
 from tasks.dataset.stores import LocalStore
 from tasks.dataset.writer import publish
 from tests.records_factory import NIGHTLY_NEW_HIGH, T0, make_run, nightly_run
 from tests.report_dom import parse_charts
 
 pytestmark = pytest.mark.integration
-
-
-def basebench(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="basebench")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    result: int = args.func(args)
-    return result
 
 
 @pytest.fixture
@@ -41,7 +32,7 @@ def test_default_is_the_latest_run_written_beside(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert basebench("report", str(folder)) == 0
+    assert main(["report", str(folder)]) == 0
     assert capsys.readouterr().out == "report of run demo-1: report-demo-1.html\n"
     html = (tmp_path / "report-demo-1.html").read_text()
     charts, _ = parse_charts(html)
@@ -61,7 +52,7 @@ def test_default_is_the_latest_run_written_beside(
 def test_chosen_run_trends_over_its_matrix_up_to_it(folder: Path, tmp_path: Path) -> None:
     target = tmp_path / "out" / "night.html"
     target.parent.mkdir()
-    assert basebench("report", str(folder), "--run", "night-2", "--html", str(target)) == 0
+    assert main(["report", str(folder), "--run", "night-2", "--html", str(target)]) == 0
     html = target.read_text()
     charts, _ = parse_charts(html)
     assert {name: c.series for name, c in charts.items() if name.startswith("trend-size")} == {
@@ -77,11 +68,11 @@ def test_chosen_run_trends_over_its_matrix_up_to_it(folder: Path, tmp_path: Path
 def test_unknown_run_and_empty_store_exit_2(
     folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert basebench("report", str(folder), "--run", "night-9") == 2
+    assert main(["report", str(folder), "--run", "night-9"]) == 2
     assert capsys.readouterr().err == (
         f"basebench report: --run night-9: no complete run with that id in {folder}\n"
     )
-    assert basebench("report", str(tmp_path / "empty")) == 2
+    assert main(["report", str(tmp_path / "empty")]) == 2
     assert "no complete runs in" in capsys.readouterr().err
     assert not list(tmp_path.glob("report-*.html"))
 
@@ -96,9 +87,9 @@ def test_against_picks_the_run_of_the_diffs_and_the_verdict(
     publish(third, store)
     target = tmp_path / "against.html"
     argv = ("report", str(folder), "--run", "night-3", "--html", str(target))
-    assert basebench(*argv) == 0
+    assert main([*argv]) == 0
     assert "<h2>Compared with run night-2</h2>" in target.read_text()
-    assert basebench(*argv, "--against", "night-1") == 0
+    assert main([*argv, "--against", "night-1"]) == 0
     html = target.read_text()
     assert "<h2>Compared with run night-1</h2>" in html
     assert '<h3 id="diff-runs">Since run night-1</h3>' in html
@@ -108,11 +99,11 @@ def test_against_picks_the_run_of_the_diffs_and_the_verdict(
     ) in html
     assert "vulnerabilities added (1): CVE-2024-3000 (HIGH)" in html
     capsys.readouterr()
-    assert basebench(*argv, "--against", "night-3") == 2
+    assert main([*argv, "--against", "night-3"]) == 2
     assert capsys.readouterr().err == (
         "basebench report: --against night-3: that is the run shown; pick an earlier run\n"
     )
-    assert basebench(*argv, "--against", "night-9") == 2
+    assert main([*argv, "--against", "night-9"]) == 2
     assert capsys.readouterr().err == (
         f"basebench report: --against night-9: no complete run with that id in {folder}\n"
     )
