@@ -71,6 +71,7 @@ GO_1_22 = {
 }
 GO_1_25 = {("CVE-2026-90032", "stdlib", "v1.25.5", "1.24.12, 1.25.6", "MEDIUM")}
 Finding = tuple[str, str, str, str, str]
+Scanned = tuple[tuple[str, str], tuple[Package, ...], set[Finding]]  # OS, packages, findings
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +125,7 @@ def cells(
     return built
 
 
-def scan(
-    client: docker.DockerClient, scanner: TrivyScanner, image: str, folder: Path
-) -> tuple[tuple[str, str], tuple[Package, ...], set[Finding]]:
+def scan(client: docker.DockerClient, scanner: TrivyScanner, image: str, folder: Path) -> Scanned:
     result = scanner.scan(save_image.fn(client, client.images.get(image).id, folder))
     findings = {
         (f.vulnerability_id, f.package, f.installed_version, f.fixed_version, f.severity)
@@ -221,31 +220,33 @@ def test_static_go_server_serves_on_it(
         network.remove()
 
 
-@pytest.mark.parametrize(("version", "stdlib"), [("1.22.10", GO_1_22), ("1.25.5", GO_1_25)])
-def test_alpine_cells_get_alpine_and_their_go_version_advisories(
+@pytest.fixture(scope="module")
+def scanned(
     docker_client: docker.DockerClient,
     cells: dict[str, str],
     scanner: TrivyScanner,
-    tmp_path: Path,
-    version: str,
-    stdlib: set[Finding],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Scanned]:
+    """Each alpine cell scanned once: Go version -> (OS, packages, findings)."""
+    return {
+        version: scan(docker_client, scanner, image, tmp_path_factory.mktemp(f"scan-{version}"))
+        for version, image in cells.items()
+    }
+
+
+@pytest.mark.parametrize(("version", "stdlib"), [("1.22.10", GO_1_22), ("1.25.5", GO_1_25)])
+def test_alpine_cells_get_alpine_and_their_go_version_advisories(
+    scanned: dict[str, Scanned], version: str, stdlib: set[Finding]
 ) -> None:
-    os, packages, findings = scan(docker_client, scanner, cells[version], tmp_path)
+    os, packages, findings = scanned[version]
     assert os == ("alpine", "3.20.3")
     assert ("stdlib", f"v{version}") in {(p.name, p.version) for p in packages}
     assert findings == ALPINE_SSL | stdlib
 
 
 def test_two_go_versions_differ_by_the_stdlib_advisory_fixed_in_1_23(
-    docker_client: docker.DockerClient,
-    cells: dict[str, str],
-    scanner: TrivyScanner,
-    tmp_path: Path,
+    scanned: dict[str, Scanned],
 ) -> None:
-    ids = {}
-    for version in ("1.22.10", "1.25.5"):
-        (tmp_path / version).mkdir()
-        _, _, findings = scan(docker_client, scanner, cells[version], tmp_path / version)
-        ids[version] = {f[0] for f in findings}
+    ids = {version: {f[0] for f in findings} for version, (_, _, findings) in scanned.items()}
     assert ids["1.22.10"] - ids["1.25.5"] == {"CVE-2026-90031"}
     assert ids["1.25.5"] - ids["1.22.10"] == set()
