@@ -36,7 +36,8 @@ from tasks.hosts.session import (
 from tasks.matrix import expand, load_app, load_matrix, parse_only
 from tasks.scanners import make_scanner
 from tasks.stages.build import build_image
-from tasks.stages.inspect import LayerCache, inspect_image
+from tasks.stages.inspect import inspect_image
+from tasks.stages.layers import LayerCache
 from tasks.stages.probe import ProbeTarget, probe_image
 from tasks.stages.save import save_image
 

@@ -35,6 +35,7 @@ from tasks.hosts.limits import host_limit, server_in_use
 from tasks.hosts.pool import HostPool, host_lost, run_with_failover
 from tasks.hosts.session import HostSession, close_session, open_session
 from tasks.hosts.sweep import RunLeases, sweep_archives
+from tasks.hosts.toolbox import Toolbox, pack_toolbox
 from tasks.journal import RunJournal
 from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, format_filters
 from tasks.pipeline import run_pipeline
@@ -90,7 +91,10 @@ def benchmark(
     journal = RunJournal(config.cache_dir, run_id)
     with leases.hold(run_id), make_scanner(config.scanner, config.cache_dir) as scanner:
         swept = sweep_archives(config.cache_dir / "archives", leases.alive)
-        sessions = _open_hosts(config, run_id, cells, scanner, leases.alive)
+        toolbox = None  # what hosts that analyse their own images run, packed once
+        if any(host.analyses_on_host for host in config.hosts):
+            toolbox = pack_toolbox(scanner, config.cache_dir / "toolbox")
+        sessions = _open_hosts(config, run_id, cells, scanner, leases.alive, toolbox)
         for name, session in sessions.items():
             if session.swept is not None and not session.swept.empty:
                 get_run_logger().warning("swept %s: %s", name, session.swept.summary())
@@ -170,10 +174,11 @@ def open_host(
     cells: list[Cell],
     scanner: Scanner,
     alive: Callable[[str], bool],
+    toolbox: Toolbox | None,
 ) -> HostSession | HostUnavailable:
     """Ready ``host`` for the run; an unreachable host is a value, not a failed task."""
     try:
-        return open_session(host, config, run_id, cells, scanner, alive)
+        return open_session(host, config, run_id, cells, scanner, alive, toolbox)
     except HostUnavailable as exc:
         return exc
 
@@ -244,8 +249,11 @@ def _open_hosts(
     cells: list[Cell],
     scanner: Scanner,
     alive: Callable[[str], bool],
+    toolbox: Toolbox | None,
 ) -> dict[str, HostSession]:
-    futures = [open_host.submit(h, config, run_id, cells, scanner, alive) for h in config.hosts]
+    futures = [
+        open_host.submit(h, config, run_id, cells, scanner, alive, toolbox) for h in config.hosts
+    ]
     sessions: dict[str, HostSession] = {}
     dropped: list[str] = []
     for future in futures:

@@ -9,3 +9,4 @@ RECIPE_HASH = "org.basebench.recipe-hash"  # which recipe forged the stand-in
 UPSTREAM = "org.basebench.upstream"  # the upstream image a stand-in stands in for
 PACKAGES = "org.basebench.packages"  # the Debian packages it was forged from
 DEVIATION = "org.basebench.deviation"  # where it differs from the upstream recipe
+TOOLBOX = "org.basebench.toolbox"  # "true" on a host's analysis toolbox volume (kept across runs)

@@ -1,13 +1,14 @@
 """One cell's way through the stages: build -> save -> (inspect and scan) -> probe.
 
 The save stage writes the image once to a local archive that inspect and scan both
-read, side by side; the probe then runs alone on the host. Each stage waits for its lane
-on the host (``tasks.hosts.scheduler``: one build at a time by default, analyses beside
-it, probes alone), and the build and the probe record what ran beside them. A failing stage ends the
-cell with status ``failed``, the stage and the error (a failed save counts as inspect);
-whatever the other stages measured is kept. A base image that no registry can supply
-makes the cell ``skipped`` with the reason: it is a fact about this site, not a failure
-of the app.
+read, side by side, or a container on the host does all three there
+(``tasks.stages.analyse_on_host``); the probe then runs alone on the host. Each stage
+waits for its lane on the host (``tasks.hosts.scheduler``: one build at a time by
+default, analyses beside it, probes alone), and the build and the probe record what ran
+beside them. A failing stage ends the cell with status ``failed``, the stage and the
+error (a failed save counts as inspect); whatever the other stages measured is kept. A
+base image that no registry can supply makes the cell ``skipped`` with the reason: it
+is a fact about this site, not a failure of the app.
 
 The cell runs inside a ``HostSession`` (``tasks.hosts.session``): the run's client,
 network and pulled bases on one host.
@@ -40,7 +41,7 @@ from tasks.records import (
     Stage,
     Status,
 )
-from tasks.stages import build, inspect, probe, save, scan
+from tasks.stages import analyse_on_host, build, inspect, probe, save, scan
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Stages:
     inspect: Callable[..., InspectResult] = inspect.inspect_image
     scan: Callable[..., ScanResult] = scan.scan_image
     probe: Callable[..., ProbeResult] = probe.probe_image
+    on_host: Callable[..., dict[Stage, Any]] = analyse_on_host.analyse_on_host
 
 
 def skip_reason(cell: Cell, error: BaseUnavailable) -> str | None:
@@ -102,7 +104,7 @@ def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None)
         return _result(cell, session, started, done, status, [(Stage.BUILD, reason or str(exc))])
     except Exception as exc:
         return _result(cell, session, started, done, Status.FAILED, [(Stage.BUILD, str(exc))])
-    outcomes = _inspect_and_scan(session, stages, done["build"], builder, base)
+    outcomes = inspect_and_scan(session, stages, done["build"], builder, base)
     with session.lanes.hold(Lane.PROBE, "probe") as probing:
         probed = _outcome(
             lambda: stages.probe(session.client, done["build"], app, session.probe, session.repeat)
@@ -116,16 +118,23 @@ def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None)
     return _result(cell, session, started, done, status, failures)
 
 
-def _inspect_and_scan(
+def inspect_and_scan(
     session: HostSession,
     stages: Stages,
     build: BuildResult,
     builder: PulledImage,
     base: PulledImage,
 ) -> dict[Stage, Any]:
-    """Save the image once, then inspect and scan the archive side by side; what each
-    stage returned or raised (a failed save raises, as part of inspect)."""
+    """Save the image once, then inspect and scan the archive side by side, here or in a
+    container on the host; what each stage returned or raised (a failed save raises, as
+    part of inspect)."""
     lanes = session.lanes
+    if session.on_host is not None:
+        with lanes.hold(Lane.ANALYSIS, "save", "inspect", "scan"):
+            try:
+                return stages.on_host(session, build, builder, base)
+            except Exception as exc:  # the container could not run: nothing was analysed
+                return {Stage.INSPECT: exc}
     with lanes.hold(Lane.ANALYSIS, "save") as analysing, _archive_folder(session) as folder:
         try:
             archive = stages.save(session.client, build.image_id, Path(folder))

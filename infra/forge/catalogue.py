@@ -23,6 +23,7 @@ from tasks.catalogue import (
     GolangForge,
     load_catalogue,
 )
+from tasks.hosts.toolbox import ANALYSIS_BASE
 from tasks.matrix import MatrixConfig, plan
 
 # What `infra up` forges when no matrix says otherwise (the images every Go matrix of the
@@ -60,6 +61,8 @@ def needs_of(config: MatrixConfig) -> Needs:
     names = load_catalogue().base_names()
     cells = plan(config).cells
     bases = tuple(dict.fromkeys(names[c.base] for c in cells if c.base in names))
+    if any(host.analyses_on_host for host in config.hosts):  # the analysis container's
+        bases = tuple(dict.fromkeys([*bases, ANALYSIS_BASE]))
     toolchains = tuple(dict.fromkeys((c.language, c.toolchain_version) for c in cells))
     return Needs(bases, toolchains)
 

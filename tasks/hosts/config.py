@@ -13,7 +13,7 @@ import ipaddress
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from docker.context.config import get_current_context_name
@@ -77,6 +77,13 @@ class HostConfig(BaseModel):
     labels: dict[LabelKey, str] = {}
     # Where probes publish container ports and connect to them; see _default_publish_address.
     publish_address: str = ""
+    # Where save, inspect and scan run: "flow" streams each image to this machine, "host"
+    # analyses it in a container beside it (tasks/stages/analyse_on_host.py); "auto": flow
+    # for an engine on this machine, where that is faster (benchmarks/README.md), else host.
+    analysis: Literal["auto", "flow", "host"] = "auto"
+    # The engine's unix socket as a path on the host itself, mounted into the analysis
+    # container; default: the url's own path for unix:// urls, else /var/run/docker.sock.
+    socket: str = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -125,7 +132,17 @@ class HostConfig(BaseModel):
         if not self.publish_address:
             # Frozen model: the default is computed once, here, from the url.
             object.__setattr__(self, "publish_address", _default_publish_address(self.url))
+        if not self.socket:
+            unix = urlsplit(self.url).path if scheme == "unix" else ""
+            object.__setattr__(self, "socket", unix or DEFAULT_URL.removeprefix("unix://"))
+        if not self.socket.startswith("/"):
+            raise ValueError(f"socket {self.socket!r}: expected an absolute path on the host")
         return self
+
+    @property
+    def analyses_on_host(self) -> bool:
+        """True when save, inspect and scan run in a container on the host."""
+        return self.analysis == "host" or (self.analysis == "auto" and not self.is_local)
 
     @property
     def is_local(self) -> bool:

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import docker
 import docker.constants
+import docker.errors
 import docker.tls
 
 from tasks.hosts.config import HostConfig, TlsFiles
@@ -202,6 +203,8 @@ def describe_error(exc: BaseException) -> str:
     chain = _chain_text(exc)
     if isinstance(exc, TunnelError):
         return text
+    if isinstance(exc, docker.errors.APIError) and exc.explanation:
+        return " ".join(str(exc.explanation).split())  # the engine's words, not the HTTP call
     if "CERTIFICATE_VERIFY_FAILED" in chain or "certificate verify failed" in chain:
         return (
             "TLS: certificate verify failed: the engine's certificate is not signed by tls.ca"

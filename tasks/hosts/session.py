@@ -23,10 +23,11 @@ from tasks.hosts.health import HostHealth, check_host
 from tasks.hosts.pool import LOST_PING_SECONDS
 from tasks.hosts.scheduler import LaneGate, LaneLimits
 from tasks.hosts.sweep import Swept, sweep_host
+from tasks.hosts.toolbox import HostAnalysis, Toolbox, analysis_image, install_toolbox
 from tasks.matrix import BuildTool, MatrixConfig
 from tasks.records import Cell, PulledImage
 from tasks.scanners.base import Scanner
-from tasks.stages.inspect import LayerCache
+from tasks.stages.layers import LayerCache
 from tasks.stages.probe import ProbeTarget
 
 HEALTH_SECONDS = 10.0  # the health check before any work waits this long per host
@@ -64,6 +65,7 @@ class HostSession:
     pulled: dict[str, PulledImage | BaseUnavailable] = field(default_factory=dict)
     health: HostHealth | None = None  # what the host said when the run opened it
     swept: Swept | None = None  # what dead runs had left there, removed at opening
+    on_host: HostAnalysis | None = None  # set when save, inspect and scan run on the host
 
     def pulled_image(self, ref: str) -> PulledImage:
         """The pulled ``ref``; raises its ``BaseUnavailable`` when no registry had it."""
@@ -80,9 +82,11 @@ def open_session(
     cells: list[Cell],
     scanner: Scanner,
     alive: Callable[[str], bool] | None = None,
+    toolbox: Toolbox | None = None,
 ) -> HostSession:
     """Ready ``host`` for the run's ``cells``; first remove what dead runs left there
-    (``alive`` tells which runs are not dead; None: sweep nothing).
+    (``alive`` tells which runs are not dead; None: sweep nothing). A host that analyses
+    its own images also gets the analysis image and ``toolbox`` (required then).
 
     Raises ``HostUnavailable`` (one line naming the host) when it does not answer, or
     stops answering while this runs; a base no registry serves is kept as a value.
@@ -102,6 +106,13 @@ def open_session(
         )
         refs = sorted({c.builder_ref for c in cells} | {c.base_ref for c in cells})
         pulled = {ref: _pull_or_reason(client, ref) for ref in refs}
+        on_host = None
+        if host.analyses_on_host:
+            if toolbox is None:
+                raise ValueError("analysis on the host needs the run's toolbox")
+            image = analysis_image(config.mirrors)
+            pull_image(client, image)
+            on_host = install_toolbox(client, toolbox, image, host.socket)
     except Exception as exc:
         # A host that answers but cannot be readied is dropped like one that does not
         # answer: the run goes on with the others, and nothing of ours stays behind.
@@ -128,6 +139,7 @@ def open_session(
         pulled=pulled,
         health=health,
         swept=swept,
+        on_host=on_host,
     )
 
 

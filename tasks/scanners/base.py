@@ -21,12 +21,30 @@ class Scanner(ABC):
     """
 
     name: str
+    timeout_seconds: int  # of one scan
 
     @abstractmethod
     def scan(self, archive: Path) -> ScanResult:
         """OS, packages and vulnerability findings of the image saved at ``archive``.
 
         Raises ``ScanError`` when no report comes out."""
+
+    @abstractmethod
+    def portable_files(self) -> dict[str, Path]:
+        """The local files ``command`` needs on another machine, by their path under the
+        toolbox folder there (``tasks.hosts.toolbox`` ships them to build hosts)."""
+
+    @abstractmethod
+    def command(self, archive: str, toolbox: str) -> list[str]:
+        """The argv of one scan of the archive at ``archive`` on another machine, with
+        ``portable_files`` under ``toolbox``; ``read_output`` reads what it printed."""
+
+    @abstractmethod
+    def read_output(
+        self, returncode: int | None, stdout: str, stderr: str, what: str
+    ) -> ScanResult:
+        """The result of a ``command`` run elsewhere, as ``scan`` returns it (``returncode``
+        None: it timed out); raises ``ScanError``. ``what`` names the image in errors."""
 
     def database(self) -> VulnerabilityDb | None:
         """The vulnerability DB scans run against; None when the scanner cannot say."""

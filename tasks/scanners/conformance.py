@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
 import tarfile
 import uuid
 from collections import Counter
@@ -392,6 +394,37 @@ class ScannerConformance:
         with ThreadPoolExecutor(max_workers=4) as pool:
             results = list(pool.map(scanner.scan, archives))
         assert [len(r.findings) for r in results] == [3, 2, 3, 2]
+
+    def test_command_run_elsewhere_gives_what_scan_gives(
+        self, scanner: Scanner, images: dict[str, Path], tmp_path: Path
+    ) -> None:
+        # "Elsewhere" is a toolbox folder holding copies of the portable files, and a
+        # clean environment: what an analysis container on a build host has.
+        toolbox = tmp_path / "toolbox"
+        for name, local in scanner.portable_files().items():
+            (toolbox / name).parent.mkdir(parents=True, exist_ok=True)
+            copy = shutil.copytree if local.is_dir() else shutil.copy2
+            copy(local, toolbox / name)
+        argv = scanner.command(str(images["layered"]), str(toolbox))
+        local_paths = [str(path) for path in scanner.portable_files().values()]
+        assert not [arg for arg in argv if any(arg.startswith(p) for p in local_paths)]
+        home = {"HOME": str(tmp_path)}  # as the container's engine sets it
+        done = subprocess.run(argv, capture_output=True, text=True, env=home, check=False)
+        result = scanner.read_output(done.returncode, done.stdout, done.stderr, "layered.tar")
+        here = scanner.scan(images["layered"])
+        assert (result.os_family, result.os_version) == ("debian", "12.11")
+        assert (result.packages, result.findings) == (here.packages, here.findings)
+        assert (result.scanner_version, result.db_updated_at) == (
+            here.scanner_version,
+            here.db_updated_at,
+        )
+        assert result.documents is not None and result.documents.sarif.is_file()
+
+    def test_command_that_failed_elsewhere_is_a_scan_error(self, scanner: Scanner) -> None:
+        with pytest.raises(ScanError, match=r"^scan: x.tar: unable to open x.tar$"):
+            scanner.read_output(1, "", "2026-12-06T15:00:00Z FATAL unable to open x.tar", "x.tar")
+        with pytest.raises(ScanError, match=rf"^scan: x.tar: trivy timed out after {TIMEOUT} s$"):
+            scanner.read_output(None, "", "", "x.tar")
 
     def test_missing_archive_is_a_scan_error(self, scanner: Scanner, tmp_path: Path) -> None:
         with pytest.raises(ScanError, match=r"^scan: gone.tar: .*no such file or directory"):

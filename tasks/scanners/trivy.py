@@ -38,6 +38,8 @@ UNKNOWN_OS = "unknown"
 # File names of the documents kept per scan, and the ``trivy convert`` format of each.
 REPORT_NAME = "trivy.json"
 CONVERSIONS = {"cyclonedx": "sbom.cdx.json", "sarif": "report.sarif"}
+# Where ``portable_files`` go under a toolbox folder on another machine.
+PORTABLE_BINARY, PORTABLE_CACHE = "bin/trivy", "trivy-cache"
 
 # Every invocation: quiet, and no trivy.yaml picked up from the working directory.
 COMMON_FLAGS = ("--quiet", "--config=")
@@ -148,12 +150,19 @@ def _run(args: list[str], timeout: int, what: str, env: dict[str, str] | None = 
             env={**trivy_env(), **(env or {})},
             check=False,
         )
-    except subprocess.TimeoutExpired as exc:
-        raise ScanError(f"scan: {what}: trivy timed out after {timeout} s") from exc
-    if done.returncode != 0:
-        detail = _trivy_error(done.stderr, f"trivy exited with code {done.returncode}")
+    except subprocess.TimeoutExpired:
+        return _checked(None, "", "", timeout, what)
+    return _checked(done.returncode, done.stdout, done.stderr, timeout, what)
+
+
+def _checked(returncode: int | None, stdout: str, stderr: str, timeout: int, what: str) -> str:
+    """``stdout`` of a trivy that exited 0, else a ``ScanError`` (None: it timed out)."""
+    if returncode is None:
+        raise ScanError(f"scan: {what}: trivy timed out after {timeout} s")
+    if returncode != 0:
+        detail = _trivy_error(stderr, f"trivy exited with code {returncode}")
         raise ScanError(f"scan: {what}: {detail}")
-    return done.stdout
+    return stdout
 
 
 def _trivy_error(stderr: str, when_silent: str) -> str:
@@ -196,9 +205,9 @@ class _TrivyBase(Scanner):
             return None
         return VulnerabilityDb(self._db_version, updated)
 
-    def _image_args(self, archive: Path) -> list[str]:
+    def _image_args(self, archive: Path | str, binary: str | None = None) -> list[str]:
         return [
-            self._binary,
+            binary or self._binary,
             "image",
             *("--format", "json", "--list-all-pkgs", "--scanners", "vuln"),
             *("--input", str(archive)),
@@ -208,7 +217,9 @@ class _TrivyBase(Scanner):
 
     def _scan(self, args: list[str], archive: Path, what: str | None = None) -> ScanResult:
         what = what or archive.name
-        output = _run(args, self.timeout_seconds, what)
+        return self._result(_run(args, self.timeout_seconds, what), what)
+
+    def _result(self, output: str, what: str) -> ScanResult:
         try:
             report = json.loads(output)
         except json.JSONDecodeError as exc:
@@ -218,6 +229,27 @@ class _TrivyBase(Scanner):
         if self.documents_dir is None:
             return result
         return replace(result, documents=self.keep_documents(output, what))
+
+    def portable_files(self) -> dict[str, Path]:
+        """The binary and the DBs (not the layer cache: scans keep layers in memory)."""
+        files = {PORTABLE_BINARY: Path(self._binary)}
+        for db in ("db", "java-db"):
+            if (self.cache_dir / db).is_dir():
+                files[f"{PORTABLE_CACHE}/{db}"] = self.cache_dir / db
+        return files
+
+    def command(self, archive: str, toolbox: str) -> list[str]:
+        """A standalone ``trivy image`` on the DB shipped with the toolbox, whatever this
+        scanner's kind: a trivy server here is not reachable from the host."""
+        args = self._image_args(archive, f"{toolbox}/{PORTABLE_BINARY}")
+        args += ["--cache-dir", f"{toolbox}/{PORTABLE_CACHE}", "--cache-backend", "memory"]
+        # The environment trivy_env() gives a local trivy, as flags: the command runs as is.
+        return [*args, "--skip-db-update", "--no-progress"]
+
+    def read_output(
+        self, returncode: int | None, stdout: str, stderr: str, what: str
+    ) -> ScanResult:
+        return self._result(_checked(returncode, stdout, stderr, self.timeout_seconds, what), what)
 
     def keep_documents(self, report: str, what: str) -> ScanDocuments:
         """Write ``report`` (Trivy JSON) and its CycloneDX and SARIF conversions to a new

@@ -29,7 +29,8 @@ from tasks.matrix import MatrixConfig, expand, load_app, load_matrix
 from tasks.records import Cell, InspectResult, ProbeResult, ScanResult
 from tasks.scanners import make_scanner
 from tasks.stages.build import build_image
-from tasks.stages.inspect import LayerCache, inspect_image
+from tasks.stages.inspect import inspect_image
+from tasks.stages.layers import LayerCache
 from tasks.stages.probe import ProbeTarget, probe_image
 from tasks.stages.save import save_image
 from tests.integration.conftest import image_files

@@ -7,6 +7,10 @@ scans like the others and fails at the probe, at once, with the exit code and th
 loader's line. The same program with `CGO_ENABLED=0` on alpine (go-seed-cgo-off: only
 that line of the Dockerfile changed) starts. Go 1.22.10: a builder the shared infra
 forges (configs/seed.yaml uses the oldest the forge supplies).
+
+The run analyses on the host (``analysis: host``): every image is saved, inspected and
+scanned by the analysis container beside it, so the values asserted here are that
+path's; one test checks them against the local stages on the same image.
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ from infra.trivydb.fixture import DEFAULT_ADVISORIES, write_fixture_db
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import open_store
 from tasks.hosts.session import create_run_network, remove_run_images, remove_run_network
-from tasks.matrix import APPS_DIR, S3Config, load_app
-from tasks.records import BuildResult
+from tasks.matrix import APPS_DIR, S3Config, ScannerConfig, load_app
+from tasks.records import BuildResult, PulledImage
+from tasks.scanners import make_scanner
+from tasks.stages.inspect import inspect_image
 from tasks.stages.probe import ContainerExited, ProbeTarget, probe_image
+from tasks.stages.save import save_image
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +75,9 @@ class SeedRun:
     results: pd.DataFrame
     run_id: str
     apps_dir: Path
+    cache_dir: Path
+    db_dir: Path
+    vulnerabilities: pd.DataFrame
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +98,9 @@ repeat: 2
 probe_timeout_seconds: {PROBE_TIMEOUT}
 keep_images: true
 apps_dir: {apps_dir}
-cache_dir: {infra.cache_dir}
+cache_dir: {tmp / "cache"}
 scanner: {{db_dir: {db_dir}}}
-hosts: [{{name: local, url: "{infra.docker_url}", max_parallel: 2}}]
+hosts: [{{name: local, url: "{infra.docker_url}", max_parallel: 2, analysis: host}}]
 output: {tmp / "results"}
 """
     )
@@ -101,7 +111,17 @@ output: {tmp / "results"}
     run_id = list_runs(store)[-1]["run_id"]
     results = read_table(store, "results")
     results = results.set_index(results["app"] + "/" + results["base"])
-    yield SeedRun(exit_code, capture.read_text(), results, run_id, apps_dir)
+    vulnerabilities = read_table(store, "vulnerabilities")
+    yield SeedRun(
+        exit_code,
+        capture.read_text(),
+        results,
+        run_id,
+        apps_dir,
+        tmp / "cache",
+        db_dir,
+        vulnerabilities,
+    )
     client = docker.DockerClient(base_url=infra.docker_url)
     client.api.trust_env = False
     remove_run_images(client, run_id)  # kept for the probe test below
@@ -199,3 +219,40 @@ def test_the_probe_stage_returns_well_before_its_timeout(infra: Any, seed_run: S
         ["exec ./main: no such file or directory"],
     )
     assert elapsed < 5  # of a 60 s timeout
+
+
+def test_images_were_analysed_on_the_host_as_the_local_stages_would(
+    infra: Any, seed_run: SeedRun, tmp_path: Path
+) -> None:
+    # The local path saves every image under cache_dir/archives: nothing was saved here.
+    assert not (seed_run.cache_dir / "archives").exists()
+    assert len(list((seed_run.cache_dir / "toolbox").glob("toolbox-*.tar"))) == 1
+    client = docker.DockerClient(base_url=infra.docker_url, timeout=300)
+    client.api.trust_env = False
+    row = seed_run.results.loc["go-seed/single-stage"]  # the largest image, 900 MB
+    build = BuildResult(seed_run.run_id, row["image_id"], "", None, None, None)
+    nothing = PulledImage(ref="", digest=None, forged=True, layers=())
+    try:
+        archive = save_image.fn(client, row["image_id"], tmp_path)
+        inspected = inspect_image.fn(client, build, nothing, nothing, archive)
+    finally:
+        client.close()
+    with make_scanner(ScannerConfig(db_dir=seed_run.db_dir), tmp_path) as scanner:
+        scanned = scanner.scan(archive)
+    assert inspected.size_bytes > 800_000_000
+    measured = {
+        "size_bytes": inspected.size_bytes,
+        "compressed_bytes": inspected.compressed_bytes,
+        "layers": inspected.layers,
+        "files": inspected.files,
+        "setuid_files": inspected.setuid_files,
+        "has_shell": inspected.has_shell,
+        "has_package_manager": inspected.has_package_manager,
+        "packages": len(scanned.packages),
+        "os_family": scanned.os_family,
+    }
+    assert {key: row[key] for key in measured} == measured
+    found = seed_run.vulnerabilities
+    on_host = found[found["cell_id"] == row["cell_id"]]["vulnerability_id"]
+    assert sorted(on_host) == sorted(f.vulnerability_id for f in scanned.findings)
+    assert len(on_host) > 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.stages.inspect import (
+from tasks.stages.layers import (
     SHELLS,
     LayerCache,
     LayerSummary,
