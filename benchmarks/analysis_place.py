@@ -8,7 +8,8 @@ cache):
 - ``host``: as with ``analysis: host``: the analysis container on the engine saves,
   inspects and scans, and only its results come back.
 
-Both go through the pipeline's own ``inspect_and_scan``.
+Both go through the pipeline's own ``inspect_and_scan``, with the stages' functions
+(``.fn``) rather than Prefect tasks: the place is measured, not task bookkeeping.
 
 It prints, best of ``--rounds`` with the spread, each path's wall time and their ratio,
 and the bytes that reach this machine: the archive against the container's results.
@@ -35,9 +36,16 @@ from tasks.matrix import DEFAULT_REGISTRY, MatrixConfig, ScannerConfig
 from tasks.pipeline import Stages, inspect_and_scan
 from tasks.records import BuildResult, PulledImage
 from tasks.scanners import make_scanner
+from tasks.stages import analyse_on_host, inspect, save, scan
 from tasks.stages.probe import ProbeTarget
 
 CACHE = Path.home() / ".cache" / "basebench"
+STAGES = Stages(
+    save=save.save_image.fn,
+    inspect=inspect.inspect_image.fn,
+    scan=scan.scan_image.fn,
+    on_host=analyse_on_host.analyse_on_host.fn,
+)
 IMAGES = {  # what cells ship, from the largest (a single-stage cell is its builder + a layer)
     "golang builder (single-stage)": "library/golang:1.25.5-bookworm",
     "debian bookworm": "library/debian:bookworm",
@@ -104,7 +112,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for place, session in sessions.items():
                     started = time.perf_counter()
-                    outcomes = inspect_and_scan(session, Stages(), build, nothing, nothing)
+                    outcomes = inspect_and_scan(session, STAGES, build, nothing, nothing)
                     times[place].append(time.perf_counter() - started)
                     failed = [o for o in outcomes.values() if isinstance(o, Exception)]
                     if failed:

@@ -16,7 +16,10 @@ from tasks.hosts.sweep import DEFAULT_MAX_AGE, RunLeases, sweep_archives, sweep_
 from tasks.matrix import ConfigError, load_matrix
 from tasks.render.units import format_bytes
 
-HOST_OPTION = "NAME=URL[,max_parallel=N][,max_builds=N][,max_analyses=N][,tls=DIR][,insecure=true]"
+HOST_OPTION = (
+    "NAME=URL[,max_parallel=N][,max_builds=N][,max_analyses=N][,tls=DIR][,insecure=true]"
+    "[,analysis=auto|flow|host][,socket=PATH]"
+)
 TLS_FILES = {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"}  # the Docker CLI's names
 
 
@@ -110,13 +113,12 @@ def parse_host_options(values: list[str]) -> list[dict[str, Any]]:
     return entries
 
 
-# Numeric host options, as HostConfig names them.
-COUNTS = ("max_parallel", "max_builds", "max_analyses")
+# Host options HostConfig takes as given (it checks numbers, bounds and choices).
+PLAIN = ("max_parallel", "max_builds", "max_analyses", "analysis", "socket")
 
 
 def parse_host_option(value: str) -> dict[str, Any]:
-    """One ``--host NAME=URL[,max_parallel=N][,max_builds=N][,max_analyses=N][,tls=DIR]
-    [,insecure=true]`` value."""
+    """One ``--host`` value, ``HOST_OPTION``."""
     head, *options = value.split(",")
     name, sep, url = head.partition("=")
     if not sep or not name or not url:
@@ -124,10 +126,11 @@ def parse_host_option(value: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": name, "url": url}
     for option in options:
         key, sep, setting = option.partition("=")
-        if not sep or key not in (*COUNTS, "tls", "insecure"):
+        if not sep or key not in (*PLAIN, "tls", "insecure"):
             raise ConfigError(
                 f"--host {value!r}: unknown option {option!r}; allowed: max_parallel=N, "
-                "max_builds=N, max_analyses=N, tls=DIR, insecure=true"
+                "max_builds=N, max_analyses=N, tls=DIR, insecure=true, "
+                "analysis=auto|flow|host, socket=PATH"
             )
         if key == "tls":
             entry["tls"] = {k: str(Path(setting) / f) for k, f in TLS_FILES.items()}
@@ -136,5 +139,5 @@ def parse_host_option(value: str) -> dict[str, Any]:
                 raise ConfigError(f"--host {value!r}: insecure must be true or false")
             entry["insecure"] = setting == "true"
         else:
-            entry[key] = setting  # pydantic checks the number and its bounds
+            entry[key] = setting
     return entry

@@ -82,7 +82,7 @@ class HostConfig(BaseModel):
     # for an engine on this machine, where that is faster (benchmarks/README.md), else host.
     analysis: Literal["auto", "flow", "host"] = "auto"
     # The engine's unix socket as a path on the host itself, mounted into the analysis
-    # container; default: the url's own path for unix:// urls, else /var/run/docker.sock.
+    # container; default: a unix:// url's path, ssh's remote_socket, /var/run/docker.sock.
     socket: str = ""
 
     @model_validator(mode="before")
@@ -133,8 +133,9 @@ class HostConfig(BaseModel):
             # Frozen model: the default is computed once, here, from the url.
             object.__setattr__(self, "publish_address", _default_publish_address(self.url))
         if not self.socket:
-            unix = urlsplit(self.url).path if scheme == "unix" else ""
-            object.__setattr__(self, "socket", unix or DEFAULT_URL.removeprefix("unix://"))
+            known = {"unix": urlsplit(self.url).path, "ssh": self.ssh and self.ssh.remote_socket}
+            fallback = DEFAULT_URL.removeprefix("unix://")
+            object.__setattr__(self, "socket", known.get(scheme) or fallback)
         if not self.socket.startswith("/"):
             raise ValueError(f"socket {self.socket!r}: expected an absolute path on the host")
         return self

@@ -113,6 +113,9 @@ def pack_toolbox(scanner: Scanner, folder: Path) -> Toolbox:
             marker.size = len(toolbox.digest)
             tar.addfile(marker, io.BytesIO(toolbox.digest.encode()))
         partial.replace(toolbox.archive)
+        for older in folder.glob("toolbox-*.tar"):  # 170 MB each, of code or DBs gone by
+            if older != toolbox.archive:
+                older.unlink(missing_ok=True)
     return toolbox
 
 

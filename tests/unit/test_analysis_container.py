@@ -28,6 +28,11 @@ from tasks.stages.layers import LayerFacts
         ({"url": "unix:///run/user/1000/docker.sock"}, False, "/run/user/1000/docker.sock"),
         ({"url": "ssh://ci@build-1.example"}, True, "/var/run/docker.sock"),
         ({"url": "ssh://ci@build-1.example", "analysis": "flow"}, False, "/var/run/docker.sock"),
+        (
+            {"url": "ssh://ci@build-2.example", "ssh": {"remote_socket": "/run/user/1000/d.sock"}},
+            True,
+            "/run/user/1000/d.sock",
+        ),
         ({"url": "tcp://127.0.0.1:2376", "insecure": True}, False, "/var/run/docker.sock"),
         ({"analysis": "host", "socket": "/srv/engine.sock"}, True, "/srv/engine.sock"),
     ],
@@ -67,7 +72,10 @@ def test_the_scan_command_gets_the_archive_and_its_outcome_is_kept(tmp_path: Pat
 
 def test_the_toolbox_holds_all_the_container_imports_and_is_packed_once(tmp_path: Path) -> None:
     scanner = TrivyScanner(tmp_path / "no-db", timeout_seconds=30)
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "toolbox-0123456789abcdef.tar").write_text("an older version")
     toolbox = pack_toolbox(scanner, tmp_path / "packed")
+    assert list((tmp_path / "packed").iterdir()) == [toolbox.archive]
     written = toolbox.archive.stat().st_mtime_ns
     assert pack_toolbox(scanner, tmp_path / "packed") == toolbox
     assert toolbox.archive.stat().st_mtime_ns == written

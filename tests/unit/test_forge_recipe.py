@@ -271,6 +271,19 @@ def test_needs_of_a_matrix_are_its_cells_images(tmp_path: Path) -> None:
     ]
 
 
+def test_a_host_that_analyses_its_images_needs_the_analysis_image(tmp_path: Path) -> None:
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(
+        "name: m\napps: [go-hello]\ntoolchains: ['1.25.5']\nbases: [distroless-static]\n"
+    )
+    needs = {
+        where: needs_of(load_matrix(matrix, {"hosts": [{"name": "a", "analysis": where}]}))
+        for where in ("flow", "host")
+    }
+    assert needs["flow"].bases == ("distroless-static-debian12",)
+    assert needs["host"].bases == ("distroless-static-debian12", "distroless-python3-debian13")
+
+
 def test_slimify_drops_what_slim_leaves_out_and_keeps_copyright(tmp_path: Path) -> None:
     full = tmp_path / "full.tar"
     with tarfile.open(full, "w") as tar:

@@ -105,3 +105,22 @@ def test_lane_widths_are_host_options() -> None:
     }
     host = HostConfig.model_validate(entry)
     assert (host.max_parallel, host.max_builds, host.max_analyses) == (4, 2, 3)
+
+
+def test_where_a_host_analyses_is_a_host_option(tmp_path: Path) -> None:
+    entry = parse_host_option("b1=ssh://ci@build-1.example,analysis=host,socket=/srv/d.sock")
+    assert entry == {
+        "name": "b1",
+        "url": "ssh://ci@build-1.example",
+        "analysis": "host",
+        "socket": "/srv/d.sock",
+    }
+    host = HostConfig.model_validate(entry)
+    assert (host.analyses_on_host, host.socket) == (True, "/srv/d.sock")
+    bad = {"hosts": [parse_host_option("b=unix:///x,analysis=gpu")]}
+    with pytest.raises(ConfigError) as caught:
+        load_matrix(matrix(tmp_path), bad)
+    assert str(caught.value) == (
+        f"{tmp_path / 'm.yaml'}: hosts[0].analysis: Input should be 'auto', 'flow' or 'host'"
+        " (got 'gpu')"
+    )
