@@ -68,6 +68,12 @@ class TlsHost:
         return self.root / "certs"
 
     @property
+    def socket(self) -> Path:
+        """The engine's unix socket on this machine: what its analysis containers mount
+        (clients reach it over TLS only)."""
+        return self.root / "engine.sock"
+
+    @property
     def tls(self) -> TlsFiles:
         """Client-side TLS files (the CA, our client cert and key)."""
         return TlsFiles(
@@ -115,6 +121,7 @@ class TlsHost:
             tls=self.tls,
             max_parallel=max_parallel,
             labels={"kind": "tls-test"},
+            socket=str(self.socket),
         )
 
 
@@ -264,6 +271,7 @@ def _dockerd_argv(host: TlsHost) -> list[str]:
         "--tlscert", str(server / "server-cert.pem"),
         "--tlskey", str(server / "server-key.pem"),
         "-H", host.url,
+        "-H", f"unix://{host.socket}",
     ]  # fmt: skip
 
 

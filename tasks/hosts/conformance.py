@@ -40,13 +40,17 @@ from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HOST_KINDS, connect, docker_host
 from tasks.hosts.health import check_host
 from tasks.hosts.ssh_tunnel import SshTunnel
+from tasks.labels import RUN
 from tasks.programs import find_program
+from tasks.records import BuildResult, PulledImage, Stage
 
 if TYPE_CHECKING:
     from infra.up import InfraState
 
 REGISTRY = "127.0.0.1:5000"
 STATIC = f"{REGISTRY}/distroless/static-debian12:latest"
+STATIC_PACKAGES = ["base-files", "ca-certificates", "media-types", "netbase", "tzdata"]
+ANALYSIS = f"{REGISTRY}/distroless/python3-debian13:latest"  # the analysis image, forged
 GOLANG = f"{REGISTRY}/library/golang:1.22.10-bookworm"
 MACHINE_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 HELLO_GO = b"""package main
@@ -246,6 +250,51 @@ class DockerHostSuite:
         assert STATIC in image.tags
         assert image.attrs["Os"] == "linux"
         assert 1_000_000 < image.attrs["Size"] < 10_000_000  # forged distroless static: ~2 MB
+
+    def test_an_image_is_analysed_on_the_host_as_here(
+        self, host: HostConfig, client: docker.DockerClient, infra: InfraState, tmp_path: Path
+    ) -> None:
+        """Analysis on the host: the toolbox reaches the engine through this kind of host,
+        and the container there reads the image through the engine's ``socket``."""
+        # Imported here: the stages load Prefect, which plugin registration should not.
+        from tasks.hosts.session import HostSession
+        from tasks.hosts.toolbox import install_toolbox, pack_toolbox
+        from tasks.matrix import ScannerConfig
+        from tasks.scanners import make_scanner
+        from tasks.stages.analyse_on_host import analyse_on_host
+        from tasks.stages.inspect import inspect_image
+        from tasks.stages.probe import ProbeTarget
+        from tasks.stages.save import save_image
+
+        image = client.images.pull(STATIC)
+        client.images.pull(ANALYSIS)
+        build = BuildResult("conformance", image.id, STATIC, None, None, None)
+        nothing = PulledImage(ref="", digest=None, forged=True, layers=())
+        config = ScannerConfig(db_dir=infra.cache_dir / "trivy")
+        with make_scanner(config, tmp_path) as scanner:
+            toolbox = pack_toolbox(scanner, tmp_path / "toolbox")
+            session = HostSession(
+                client=client,
+                host=host,
+                run_id=f"conformance-{uuid.uuid4().hex[:8]}",
+                probe=ProbeTarget("none", host.publish_address, 1.0),
+                scanner=scanner,
+                repeat=1,
+                apps_dir=tmp_path,
+                on_host=install_toolbox(client, toolbox, ANALYSIS, host.socket),
+            )
+            outcomes = analyse_on_host.fn(session, build, nothing, nothing)
+            archive = save_image.fn(client, image.id, tmp_path)
+            here = (
+                inspect_image.fn(client, build, nothing, nothing, archive),
+                scanner.scan(archive),
+            )
+        inspected, scanned = outcomes[Stage.INSPECT], outcomes[Stage.SCAN]
+        assert inspected == here[0]
+        assert (scanned.packages, scanned.findings) == (here[1].packages, here[1].findings)
+        assert (inspected.size_bytes, scanned.os_family) == (image.attrs["Size"], "debian")
+        assert sorted(p.name for p in scanned.packages) == STATIC_PACKAGES
+        assert not client.containers.list(all=True, filters={"label": f"{RUN}={session.run_id}"})
 
     def test_published_port_is_reachable(
         self,

@@ -5,7 +5,7 @@ with this volume mounted read-only at ``TOOLBOX_MOUNT``: basebench's layer-readi
 modules and pyelftools under ``python/``, and the scanner's ``portable_files`` (trivy
 and its DB). The volume is named by a hash of its contents, so a host receives it once
 per code and DB version and never runs a stale one; ``install_toolbox`` removes the
-toolbox volumes of other versions that no container uses.
+toolbox volumes of other versions once no run can still be using them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import docker
@@ -44,6 +45,9 @@ PYTHON_MODULES = (
     "stages/program.py",
     "stages/analysis_container.py",
 )
+# Another run on the host (a nightly started before a DB update) may still use its own
+# toolbox: other versions go only once older than any run lasts.
+KEEP_OTHER_VERSIONS = timedelta(days=1)
 _COMPLETE = ".complete"  # written last: a volume without it was filled only in part
 
 
@@ -120,20 +124,26 @@ def pack_toolbox(scanner: Scanner, folder: Path) -> Toolbox:
 
 
 def install_toolbox(
-    client: docker.DockerClient, toolbox: Toolbox, image: str, socket: str
+    client: docker.DockerClient,
+    toolbox: Toolbox,
+    image: str,
+    socket: str,
+    keep_others: timedelta = KEEP_OTHER_VERSIONS,
 ) -> HostAnalysis:
     """Give the host the toolbox volume (``image`` is the analysis image, already pulled),
-    and remove the toolbox volumes of other versions that no container uses. Fails when
-    the engine's ``socket`` is not there to mount."""
+    and remove the toolbox volumes of other versions older than ``keep_others``.
+    Fails when the engine's ``socket`` is not there to mount."""
     with _volume_container(client, toolbox.volume, image, socket) as container:
         try:
             container.get_archive(f"{TOOLBOX_MOUNT}/{_COMPLETE}")
         except docker.errors.NotFound:
             with toolbox.archive.open("rb") as archive:
                 container.put_archive(TOOLBOX_MOUNT, archive)
+    now = datetime.now(UTC)
     for volume in client.volumes.list(filters={"label": labels.TOOLBOX}):
-        if volume.name != toolbox.volume:
-            with contextlib.suppress(docker.errors.APIError):  # in use by another run
+        created = datetime.fromisoformat(volume.attrs["CreatedAt"])
+        if volume.name != toolbox.volume and now - created > keep_others:
+            with contextlib.suppress(docker.errors.APIError):  # in use after all
                 volume.remove()
     return HostAnalysis(image=image, toolbox=toolbox.volume)
 
