@@ -3,6 +3,7 @@ results kept), skipped, and closing a host's context. No Docker."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from tasks.hosts.config import HostConfig
 from tasks.hosts.session import BaseUnavailable, HostSession, close_session
+from tasks.hosts.toolbox import HostAnalysis
 from tasks.matrix import APPS_DIR
 from tasks.pipeline import Stages, run_pipeline
 from tasks.records import (
@@ -25,7 +27,7 @@ from tasks.records import (
     Stage,
     Status,
 )
-from tasks.scanners.base import Scanner
+from tasks.scanners.base import ScanError, Scanner
 from tasks.stages.build import BuildError
 from tasks.stages.probe import ProbeError, ProbeTarget
 from tests.records_factory import make_cell, make_inspect
@@ -350,3 +352,52 @@ def test_two_cells_on_one_host_pipeline_and_record_what_ran_beside_them(
     assert len(build_ends) == 2
     assert log.index("build start bookworm") < log.index("inspect start") < build_ends[1]
     assert log.index("probe start") > build_ends[1]
+
+
+def on_host_session(cell: Cell, tmp_path: Path) -> HostSession:
+    session = context(cell, archive_dir=tmp_path / "archives")
+    analysis = HostAnalysis(image="registry/python3:latest", toolbox="basebench-toolbox-x")
+    return dataclasses.replace(session, on_host=analysis)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "failed_stage", "error"),
+    [
+        ({Stage.INSPECT: INSPECT, Stage.SCAN: SCAN}, None, None),
+        (
+            {Stage.INSPECT: INSPECT, Stage.SCAN: ScanError("scan: x.tar: DB error")},
+            Stage.SCAN,
+            "scan: x.tar: DB error",
+        ),
+        (
+            {Stage.INSPECT: RuntimeError("analysis container exited 1: ImportError: elftools")},
+            Stage.INSPECT,
+            "inspect: analysis container exited 1: ImportError: elftools",
+        ),
+        (
+            OSError("the host stopped"),
+            Stage.INSPECT,
+            "inspect: the host stopped",
+        ),
+    ],
+)
+def test_a_host_that_analyses_its_images_saves_nothing_here(
+    tmp_path: Path, outcome: Any, failed_stage: Stage | None, error: str | None
+) -> None:
+    cell = make_cell("distroless-static")
+    fakes, called = stages()
+
+    def on_host(session: HostSession, build: BuildResult, *images: PulledImage) -> Any:
+        called.append(f"on_host {build.image_id}")
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    result = run_pipeline(
+        cell, on_host_session(cell, tmp_path), dataclasses.replace(fakes, on_host=on_host)
+    )
+    assert called == ["build", "on_host sha256:abc", "probe"]  # no save, inspect, scan here
+    assert not (tmp_path / "archives").exists()
+    assert (result.failed_stage, result.error) == (failed_stage, error)
+    assert result.probe == PROBE  # the probe ran whatever the analysis did
+    assert result.inspect == (INSPECT if failed_stage != Stage.INSPECT else None)
