@@ -285,13 +285,14 @@ class DockerHostSuite:
             )
             outcomes = analyse_on_host.fn(session, build, nothing, nothing)
             archive = save_image.fn(client, image.id, tmp_path)
-            here = (
-                inspect_image.fn(client, build, nothing, nothing, archive),
-                scanner.scan(archive),
-            )
+            inspected_here = inspect_image.fn(client, build, nothing, nothing, archive)
+            scanned_here = scanner.scan(archive)
         inspected, scanned = outcomes[Stage.INSPECT], outcomes[Stage.SCAN]
-        assert inspected == here[0]
-        assert (scanned.packages, scanned.findings) == (here[1].packages, here[1].findings)
+        assert inspected == inspected_here
+        assert (scanned.packages, scanned.findings) == (
+            scanned_here.packages,
+            scanned_here.findings,
+        )
         assert (inspected.size_bytes, scanned.os_family) == (image.attrs["Size"], "debian")
         assert sorted(p.name for p in scanned.packages) == STATIC_PACKAGES
         assert not client.containers.list(all=True, filters={"label": f"{RUN}={session.run_id}"})
