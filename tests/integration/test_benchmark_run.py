@@ -121,7 +121,8 @@ s3: {{endpoint_url: "{s3_server.endpoint_url}"}}
         packages=read_table(store, "packages"),
         runs=runs,
         leftovers=len(leftovers),
-        archives_left=list((infra.cache_dir / "archives").glob("*/*")),
+        # Only this run's: a test in the other worker may be saving images of its own run.
+        archives_left=list((infra.cache_dir / "archives").glob(f"{run_id}-*/*")),
         prefect_servers_left=_command_lines(marked_pids(RUN_MARKER, marker) - {os.getpid()}),
         store=store,
         local_documents_left=_documents_of(infra.cache_dir / DOCUMENTS_FOLDER, set(built)),
