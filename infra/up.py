@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import docker
 
 from infra.engine import engine_pid, ensure_engine, stop_engine
 from infra.errors import InfraError
@@ -17,7 +16,7 @@ from infra.forge.alpine import AlpineRecipe
 from infra.forge.alpine_standin import AlpineStandInRecipe
 from infra.forge.apt import AptIndex
 from infra.forge.catalogue import DEFAULT_BASES, Needs, base_recipe, builder_recipe
-from infra.forge.forge import forge
+from infra.forge.forge import ForgeResult, forge_all
 from infra.forge.golang import go_wheel
 from infra.forge.recipe import Recipe
 from infra.forge.sources import check_sources, for_suite
@@ -148,29 +147,41 @@ def _up(
     with exclusive_lock(state_dir(cache_dir) / "up.lock"):
         steps.done("registry", "started" if registry.start() else "running", registry.address)
         golang = [builder_recipe("go", v, w, cache_dir / "rootfs") for v, w in wheels.items()]
-        recipes = [*bases, *golang, *builders]
+        # The builders take longest: started first, they leave the short bases to fill in.
+        recipes = [*golang, *builders, *bases]
         apt = _AptViews(sources, cache_dir, steps)
-        _forge_all(recipes, apt, url, registry.address, cache_dir, steps)
+        for suite in dict.fromkeys(r.suite for r in recipes):
+            apt(suite)  # refreshed one at a time, before the forges share them
+
+        def forged(result: ForgeResult) -> None:
+            detail = f"{', '.join(result.refs)} ({result.packages} packages)"
+            steps.done(result.name, "built" if result.rebuilt else "reused", detail, result.seconds)
+
+        forge_all(recipes, apt, url, registry.address, cache_dir / "tmp", forged)
         steps.done("trivy fixture db", *_trivy_db(cache_dir))
         steps.done("trivy java db", "written", str(write_java_db(cache_dir / "trivy")))
     return InfraState(url, registry.address, cache_dir, steps.results)
 
 
 class _Steps:
-    """Collects step results, timing each from the end of the previous one."""
+    """Collects step results, timing each from the end of the previous one unless told
+    its own time (forges run side by side)."""
 
     def __init__(self, report: Reporter | None) -> None:
         self.report = report
         self.results: list[StepResult] = []
         self.started = time.monotonic()
+        self._lock = threading.Lock()
 
-    def done(self, name: str, action: str, detail: str = "") -> None:
-        now = time.monotonic()
-        result = StepResult(name, action, round(now - self.started, 2), detail)
-        self.results.append(result)
-        self.started = now
-        if self.report:
-            self.report(result)
+    def done(self, name: str, action: str, detail: str = "", seconds: float | None = None) -> None:
+        with self._lock:
+            now = time.monotonic()
+            took = round(now - self.started, 2) if seconds is None else seconds
+            result = StepResult(name, action, took, detail)
+            self.results.append(result)
+            self.started = now
+            if self.report:
+                self.report(result)
 
 
 class _AptViews:
@@ -192,20 +203,6 @@ class _AptViews:
                             "refreshed", str(apt.sources))  # fmt: skip
             self.views[suite] = apt
         return self.views[suite]
-
-
-def _forge_all(
-    recipes: list[Recipe], apt: _AptViews, url: str, registry: str, cache_dir: Path, steps: _Steps
-) -> None:
-    client = docker.DockerClient(base_url=url, timeout=900)
-    client.api.trust_env = False
-    try:
-        for recipe in recipes:
-            result = forge(recipe, apt(recipe.suite), client, registry, cache_dir / "tmp")
-            detail = f"{', '.join(result.refs)} ({result.packages} packages)"
-            steps.done(recipe.name, "built" if result.rebuilt else "reused", detail)
-    finally:
-        client.close()
 
 
 def _wheel(version: str, cache: Path, tmp: Path) -> Path:

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +28,9 @@ class AptIndex:
         self.sources = sources
         self.root = root
         self._required: list[str] | None = None
+        # Recipes forged at once share a suite's view; apt's own caches under ``root``
+        # are not written with concurrent callers in mind.
+        self._lock = threading.Lock()
 
     def options(self) -> list[str]:
         """The ``-o`` options that point apt at our private state."""
@@ -121,7 +125,7 @@ class AptIndex:
             return kept.read_text()
         out = self._run(argv)
         answers.mkdir(parents=True, exist_ok=True)
-        partial = kept.with_suffix(f".{os.getpid()}")
+        partial = kept.with_suffix(f".{os.getpid()}-{threading.get_ident()}")
         partial.write_text(out)
         partial.replace(kept)  # whole or absent, also when two forges ask at once
         return out
@@ -136,7 +140,8 @@ class AptIndex:
 
     def _run(self, argv: list[str], cwd: Path | None = None) -> str:
         full = [find_program(argv[0]), *self.options(), *argv[1:]]
-        proc = subprocess.run(full, capture_output=True, text=True, cwd=cwd)
+        with self._lock:
+            proc = subprocess.run(full, capture_output=True, text=True, cwd=cwd)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise InfraError(f"{argv[0]} {argv[1]} failed: {last}")

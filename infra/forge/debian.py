@@ -66,6 +66,7 @@ class DebianRecipe(Recipe):
         self.suite = suite
         self.slim = slim
         self.rootfs_cache = rootfs_cache
+        self.shares = f"debian-{suite}" if rootfs_cache else None
         tag = f"{suite}-slim" if slim else suite
         self.repository = "library/debian"
         self.upstream = f"docker.io/library/debian:{tag}"
@@ -92,14 +93,14 @@ class DebianRecipe(Recipe):
         cached = None
         if self.rootfs_cache is not None:
             key = recipe_hash({"part": "debian-full", "suite": self.suite}, packages)
-            cached = self.rootfs_cache / f"debian-{self.suite}-{key}.tar"
+            cached = self.rootfs_cache / f"{self.shares}-{key}.tar"
             if cached.exists():
                 return cached
         full = workdir / ("full.tar" if self.slim else "rootfs.tar")
         mmdebstrap(apt.sources, self.suite, self.include(), False, full, workdir)
         if cached is None:
             return full
-        keep_only(full, cached, f"debian-{self.suite}-*.tar")
+        keep_only(full, cached, f"{self.shares}-*.tar")
         return cached
 
 

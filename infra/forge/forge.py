@@ -1,10 +1,13 @@
-"""Forge one recipe: resolve, reuse when the registry already has it, else build and push."""
+"""Forge recipes: resolve, reuse when the registry already has them, else build and push."""
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,10 @@ from infra.forge.apt import AptIndex
 from infra.forge.push import import_outputs, push
 from infra.forge.recipe import LABEL_HASH, Recipe, labels
 from infra.registry_api import RegistryAPI
+
+# Two forges at once: mmdebstrap keeps about one core busy and waits on the disk, and a
+# push is one gzip stream in the engine, so a second forge fills the other core.
+FORGE_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,53 @@ def forge(
         push(client, ref)
     _remove_untagged(client, previous)
     return ForgeResult(recipe.name, True, digest, refs, len(rootfs.packages), _since(started))
+
+
+def forge_all(
+    recipes: Sequence[Recipe],
+    apt_for: Callable[[str], AptIndex],
+    docker_url: str,
+    registry: str,
+    workroot: Path,
+    done: Callable[[ForgeResult], None],
+    workers: int = FORGE_WORKERS,
+) -> None:
+    """Forge ``recipes``, ``workers`` at a time, starting in the order given; recipes that
+    share a cached rootfs part one after the other. ``done`` hears of each as it ends.
+
+    The first failure stops the recipes not yet started and is raised once the running
+    ones have ended, so no forge is cut off half-pushed.
+    """
+    failed = threading.Event()
+
+    def forge_chain(chain: list[Recipe]) -> None:
+        client = docker.DockerClient(base_url=docker_url, timeout=900)
+        client.api.trust_env = False
+        try:
+            for recipe in chain:
+                if failed.is_set():
+                    return
+                try:
+                    done(forge(recipe, apt_for(recipe.suite), client, registry, workroot))
+                except BaseException:
+                    failed.set()
+                    raise
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forge") as pool:
+        futures = [pool.submit(forge_chain, chain) for chain in chains(recipes)]
+    for future in futures:
+        future.result()
+
+
+def chains(recipes: Sequence[Recipe]) -> list[list[Recipe]]:
+    """``recipes`` in groups forged one after the other: those that share a cached part
+    together, every other alone; in the order of each group's first recipe."""
+    grouped: dict[str | int, list[Recipe]] = {}
+    for index, recipe in enumerate(recipes):
+        grouped.setdefault(recipe.shares or index, []).append(recipe)
+    return list(grouped.values())
 
 
 def _in_registry(api: RegistryAPI, recipe: Recipe, digest: str) -> bool:

@@ -32,6 +32,7 @@ class GolangRecipe(DebianRecipe):
         self.wheel = wheel
         # The Debian part is the same for every Go version: build it once, keep the latest.
         self.rootfs_cache = rootfs_cache
+        self.shares = "golang-debian" if rootfs_cache else None
         tag = f"{go_version}-bookworm"
         self.repository = "library/golang"
         self.upstream = f"docker.io/library/golang:{tag}"
@@ -69,7 +70,7 @@ class GolangRecipe(DebianRecipe):
         else:
             mmdebstrap(apt.sources, self.suite, self.include(), self.slim, tarball, workdir)
             if cached is not None:
-                keep_only(tarball, cached, "golang-debian-*.tar")
+                keep_only(tarball, cached, f"{self.shares}-*.tar")
         rootfs = Rootfs(tarball, installed_packages(tarball))
         append_go_tree(tarball, self.wheel)
         return rootfs
@@ -78,7 +79,7 @@ class GolangRecipe(DebianRecipe):
         if self.rootfs_cache is None:
             return None
         key = recipe_hash({"part": "golang-debian", "include": " ".join(self.include())}, packages)
-        return self.rootfs_cache / f"golang-debian-{key}.tar"
+        return self.rootfs_cache / f"{self.shares}-{key}.tar"
 
 
 def append_go_tree(tarball: Path, wheel: Path) -> None:

