@@ -73,7 +73,7 @@ class ResultsMeter:
             self.bytes = sum(len(chunk) for chunk in chunks)
             return iter(chunks), stat
 
-        Container.get_archive = counted  # type: ignore[method-assign]
+        Container.get_archive = counted
 
 
 def spread(values: list[float]) -> str:

@@ -133,7 +133,13 @@ def synthetic_run(run_id: str, cells_count: int = CELLS, day: int = 0) -> Any:
                 started_at=start + timedelta(seconds=index),
                 finished_at=start + timedelta(seconds=index + 40),
                 build=BuildResult(
-                    run_id, f"sha256:{index:064d}", "t", 10.5, "sha256:b", "sha256:c", (base_layer,)
+                    run_id,
+                    f"sha256:{index:064d}",
+                    "t",
+                    10.5,
+                    "sha256:b",
+                    "sha256:c",
+                    base_layers=(base_layer,),
                 ),
                 inspect=InspectResult(
                     100_000_000 + index, 33_000_000, 4, "", True, True, True, 2, 9000, True, True, 3

@@ -16,7 +16,7 @@ from infra.forge.alpine import AlpineRecipe
 from infra.forge.alpine_standin import AlpineStandInRecipe
 from infra.forge.apt import AptIndex
 from infra.forge.catalogue import DEFAULT_BASES, Needs, base_recipe, builder_recipe
-from infra.forge.forge import ForgeResult, forge_all
+from infra.forge.forge import FORGE_WORKERS, ForgeResult, forge_all
 from infra.forge.golang import go_wheel
 from infra.forge.recipe import Recipe
 from infra.forge.sources import check_sources, for_suite
@@ -95,6 +95,7 @@ def up(
     report: Reporter | None = None,
     alpine_rootfs: Path | None = None,
     needs: Needs | None = None,
+    forge_workers: int = FORGE_WORKERS,
 ) -> InfraState:
     """Bring everything up; steps already done are reused. Bad input fails before any change.
 
@@ -103,10 +104,13 @@ def up(
     ``alpine_rootfs``: an Alpine minirootfs tarball to serve as library/alpine:<major.minor>.
     ``needs``: the bases and builders to forge (``needs_of(matrix)``); by default the
     Debian 12 bases of the seed comparison. Golang builders for ``go_versions`` come on top.
+    ``forge_workers``: how many images are forged at a time.
     """
     needs = (needs or Needs(DEFAULT_BASES)) | Needs((), tuple(("go", v) for v in go_versions))
     with programs_as_infra_errors():
-        return _up(needs, port, cache_dir, sources, docker_url, report, alpine_rootfs)
+        return _up(
+            needs, port, cache_dir, sources, docker_url, report, alpine_rootfs, forge_workers
+        )
 
 
 def _up(
@@ -117,6 +121,7 @@ def _up(
     docker_url: str | None,
     report: Reporter | None,
     alpine_rootfs: Path | None,
+    forge_workers: int,
 ) -> InfraState:
     steps = _Steps(report)
     versions = needs.versions("go")
@@ -157,7 +162,7 @@ def _up(
             detail = f"{', '.join(result.refs)} ({result.packages} packages)"
             steps.done(result.name, "built" if result.rebuilt else "reused", detail, result.seconds)
 
-        forge_all(recipes, apt, url, registry.address, cache_dir / "tmp", forged)
+        forge_all(recipes, apt, url, registry.address, cache_dir / "tmp", forged, forge_workers)
         steps.done("trivy fixture db", *_trivy_db(cache_dir))
         steps.done("trivy java db", "written", str(write_java_db(cache_dir / "trivy")))
     return InfraState(url, registry.address, cache_dir, steps.results)
