@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import docker
 
 from infra.forge.catalogue import Needs, needs_of
+from infra.registry import free_port
 from infra.up import down, up
 from tasks.matrix import DEFAULT_CACHE, load_matrix
 
@@ -49,7 +49,7 @@ def main() -> int:
 
 
 def _forge_from_nothing(needs: Needs, workers: int) -> float:
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="forge-workers-", dir=DEFAULT_CACHE) as folder:
         cache = Path(folder)
         shutil.copytree(DEFAULT_CACHE / "wheels", cache / "wheels")
@@ -70,12 +70,6 @@ def _remove_images(prefix: str) -> None:
                 client.images.remove(image.id, force=True)
     finally:
         client.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli.run import PREFECT_DEFAULTS
+from infra.registry import free_port
 from infra.tls_hosts import TlsHost, start_tls_host, stop_tls_host
 from infra.up import up
 from tasks.hosts.config import HostConfig
@@ -58,12 +58,6 @@ class Timing:
     @property
     def span_utilisation(self) -> float:
         return self.busy / (self.span * self.slots)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_matrix(directory: Path, hosts: list[HostConfig], cache_dir: Path) -> Path:

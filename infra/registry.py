@@ -90,6 +90,13 @@ class LocalRegistry:
         return stop_daemon(self.pidfile, PROGRAM)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def check_port_free(port: int) -> None:
     """InfraError naming the port when something listens on 127.0.0.1:``port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

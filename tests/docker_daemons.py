@@ -7,24 +7,17 @@ also when tests failed; the teardown fails loudly if anything was left behind.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from infra.certs import make_ca
+from infra.registry import free_port
 from infra.tls_hosts import TlsHost, leftovers, start_tls_host, stop_tls_host
 from tasks.hosts.config import HostConfig, TlsFiles
 
 TLS_HOST_NAMES = ("tls-a", "tls-b")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wrong_ca_host(host: TlsHost, directory: Path) -> HostConfig:

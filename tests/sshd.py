@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.registry import free_port
 from tasks.processes import children
 from tasks.programs import find_program
 
@@ -52,13 +53,6 @@ def make_key(path: Path) -> Path:
 def known_hosts_line(port: int, public_key: str) -> str:
     """A known_hosts entry for 127.0.0.1 on a non-default port."""
     return f"[127.0.0.1]:{port} {public_key}\n"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

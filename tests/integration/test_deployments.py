@@ -18,7 +18,6 @@ import itertools
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ import pytest
 import yaml
 
 from cli.deploy import repository_source, wait_for_flow_run
+from infra.registry import free_port
 from infra.up import InfraState
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import open_store
@@ -77,13 +77,6 @@ class Stack:
             MARKER_VAR: self.marker,
             **extra,
         }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def peer_is_loopback(peer: str) -> bool:

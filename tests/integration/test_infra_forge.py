@@ -4,7 +4,6 @@ recipes are forged two at a time, those sharing a cached part one after the othe
 from __future__ import annotations
 
 import io
-import socket
 import tarfile
 import threading
 import time
@@ -27,6 +26,7 @@ from infra.forge.recipe import (
     Rootfs,
 )
 from infra.paths import DEFAULT_APT_SOURCES
+from infra.registry import free_port
 from infra.registry_api import RegistryAPI
 from infra.up import InfraState, up
 
@@ -135,25 +135,22 @@ def test_the_first_failure_stops_the_forges_not_yet_started(
 
 
 def test_built_then_reused_then_rebuilt_when_the_hash_changes(
-    infra: InfraState, docker_client: docker.DockerClient, apt: AptIndex, tmp_path: Path
+    infra: InfraState,
+    docker_client: docker.DockerClient,
+    apt: AptIndex,
+    tmp_path: Path,
+    tiny_tags: RegistryAPI,
 ) -> None:
-    api = RegistryAPI(infra.registry)
     recipe = TinyRecipe("t1")
-    try:
-        first = forge(recipe, apt, docker_client, infra.registry, tmp_path)
-        assert first.rebuilt
-        assert {"t1", "t1-b"} <= set(api.tags("basebench-test/tiny"))
-        assert (api.labels("basebench-test/tiny", "t1-b") or {})[LABEL_HASH] == first.recipe_hash
-        assert forge(recipe, apt, docker_client, infra.registry, tmp_path).rebuilt is False
-        # Drop one of the two tags: the recipe is incomplete, so it is built again.
-        api.delete("basebench-test/tiny", "t1-b")
-        assert forge(recipe, apt, docker_client, infra.registry, tmp_path).rebuilt is True
-        assert list(tmp_path.iterdir()) == []
-    finally:
-        for tag in ("t1", "t1-b"):
-            api.delete("basebench-test/tiny", tag)
-        for image in docker_client.images.list(f"{infra.registry}/basebench-test/tiny"):
-            docker_client.images.remove(image.id, force=True)
+    first = forge(recipe, apt, docker_client, infra.registry, tmp_path)
+    assert first.rebuilt
+    assert {"t1", "t1-b"} <= set(tiny_tags.tags("basebench-test/tiny"))
+    assert (tiny_tags.labels("basebench-test/tiny", "t1-b") or {})[LABEL_HASH] == first.recipe_hash
+    assert forge(recipe, apt, docker_client, infra.registry, tmp_path).rebuilt is False
+    # Drop one of the two tags: the recipe is incomplete, so it is built again.
+    tiny_tags.delete("basebench-test/tiny", "t1-b")
+    assert forge(recipe, apt, docker_client, infra.registry, tmp_path).rebuilt is True
+    assert list(tmp_path.iterdir()) == []
 
 
 def _minirootfs(path: Path, release: str | None) -> Path:
@@ -195,11 +192,5 @@ def test_a_tarball_without_alpine_release_is_rejected_before_anything(tmp_path: 
     rootfs = _minirootfs(tmp_path / "not-alpine.tar.gz", None)
     cache = tmp_path / "cache"
     with pytest.raises(InfraError, match=r"not-alpine\.tar\.gz: not an Alpine minirootfs"):
-        up([], cache_dir=cache, port=_free_port(), alpine_rootfs=rootfs)
+        up([], cache_dir=cache, port=free_port(), alpine_rootfs=rootfs)
     assert not cache.exists()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -8,20 +8,14 @@ from pathlib import Path
 import pytest
 
 from infra.errors import InfraError
-from infra.registry import LocalRegistry
+from infra.registry import LocalRegistry, free_port
 from infra.up import down, registry_for
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_start_is_idempotent_and_stop_stops_it(tmp_path: Path) -> None:
-    registry = LocalRegistry(_free_port(), tmp_path / "storage", tmp_path / "run")
+    registry = LocalRegistry(free_port(), tmp_path / "storage", tmp_path / "run")
     try:
         assert registry.start() is True
         pid = registry.pid()
@@ -52,7 +46,7 @@ def test_busy_port_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_down_stops_what_up_started_for_a_cache_dir(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     registry = registry_for(tmp_path, port)
     assert registry.start() is True
     assert registry.storage == tmp_path / "registry"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from infra import registry
 from infra.errors import InfraError
 from infra.paths import DEFAULT_APT_SOURCES
 from infra.registry_api import RegistryAPI
@@ -37,9 +38,7 @@ def busy_port() -> Iterator[int]:
 
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return registry.free_port()
 
 
 def test_second_up_reuses_everything(infra: InfraState) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import os
-import socket
 import subprocess
 import sys
 import tomllib
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from infra.registry import free_port
 from tasks.programs import (
     Program,
     ProgramMissing,
@@ -198,14 +198,8 @@ def kinds_up_installs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> set[st
     sources = tmp_path / "local.list"
     sources.write_text("deb file:/nowhere bookworm main\n")
     with pytest.raises(Stop):
-        infra.up.up([], port=_free_port(), cache_dir=tmp_path / "cache", sources=sources)
+        infra.up.up([], port=free_port(), cache_dir=tmp_path / "cache", sources=sources)
     return kinds
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_infra_up_installs_the_setup_and_run_rows_before_the_engine_step(
