@@ -112,6 +112,8 @@ class InspectResult:
     builder_forged: bool
     # Regular files with the setuid or the setgid bit (or both); None: not counted.
     setuid_or_setgid_files: int | None = None
+    # Regular files no package database lists (tasks/stages/ownership.py); None: not counted.
+    unowned_files: int | None = None
     program: ProgramFacts | None = None  # None: the image names no program it holds
 
 

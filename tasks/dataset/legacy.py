@@ -45,6 +45,7 @@ ADDED_WITH_TABLES = frozenset(
         "packages_from_base",
         "packages_from_build",
         "setuid_or_setgid_files",
+        "unowned_files",
         "vulns_from_base",
         "vulns_from_build",
         "scan_report_path",

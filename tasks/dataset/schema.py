@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 
 from tasks.dataset.layout import document_path
-from tasks.records import SEVERITIES, CellResult, RunRecord, ScanResult
+from tasks.records import SEVERITIES, CellResult, InspectResult, RunRecord, ScanResult
 
 SCHEMA_VERSION = 1
 # Files as old as this are still read (upgraded step by step through UPGRADES).
@@ -53,6 +53,8 @@ _TIMESTAMP = pa.timestamp("us", tz="UTC")
 # The partition column of every table, and the values of ``origin``.
 PARTITION = "date"
 ORIGIN_BASE, ORIGIN_BUILD = "base", "build"
+# Results columns that are the inspect stage's fields as they are (the program's apart).
+INSPECTED = tuple(f.name for f in dataclasses.fields(InspectResult) if f.name != "program")
 # Names of a cell's scan documents beside the tables, by results column.
 DOCUMENT_COLUMNS = {
     "scan_report_path": "trivy.json",
@@ -115,6 +117,7 @@ RESULTS_SCHEMA = _schema(
         _optional("packages_from_base", _I32),
         _optional("packages_from_build", _I32),
         _optional("files", _I64),
+        _optional("unowned_files", _I64),
         _optional("has_shell", _B),
         _optional("has_package_manager", _B),
         _optional("setuid_files", _I32),
@@ -394,21 +397,7 @@ def _size_and_content(result: CellResult) -> Row:
         "packages": len(scan.packages) if scan else None,
         "packages_by_type": scan.packages_by_type() if scan else None,
     }
-    inspected = (
-        "size_bytes",
-        "compressed_bytes",
-        "layers",
-        "files",
-        "has_shell",
-        "has_package_manager",
-        "setuid_files",
-        "setuid_or_setgid_files",
-        "runs_as_root",
-        "user",
-        "base_forged",
-        "builder_forged",
-    )
-    row.update({name: getattr(inspect, name) if inspect else None for name in inspected})
+    row.update({name: getattr(inspect, name) if inspect else None for name in INSPECTED})
     program = inspect.program if inspect else None
     row |= {
         "program_path": program.path if program else None,

@@ -42,6 +42,7 @@ PYTHON_MODULES = (
     "records.py",
     "stages/__init__.py",
     "stages/layers.py",
+    "stages/ownership.py",
     "stages/program.py",
     "stages/analysis_container.py",
 )

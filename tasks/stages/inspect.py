@@ -55,5 +55,6 @@ def inspect_result(
         base_forged=base.forged,
         builder_forged=builder.forged,
         setuid_or_setgid_files=facts.setuid_or_setgid_files,
+        unowned_files=facts.unowned_files,
         program=facts.program,
     )

@@ -3,7 +3,9 @@
 Each layer tar is parsed and gzip-compressed on the fly: the compressed size is what a
 registry push would transfer. Whiteouts are applied in layer order to get the final
 filesystem. Layers of the base and builder images recur in every cell, so their
-summaries are cached by diff id and those layers are not read again.
+summaries are cached by diff id and those layers are not read again. A summary keeps
+what later questions need without the layer: symlink targets, and the package databases
+that say which package owns each file (``tasks.stages.ownership``).
 
 Only the standard library and pyelftools (through ``tasks.stages.program``): this module
 also runs inside the analysis container on a build host (``tasks.stages.on_host``).
@@ -18,11 +20,13 @@ import tarfile
 import threading
 import zlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 from tasks.records import ProgramFacts
+from tasks.stages.ownership import MAX_DATABASE_BYTES, is_database_file, owners, unowned_files
 from tasks.stages.program import ImageFiles, entry_path, read_program
 
 SHELLS = ("bin/sh", "bin/bash", "bin/ash", "bin/dash", "bin/busybox")
@@ -38,6 +42,9 @@ class LayerSummary:
     entries: dict[str, int]  # path -> tar mode bits, with the file type in the high bits
     whiteouts: tuple[str, ...]  # paths this layer deletes
     opaque_dirs: tuple[str, ...]  # directories this layer empties first
+    links: dict[str, str] = field(default_factory=dict)  # symlink path -> its target
+    # Package database files this layer holds (path -> text), as ``is_database_file`` picks.
+    databases: dict[str, str] = field(default_factory=dict)
 
 
 class LayerCache:
@@ -61,6 +68,8 @@ class LayerCache:
                 entries={str(k): int(v) for k, v in raw["entries"].items()},
                 whiteouts=tuple(raw["whiteouts"]),
                 opaque_dirs=tuple(raw["opaque_dirs"]),
+                links={str(k): str(v) for k, v in raw["links"].items()},
+                databases={str(k): str(v) for k, v in raw["databases"].items()},
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -94,7 +103,16 @@ class _GzipCounter:
         return self.compressed
 
 
-_TYPE_BITS = {tarfile.DIRTYPE: 0o040000, tarfile.SYMTYPE: 0o120000, tarfile.LNKTYPE: 0o100000}
+# A hard link is a regular file; device nodes and fifos are not (a rootfs made by
+# debootstrap or mmdebstrap has /dev/null and the like in its layer).
+_TYPE_BITS = {
+    tarfile.DIRTYPE: 0o040000,
+    tarfile.SYMTYPE: 0o120000,
+    tarfile.LNKTYPE: 0o100000,
+    tarfile.CHRTYPE: 0o020000,
+    tarfile.BLKTYPE: 0o060000,
+    tarfile.FIFOTYPE: 0o010000,
+}
 
 
 def summarize_layer(stream: IO[bytes]) -> LayerSummary:
@@ -103,6 +121,8 @@ def summarize_layer(stream: IO[bytes]) -> LayerSummary:
     entries: dict[str, int] = {}
     whiteouts: list[str] = []
     opaque: list[str] = []
+    links: dict[str, str] = {}
+    databases: dict[str, str] = {}
     with tarfile.open(fileobj=reader, mode="r|") as layer:  # type: ignore[call-overload]
         for member in layer:
             path = entry_path(member.name)
@@ -113,7 +133,17 @@ def summarize_layer(stream: IO[bytes]) -> LayerSummary:
                 whiteouts.append(posixpath.join(directory, name[4:]))
             else:
                 entries[path] = member.mode | _TYPE_BITS.get(member.type, 0o100000)
-    return LayerSummary(reader.finish(), entries, tuple(whiteouts), tuple(opaque))
+                if member.issym():
+                    links[path] = member.linkname
+                elif member.isfile() and is_database_file(path):
+                    databases[path] = _database_text(layer, member)
+    return LayerSummary(reader.finish(), entries, tuple(whiteouts), tuple(opaque), links, databases)
+
+
+def _database_text(layer: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    # Too large to be a real one: read as empty, so its packages' files count as unowned.
+    content = layer.extractfile(member) if member.size <= MAX_DATABASE_BYTES else None
+    return content.read().decode("utf-8", errors="replace") if content else ""
 
 
 def merge_layers(layers: Iterable[LayerSummary]) -> dict[str, int]:
@@ -126,6 +156,18 @@ def merge_layers(layers: Iterable[LayerSummary]) -> dict[str, int]:
             _delete_below(tree, path, keep_self=False)
         tree.update(layer.entries)
     return tree
+
+
+def _topmost(layers: Sequence[LayerSummary], paths: Iterable[str], kept: str) -> dict[str, str]:
+    """The ``kept`` mapping (``links`` or ``databases``) of the final filesystem: each of
+    ``paths`` as the topmost layer holding it has it, when that layer kept it."""
+    found = {}
+    for path in paths:
+        top = next(layer for layer in reversed(layers) if path in layer.entries)
+        value = getattr(top, kept).get(path)
+        if value is not None:
+            found[path] = value
+    return found
 
 
 def _delete_below(tree: dict[str, int], path: str, keep_self: bool) -> None:
@@ -186,11 +228,11 @@ def _summary(
 
 
 # File type bits of a summary's modes; hard links count as regular files there.
-_TYPE_MASK, _REGULAR = 0o170000, 0o100000
+_TYPE_MASK, _REGULAR, _SYMLINK, _DIRECTORY = 0o170000, 0o100000, 0o120000, 0o040000
 _SETUID, _SETGID = 0o4000, 0o2000
 
 
-def privileged_files(tree: dict[str, int]) -> tuple[int, int]:
+def privileged_files(tree: Mapping[str, int]) -> tuple[int, int]:
     """(files with the setuid bit, files with the setuid or the setgid bit).
 
     Only regular files count: setgid directories (``/var/mail``, ``/var/local`` in Debian)
@@ -204,7 +246,7 @@ def privileged_files(tree: dict[str, int]) -> tuple[int, int]:
     )
 
 
-def has_any(tree: dict[str, int], candidates: Iterable[str]) -> bool:
+def has_any(tree: Mapping[str, int], candidates: Iterable[str]) -> bool:
     """True when any candidate exists under / or /usr (merged-usr images link one to the other)."""
     return any(path in tree or f"usr/{path}" in tree for path in candidates)
 
@@ -219,6 +261,7 @@ class LayerFacts:
     has_package_manager: bool
     setuid_files: int
     setuid_or_setgid_files: int
+    unowned_files: int  # regular files no package owns (tasks.stages.ownership)
     program: ProgramFacts | None
 
     def to_json(self) -> dict[str, Any]:
@@ -242,20 +285,41 @@ def read_layer_facts(
     """The layer facts of the image saved at ``archive``; ``diff_ids`` and ``config`` are
     its ``RootFS.Layers`` and ``Config`` as the engine reports them."""
     layers = read_archive(archive, diff_ids, cache, cacheable)
-    tree = merge_layers(layers)
-    setuid, setuid_or_setgid = privileged_files(tree)
-    entries = [layer.entries for layer in layers]
-    with (
-        tarfile.open(archive) as saved,
-        ImageFiles(saved, layer_paths(saved, archive), entries, tree) as files,
-    ):
+    with tarfile.open(archive) as saved, image_files(saved, archive, layers) as files:
         program = read_program(files, config)
+        unowned = unowned_paths(layers, files)
+    tree = files.tree
+    setuid, setuid_or_setgid = privileged_files(tree)
     return LayerFacts(
         compressed_bytes=sum(layer.compressed_bytes for layer in layers),
-        files=sum(1 for mode in tree.values() if not mode & 0o040000),
+        files=sum(1 for mode in tree.values() if mode & _TYPE_MASK != _DIRECTORY),
         has_shell=has_any(tree, SHELLS),
         has_package_manager=has_any(tree, PACKAGE_MANAGERS),
         setuid_files=setuid,
         setuid_or_setgid_files=setuid_or_setgid,
+        unowned_files=len(unowned),
         program=program,
     )
+
+
+def image_files(
+    saved: tarfile.TarFile, archive: Path, layers: Sequence[LayerSummary]
+) -> ImageFiles:
+    """The files of the image saved at ``archive`` (open as ``saved``), whose layers are
+    summarised in ``layers``: the merged filesystem and its symlinks."""
+    tree = merge_layers(layers)
+    links = _topmost(layers, _of_type(tree, _SYMLINK), "links")
+    entries = [layer.entries for layer in layers]
+    return ImageFiles(saved, layer_paths(saved, archive), entries, tree, links)
+
+
+def unowned_paths(layers: Sequence[LayerSummary], files: ImageFiles) -> list[str]:
+    """The image's regular files that no package owns, by its package databases (as the
+    topmost layer holding each has it), the databases' own files left out."""
+    regular = _of_type(files.tree, _REGULAR)
+    databases = _topmost(layers, filter(is_database_file, regular), "databases")
+    return unowned_files(regular, owners(databases, partial(files.resolve, follow_last=False)))
+
+
+def _of_type(tree: Mapping[str, int], kind: int) -> list[str]:
+    return [path for path, mode in tree.items() if mode & _TYPE_MASK == kind]

@@ -50,8 +50,9 @@ class ImageFiles:
 
     ``layer_paths`` are the layers' paths in the archive and ``layer_entries`` their
     entries (path -> mode, as the inspect stage summarised them), bottom to top; ``tree``
-    is the merged filesystem. A layer is opened only when a file is read from it; use as
-    a context manager to close the layers it opened.
+    is the merged filesystem and ``links`` the targets of its symlinks. A layer is opened
+    only when a file is read from it; use as a context manager to close the layers it
+    opened.
     """
 
     def __init__(
@@ -60,11 +61,13 @@ class ImageFiles:
         layer_paths: Sequence[str],
         layer_entries: Sequence[Mapping[str, int]],
         tree: Mapping[str, int],
+        links: Mapping[str, str],
     ) -> None:
         self._saved = saved
         self._paths = layer_paths
         self._entries = layer_entries
         self.tree = tree
+        self.links = links
         self._opened: dict[int, dict[str, tuple[tarfile.TarFile, tarfile.TarInfo]]] = {}
         self._layers = contextlib.ExitStack()
 
@@ -86,10 +89,11 @@ class ImageFiles:
             self._opened[index] = {entry_path(m.name): (layer, m) for m in layer.getmembers()}
         return self._opened[index][path]
 
-    def resolve(self, path: str) -> str | None:
-        """``path`` (absolute) with every symlink followed; None when it does not exist."""
+    def resolve(self, path: str, follow_last: bool = True) -> str | None:
+        """``path`` (absolute) with every symlink followed (but its last part's, unless
+        ``follow_last``); None when it does not exist."""
         pending = [part for part in path.split("/") if part]
-        current, links = "", 0
+        current, followed = "", 0
         while pending:
             part = pending.pop(0)
             if part == ".":
@@ -103,11 +107,11 @@ class ImageFiles:
                 if not pending:
                     return None
                 current = candidate  # a directory no layer lists itself
-            elif mode & _TYPE_MASK == _SYMLINK:
-                links += 1
-                if links > MAX_LINKS:
+            elif mode & _TYPE_MASK == _SYMLINK and (pending or follow_last):
+                followed += 1
+                target = self.links.get(candidate)
+                if followed > MAX_LINKS or target is None:
                     return None
-                target = self._member(candidate)[1].linkname
                 current = "" if target.startswith("/") else current
                 pending = [p for p in target.split("/") if p] + pending
             else:

@@ -32,7 +32,7 @@ from tasks.dataset.reader import (
     list_runs,
     read_table,
 )
-from tasks.dataset.schema import ORIGIN_BASE
+from tasks.dataset.schema import INSPECTED, ORIGIN_BASE
 from tasks.dataset.stores import ResultStore
 from tasks.records import (
     BuildResult,
@@ -47,21 +47,6 @@ from tasks.scanners.trivy import TrivyScanner
 
 # The error of a cell carried as the source run left it (no SBOM to scan) starts so.
 NOT_RESCANNED = "not rescanned: "
-# Results columns measured by inspect: carried from the source run as they are.
-INSPECTED = (
-    "size_bytes",
-    "compressed_bytes",
-    "layers",
-    "user",
-    "runs_as_root",
-    "has_shell",
-    "has_package_manager",
-    "setuid_files",
-    "files",
-    "base_forged",
-    "builder_forged",
-    "setuid_or_setgid_files",
-)
 
 
 @dataclass(frozen=True)
@@ -172,6 +157,7 @@ def carried_inspect(row: Mapping[str, Any]) -> InspectResult | None:
     """What the source run's inspect stage measured; None when it never ran."""
     if row.get("size_bytes") is None:
         return None
+    # Measured by inspect: carried from the source run as they are.
     carried: dict[str, Any] = {name: row.get(name) for name in INSPECTED}
     return InspectResult(**carried)
 

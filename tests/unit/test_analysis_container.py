@@ -56,9 +56,9 @@ def test_spec_and_layer_facts_cross_as_json_unchanged() -> None:
     spec = Spec("sha256:ab", ["sha256:cd"], ["trivy", "image", "--input", ARCHIVE_MARK], 60)
     assert Spec.parse(spec.to_json()) == spec
     program = ProgramFacts("/app/main", "dynamic", "/lib64/ld-linux-x86-64.so.2", ("libc.so.6",))
-    facts = LayerFacts(5_432_100, 412, False, False, 0, 1, program)
+    facts = LayerFacts(5_432_100, 412, False, False, 0, 1, 16, program)
     assert LayerFacts.from_json(json.loads(json.dumps(facts.to_json()))) == facts
-    no_program = LayerFacts(10, 1, True, True, 3, 4, None)
+    no_program = LayerFacts(10, 1, True, True, 3, 4, 0, None)
     assert LayerFacts.from_json(json.loads(json.dumps(no_program.to_json()))) == no_program
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.records import ProgramFacts
-from tasks.stages.layers import layer_paths, merge_layers, read_archive
-from tasks.stages.program import ImageFiles, command, go_build_settings, read_program
+from tasks.stages.layers import image_files, read_archive
+from tasks.stages.program import command, go_build_settings, read_program
 
 SCRIPT = b"#!/usr/bin/env python3\nprint('hello')\n"
 
@@ -74,15 +74,7 @@ APP = layer(
 def facts(tmp_path: Path, config: dict[str, Any]) -> ProgramFacts | None:
     saved_path = archive(tmp_path, [BASE, APP])
     layers = read_archive(saved_path, ["sha256:a", "sha256:b"])
-    with (
-        tarfile.open(saved_path) as saved,
-        ImageFiles(
-            saved,
-            layer_paths(saved, saved_path),
-            [summary.entries for summary in layers],
-            merge_layers(layers),
-        ) as files,
-    ):
+    with tarfile.open(saved_path) as saved, image_files(saved, saved_path, layers) as files:
         return read_program(files, config)
 
 
