@@ -21,48 +21,13 @@ from tasks.stages.layers import (
     unowned_paths,
 )
 from tasks.stages.ownership import is_database_file, listed_files
-
-Entry = tuple[str, str, bytes | str | None]  # name, kind (file, dir, link, char, wh), data
-
-
-def layer(entries: list[Entry]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, kind, data in entries:
-            info = tarfile.TarInfo(name)
-            if kind == "dir":
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            elif kind == "link":
-                info.type, info.linkname = tarfile.SYMTYPE, str(data)
-                tar.addfile(info)
-            elif kind == "char":
-                info.type, info.mode, info.devmajor, info.devminor = tarfile.CHRTYPE, 0o666, 1, 3
-                tar.addfile(info)
-            else:
-                raw = data.encode() if isinstance(data, str) else data or b""
-                info.size, info.mode = len(raw), 0o755
-                tar.addfile(info, io.BytesIO(raw))
-    return buffer.getvalue()
-
-
-def saved(tmp_path: Path, layers: list[bytes]) -> Path:
-    """A ``docker save`` archive (legacy layout) of one image of ``layers``."""
-    path = tmp_path / "image.tar"
-    names = [f"{n}/layer.tar" for n in range(len(layers))]
-    with tarfile.open(path, "w") as tar:
-        for name, raw in [*zip(names, layers, strict=True), ("manifest.json", None)]:
-            content = raw if raw is not None else json.dumps([{"Layers": names}]).encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    return path
+from tests.layer_tars import archive, layer
 
 
 def unowned(tmp_path: Path, layers: list[bytes]) -> list[str]:
-    archive = saved(tmp_path, layers)
-    summaries = read_archive(archive, [f"sha256:{n}" for n in range(len(layers))])
-    with tarfile.open(archive) as tar, image_files(tar, archive, summaries) as files:
+    saved = archive(tmp_path, layers)
+    summaries = read_archive(saved, [f"sha256:{n}" for n in range(len(layers))])
+    with tarfile.open(saved) as tar, image_files(tar, saved, summaries) as files:
         return unowned_paths(summaries, files)
 
 
@@ -209,15 +174,15 @@ def test_a_database_too_large_to_be_real_is_not_read(
 
 
 def test_cached_layers_keep_links_and_databases(tmp_path: Path) -> None:
-    archive = saved(tmp_path, [DEBIAN])
+    saved = archive(tmp_path, [DEBIAN])
     cache = LayerCache(tmp_path / "layers")
     config = {"Entrypoint": ["/bin/bash"]}
-    first = read_layer_facts(archive, ["sha256:base"], config, cache, {"sha256:base"})
+    first = read_layer_facts(saved, ["sha256:base"], config, cache, {"sha256:base"})
     assert first.unowned_files == 2  # etc/passwd, usr/lib/libc-copy.so.6
     assert first.program is not None and first.program.path == "/usr/bin/bash"
     assert first.files == 12  # not directories: 8 regular files, 3 symlinks and /dev/null
     assert cache.get("sha256:base") == summarize_layer(io.BytesIO(DEBIAN))
-    again = read_layer_facts(archive, ["sha256:base"], config, cache, {"sha256:base"})
+    again = read_layer_facts(saved, ["sha256:base"], config, cache, {"sha256:base"})
     assert again == first
     # An entry written before summaries kept links and databases is read again.
     entry = cache.folder / "base.json"

@@ -4,8 +4,6 @@ ELF binaries are measured on real images (tests/integration/test_seed.py)."""
 
 from __future__ import annotations
 
-import io
-import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -13,40 +11,9 @@ from typing import Any
 from tasks.records import ProgramFacts
 from tasks.stages.layers import image_files, read_archive
 from tasks.stages.program import command, go_build_settings, read_program
+from tests.layer_tars import archive, layer
 
 SCRIPT = b"#!/usr/bin/env python3\nprint('hello')\n"
-
-
-def layer(entries: list[tuple[str, str, bytes | str | None]]) -> bytes:
-    """A layer tar of (name, kind, data): kind file (mode 0755), plain (0644), dir, link."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, kind, data in entries:
-            info = tarfile.TarInfo(name)
-            if kind == "dir":
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            elif kind == "link":
-                info.type, info.linkname = tarfile.SYMTYPE, str(data)
-                tar.addfile(info)
-            else:
-                assert isinstance(data, bytes)
-                info.size, info.mode = len(data), 0o755 if kind == "file" else 0o644
-                tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def archive(tmp_path: Path, layers: list[bytes]) -> Path:
-    """A ``docker save`` archive (legacy layout) of one image with ``layers``."""
-    path = tmp_path / "image.tar"
-    names = [f"{i}/layer.tar" for i in range(len(layers))]
-    with tarfile.open(path, "w") as tar:
-        for name, data in [*zip(names, layers, strict=True), ("manifest.json", None)]:
-            raw = data if data is not None else json.dumps([{"Layers": names}]).encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(raw)
-            tar.addfile(info, io.BytesIO(raw))
-    return path
 
 
 BASE = layer(
