@@ -21,7 +21,7 @@ from tasks.analysis.compare import (
     load_run,
     pick_runs,
 )
-from tasks.analysis.history import METRICS, history_changes, load_history
+from tasks.analysis.history import HISTORY_METRICS, history_changes, load_history
 from tasks.dataset.layout import PublishError
 from tasks.dataset.reader import RunNotFound
 from tasks.dataset.stores import ResultStore, StoreError, open_store
@@ -72,7 +72,7 @@ def _add_history(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     add_store_arguments(history)
     history.add_argument("--matrix", help="matrix name (default: the latest run's)")
     history.add_argument(
-        "--metric", action="append", choices=METRICS, help="only these metrics (repeatable)"
+        "--metric", action="append", choices=HISTORY_METRICS, help="only these metrics (repeatable)"
     )
     history.add_argument(
         "--alpha", type=float, default=0.05, help="significance of a change point (default 0.05)"
@@ -91,7 +91,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     except (RunNotFound, PublishError, StoreError, ValueError) as exc:
         print(f"basebench history: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    changes = history_changes(results, run_ids, tuple(args.metric or METRICS), args.alpha)
+    changes = history_changes(results, run_ids, tuple(args.metric or HISTORY_METRICS), args.alpha)
     if args.json:
         print(json.dumps([c.to_dict() for c in changes], indent=2))
     else:

@@ -36,6 +36,12 @@ def cell_label(coordinates: Mapping[str, Any]) -> str:
     return f"{c['app']} {c['language']}{c['toolchain_version']} {c['base']}"
 
 
+def status_label(row: Mapping[str, Any]) -> str:
+    """A results row's status with the stage that failed: ``ok``, ``failed (scan)``."""
+    stage = row.get("failed_stage")
+    return f"{row['status']} ({stage})" if isinstance(stage, str) and stage else str(row["status"])
+
+
 @dataclass(frozen=True)
 class Cell:
     """One coordinate of the matrix: what to build, from what, on what."""

@@ -1,8 +1,9 @@
 """The answer a reader wants first: per language, the best base on each metric, and how
 the smallest image compares with the single-stage builder image.
 
-Pure functions over one run's ``results`` rows (pandas). Only ``ok`` cells count. Ties
-go to the smaller image, then to the label, so the answer is stable from run to run.
+Pure functions over one run's ``results`` rows (pandas). The metrics are those of
+``tasks.metrics`` with a ``best`` line. Only ``ok`` cells count. Ties go to the smaller
+image, then to the label, so the answer is stable from run to run.
 """
 
 from __future__ import annotations
@@ -12,25 +13,18 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.records import SEVERITIES, cell_label
+from tasks.metrics import METRIC, METRICS, Metric, present, with_totals
+from tasks.records import cell_label
 
 SINGLE_STAGE = "single-stage"
-# (results column, what "best" is called): lower is better for every one of them.
-ANSWER_METRICS = (
-    ("size_bytes", "smallest image"),
-    ("compressed_bytes", "smallest download (compressed)"),
-    ("vulns_total", "fewest vulnerabilities"),
-    ("startup_seconds", "fastest startup (median)"),
-    ("idle_memory_bytes", "least idle memory"),
-)
+ANSWER_METRICS = tuple(metric for metric in METRICS if metric.best)
 
 
 @dataclass(frozen=True)
 class Best:
     """The best ok cell of a language on one metric, beside the reference cell's value."""
 
-    metric: str
-    what: str
+    metric: Metric
     row: dict[str, Any]
     value: float
     reference: float | None
@@ -47,15 +41,6 @@ class LanguageAnswer:
     best: tuple[Best, ...]
 
 
-def with_totals(results: pd.DataFrame) -> pd.DataFrame:
-    """``results`` plus ``vulns_total``: unique vulnerability ids over all severities."""
-    return results.assign(vulns_total=sum(results[f"vulns_{s.lower()}"] for s in SEVERITIES))
-
-
-def _present(value: Any) -> bool:
-    return not bool(pd.isna(value))
-
-
 def answers(results: pd.DataFrame) -> list[LanguageAnswer]:
     """One answer per language that has an ok cell with a size, languages by name."""
     ok = with_totals(results)
@@ -63,40 +48,34 @@ def answers(results: pd.DataFrame) -> list[LanguageAnswer]:
     found = []
     for language, rows in sorted(ok.groupby("language"), key=lambda item: str(item[0])):
         records = rows.to_dict("records")
-        sized = [r for r in records if _present(r["size_bytes"])]
+        sized = [r for r in records if present(r["size_bytes"])]
         if not sized:
             continue
-        winner = min(sized, key=lambda r: _order(r, "size_bytes"))
+        winner = min(sized, key=lambda r: _order(r, METRIC["size_bytes"]))
         reference = _reference(records, winner)
         best = []
-        for metric, what in ANSWER_METRICS:
-            measured = [r for r in records if _present(r[metric])]
+        for metric in ANSWER_METRICS:
+            measured = [r for r in records if present(r[metric.column])]
             if not measured:
                 continue
             top = min(measured, key=lambda r, m=metric: _order(r, m))  # type: ignore[misc]
-            ref_value = reference[metric] if reference is not None else None
-            best.append(
-                Best(
-                    metric,
-                    what,
-                    top,
-                    float(top[metric]),
-                    float(ref_value) if ref_value is not None and _present(ref_value) else None,
-                )
-            )
+            ref_value: Any = None if reference is None else reference[metric.column]
+            value = float(top[metric.column])
+            best.append(Best(metric, top, value, float(ref_value) if present(ref_value) else None))
         found.append(LanguageAnswer(str(language), winner, reference, tuple(best)))
     return found
 
 
-def _order(row: dict[str, Any], metric: str) -> tuple[float, float, str]:
-    size = float(row["size_bytes"]) if _present(row["size_bytes"]) else float("inf")
-    return float(row[metric]), size, cell_label(row)
+def _order(row: dict[str, Any], metric: Metric) -> tuple[float, float, str]:
+    size = float(row["size_bytes"]) if present(row["size_bytes"]) else float("inf")
+    value = float(row[metric.column])
+    return value if metric.lower_is_better else -value, size, cell_label(row)
 
 
 def _reference(records: list[dict[str, Any]], winner: dict[str, Any]) -> dict[str, Any] | None:
     """The single-stage cell of the winner's toolchain, else the language's largest
     single-stage image; None when the run has no single-stage cell of the language."""
-    single = [r for r in records if r["variant"] == SINGLE_STAGE and _present(r["size_bytes"])]
+    single = [r for r in records if r["variant"] == SINGLE_STAGE and present(r["size_bytes"])]
     same = [r for r in single if r["toolchain_version"] == winner["toolchain_version"]]
     pool = same or single
     return max(pool, key=lambda r: (float(r["size_bytes"]), cell_label(r))) if pool else None

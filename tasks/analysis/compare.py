@@ -16,12 +16,13 @@ a store. A regression is:
   (evidence and magnitude, as asv and bencher judge benchmarks);
 - a cell that was ``ok`` and is now ``failed`` or ``skipped``.
 
-Cells that appeared or disappeared, shrunk images, fixed CVEs and faster startups are
-reported as changes but are not regressions. Only like is compared with like: runs of the
-same matrix, filters and image sources (``tasks.dataset.reader.COMPARABLE_BY``); a cell
-whose base or builder came from another source is reported as such and not judged, and
-startup times are judged only when the cell ran on the same host class both times (a
-cell that moved is reported as having moved, never as a regression).
+Cells that appeared or disappeared, shrunk images, fixed CVEs, faster startups and a
+change of any other exact metric ``tasks.metrics`` marks ``compared`` (files no package
+owns) are reported as changes but are not regressions. Only like is compared with like:
+runs of the same matrix, filters and image sources (``tasks.dataset.reader.COMPARABLE_BY``);
+a cell whose base or builder came from another source is reported as such and not
+judged, and startup times are judged only when the cell ran on the same host class both
+times (a cell that moved is reported as having moved, never as a regression).
 """
 
 from __future__ import annotations
@@ -46,10 +47,13 @@ from tasks.analysis.attribution import (
 from tasks.analysis.statistics import cliffs_delta, hodges_lehmann_shift, mann_whitney_u
 from tasks.dataset.reader import RunNotFound, differences, find_run, previous_run, read_table
 from tasks.dataset.stores import ResultStore
+from tasks.metrics import METRIC, METRICS, Kind, Metric
 from tasks.records import cell_label
-from tasks.render.units import format_bytes
 
 SERIOUS = ("CRITICAL", "HIGH")
+SIZE, STARTUP = METRIC["size_bytes"], METRIC["startup_seconds"]
+# Exact metrics whose every change is reported (the change's kind: the label, dashed).
+COMPARED = tuple(m for m in METRICS if m.compared and m.kind is Kind.EXACT)
 # How a finding's ``origin`` reads: where the vulnerable package came from.
 ORIGIN_LABELS = {"base": "inherited from the base", "build": "added by the build"}
 
@@ -85,8 +89,9 @@ class RunData:
 class Change:
     """One difference in one cell; ``regression`` says whether it fails the comparison."""
 
-    # size, new-cve, fixed-cve, cve-severity, startup, status, cell-appeared,
-    # cell-disappeared, image-source, host-class
+    # size, unowned-files (a compared metric: its label), new-cve, fixed-cve,
+    # cve-severity, startup, status, cell-appeared, cell-disappeared, image-source,
+    # host-class
     kind: str
     cell_id: str
     cell: str  # human label
@@ -162,7 +167,8 @@ def compare_runs(base: RunData, head: RunData, thresholds: Thresholds | None = N
         if source:  # another image is not a regression of this one
             changes.extend(source)
             continue
-        changes.extend(_size_change(old, new, limits))
+        for metric in COMPARED:
+            changes.extend(_exact_change(metric, old, new, limits))
         found = _attributed(old, new, base, head)
         vulnerability_changes.extend(found)
         changes.extend(_cve_changes(new, found, base_vulns, head_vulns))
@@ -253,24 +259,27 @@ def _status_change(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     ]
 
 
-def _size_change(old: dict[str, Any], new: dict[str, Any], limits: Thresholds) -> list[Change]:
-    before, after = _value(old, "size_bytes"), _value(new, "size_bytes")
+def _exact_change(
+    metric: Metric, old: dict[str, Any], new: dict[str, Any], limits: Thresholds
+) -> list[Change]:
+    """A change of an exact metric; only an image grown beyond the limits regresses."""
+    before, after = _value(old, metric.column), _value(new, metric.column)
     if before is None or after is None or before == after:
         return []
     growth = int(after) - int(before)
     ratio = growth / before if before else math.inf
-    regression = growth > limits.size_bytes and ratio > limits.size_ratio
+    regression = metric is SIZE and growth > limits.size_bytes and ratio > limits.size_ratio
     return [
         Change(
-            "size",
+            metric.label.replace(" ", "-"),
             new["cell_id"],
             cell_label(new),
             regression,
-            f"size {format_bytes(before)} -> {format_bytes(after)} "
-            f"({'+' if growth >= 0 else '-'}{format_bytes(abs(growth))}, {ratio:+.1%})",
+            f"{metric.label} {metric.text(before)} -> {metric.text(after)} "
+            f"({'+' if growth >= 0 else '-'}{metric.text(abs(growth))}, {ratio:+.1%})",
             int(before),
             int(after),
-            {"growth_bytes": growth, "growth_ratio": ratio},
+            {f"growth_{metric.unit}": growth, "growth_ratio": ratio},
         )
     ]
 
@@ -413,7 +422,7 @@ def _startup_change(
             new["cell_id"],
             cell_label(new),
             ratio > 0,
-            f"startup median {median_before:.3f} s -> {median_after:.3f} s "
+            f"startup median {STARTUP.text(median_before)} -> {STARTUP.text(median_after)} "
             f"(shift {ratio:+.1%}, Cliff's delta {effect:+.2f}, "
             f"Mann-Whitney p={p_value:.4f}, n={len(before)}/{len(after)})",
             median_before,

@@ -1,7 +1,8 @@
 """Change over a matrix's nightly history, per cell and metric.
 
-Deterministic metrics (size, layers, packages, vulnerability count) change exactly: every
-night whose value differs from the night before is reported. Noisy metrics (build time,
+The metrics followed are those of ``tasks.metrics`` with ``history``. Exact ones (size,
+layers, packages, vulnerability count, files no package owns) change exactly: every
+night whose value differs from the night before is reported. Timed ones (build time,
 startup, idle memory) are judged by E-divisive change points with a significance test,
 so a slow drift or a step is caught while one noisy night is not.
 """
@@ -17,11 +18,10 @@ import pandas as pd
 from tasks.analysis.statistics import ChangePoint, e_divisive
 from tasks.dataset.reader import RunNotFound, find_run, list_runs, matrix_history, read_table
 from tasks.dataset.stores import ResultStore
-from tasks.records import SEVERITIES, cell_label
+from tasks.metrics import METRIC, METRICS, Kind, with_totals
+from tasks.records import cell_label
 
-EXACT_METRICS = ("size_bytes", "layers", "packages", "vulns_total")
-NOISY_METRICS = ("build_seconds", "startup_seconds", "idle_memory_bytes")
-METRICS = EXACT_METRICS + NOISY_METRICS
+HISTORY_METRICS = tuple(metric.column for metric in METRICS if metric.history)
 MIN_RUNS = 6  # E-divisive needs at least 3 nights on each side of a change
 MIN_RATIO = 0.05  # a change point must also move the median by 5 % to be reported
 
@@ -54,7 +54,7 @@ class HistoryChange:
 def history_changes(
     results: pd.DataFrame,
     run_order: list[str],
-    metrics: tuple[str, ...] = METRICS,
+    metrics: tuple[str, ...] = HISTORY_METRICS,
     alpha: float = 0.05,
 ) -> list[HistoryChange]:
     """Every change in ``results`` (rows of the runs in ``run_order``, oldest first).
@@ -64,18 +64,19 @@ def history_changes(
     which the cell ran on its latest host class.
     """
     order = {run_id: n for n, run_id in enumerate(run_order)}
-    results = results.assign(vulns_total=sum(results[f"vulns_{s.lower()}"] for s in SEVERITIES))
+    results = with_totals(results)
     ok = results[(results["status"] == "ok") & results["run_id"].isin(order)]
     changes: list[HistoryChange] = []
     for cell_id, rows in ok.groupby("cell_id", sort=True):
         rows = rows.sort_values("run_id", key=lambda ids: ids.map(order))
         for metric in metrics:
+            exact = METRIC[metric].kind is Kind.EXACT
             # Timings compare only on the host class the cell ran on last.
-            timed = _same_host_class(rows) if metric in NOISY_METRICS else rows
-            series = timed[["run_id", "started_at", metric]].dropna()
+            series = (rows if exact else _same_host_class(rows))[["run_id", "started_at", metric]]
+            series = series.dropna()
             if series.empty:
                 continue
-            finder = _exact_changes if metric in EXACT_METRICS else _change_points
+            finder = _exact_changes if exact else _change_points
             changes += finder(str(cell_id), cell_label(rows.iloc[-1]), metric, series, alpha)
     return changes
 

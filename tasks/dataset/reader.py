@@ -18,9 +18,10 @@ import pyarrow.compute as pc
 
 from tasks.dataset import legacy
 from tasks.dataset.layout import PublishError
-from tasks.dataset.schema import SCHEMAS, TABLES
+from tasks.dataset.schema import SCHEMAS, TABLES, build_tables
 from tasks.dataset.stores import ResultStore
 from tasks.dataset.tables import read_rows
+from tasks.records import RunRecord
 
 _log = logging.getLogger("basebench")
 
@@ -78,7 +79,17 @@ def read_table(store: ResultStore, table: str, run_ids: list[str] | None = None)
     # Runs in list_runs order; a stable sort keeps each run's rows as written.
     rank = pc.index_in(rows["run_id"], value_set=pa.array(wanted, pa.string()))
     order = pc.sort_indices(pa.table({"rank": rank}), sort_keys=[("rank", "ascending")])
-    frame = rows.take(order).to_pandas(types_mapper=_PANDAS_TYPES.get)
+    return _frame(table, rows.take(order))
+
+
+def record_table(run: RunRecord, table: str) -> pd.DataFrame:
+    """Table ``table`` of ``run`` (published or not) as ``read_table`` reads it back: the
+    rows every writer reads, the terminal's summary as the report of the stored run."""
+    return _frame(table, build_tables(run)[table])
+
+
+def _frame(table: str, rows: pa.Table) -> pd.DataFrame:
+    frame = rows.to_pandas(types_mapper=_PANDAS_TYPES.get)
     for field in SCHEMAS[table]:
         if pa.types.is_map(field.type):
             frame[field.name] = [None if v is None else dict(v) for v in frame[field.name]]

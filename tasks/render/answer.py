@@ -10,16 +10,11 @@ from typing import Any
 import pandas as pd
 
 from tasks.analysis.answer import LanguageAnswer, answers
-from tasks.render.multiples import language_name, present
-from tasks.render.units import format_bytes, format_count, format_seconds
+from tasks.metrics import METRIC, present
+from tasks.render.multiples import language_name
+from tasks.render.units import format_count
 
-FORMATS = {
-    "size_bytes": format_bytes,
-    "compressed_bytes": format_bytes,
-    "vulns_total": format_count,
-    "startup_seconds": format_seconds,
-    "idle_memory_bytes": format_bytes,
-}
+SIZE = METRIC["size_bytes"]
 
 
 def vulnerabilities_phrase(count: Any) -> str:
@@ -41,9 +36,9 @@ def ratio_text(reference: float, value: float) -> str:
 def headline(answer: LanguageAnswer) -> str:
     """One sentence: the smallest image against the single-stage builder image."""
     w, ref = answer.winner, answer.reference
-    text = f"{w['base']}: {format_bytes(w['size_bytes'])}"
+    text = f"{w['base']}: {SIZE.text(w['size_bytes'])}"
     if ref is not None and ref["cell_id"] != w["cell_id"]:
-        text += f" against {format_bytes(ref['size_bytes'])}"
+        text += f" against {SIZE.text(ref['size_bytes'])}"
     if present(w["vulns_total"]):
         text += f", {vulnerabilities_phrase(w['vulns_total'])}"
         if ref is not None and ref["cell_id"] != w["cell_id"] and present(ref["vulns_total"]):
@@ -78,13 +73,13 @@ def _language_block(answer: LanguageAnswer) -> str:
     name = language_name(answer.language)
     rows = []
     for best in answer.best:
-        fmt = FORMATS[best.metric]
-        reference = "-" if best.reference is None else fmt(best.reference)
+        metric = best.metric
         ratio = "" if best.reference is None else ratio_text(best.reference, best.value)
         rows.append(
-            f"<tr><td>{escape(best.what)}</td><td>{escape(str(best.row['base']))}</td>"
+            f"<tr><td>{escape(metric.best)}</td><td>{escape(str(best.row['base']))}</td>"
             f"<td>{escape(name)} {escape(str(best.row['toolchain_version']))}</td>"
-            f"<td>{fmt(best.value)}</td><td>{reference}</td><td>{ratio}</td></tr>"
+            f"<td>{metric.text(best.value)}</td><td>{metric.text(best.reference)}</td>"
+            f"<td>{ratio}</td></tr>"
         )
     return (
         f'<div class="answer" id="answer-{escape(answer.language)}"><h3>{escape(name)}</h3>'

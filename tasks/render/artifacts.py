@@ -8,6 +8,7 @@ does nothing, so the flow can always call it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +16,61 @@ import pandas as pd
 
 from tasks.analysis.attribution import attribution_lines
 from tasks.analysis.compare import Comparison, origin_summary
-from tasks.dataset.schema import build_tables
+from tasks.dataset.reader import record_table
 from tasks.dataset.stores import LocalStore, ResultStore
+from tasks.metrics import CELL_METRICS, METRIC, Metric, laid_out, present
 from tasks.records import SEVERITIES, RunKind, RunRecord, cell_label
 from tasks.render.html import build_report
-from tasks.render.units import format_bytes
+from tasks.render.units import Unit
 
 REPORTS = "reports"  # the store's folder of HTML reports, one per run: <run_id>.html
+SIZE = METRIC["size_bytes"]
 
-# Columns of the table artifact, in order: the classic comparison, one row per cell.
-ARTIFACT_COLUMNS = (
-    "cell",
-    "variant",
-    "status",
-    "size_mb",
-    "packages",
-    "vulns_critical",
-    "vulns_high",
-    "vulns_medium",
-    "vulns_low",
-    "vulns_from_base",
-    "vulns_from_build",
-    "startup_seconds",
-    "idle_memory_mb",
-)
+Row = dict[str, Any]
+
+
+def _plain(value: Any) -> Any:
+    # Artifacts are JSON: pandas' NA and numpy scalars become None and Python numbers.
+    if not present(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _number(metric: Metric) -> tuple[str, Callable[[Row], Any]]:
+    """A metric's field in the table artifact: bytes as MB (``size_mb``, one decimal),
+    seconds to the millisecond, counts as they are."""
+    column = metric.column
+
+    def value(row: Row) -> Any:
+        plain = _plain(row[column])
+        if plain is None or metric.unit is Unit.COUNT:
+            return plain
+        return round(plain / 1e6, 1) if metric.unit is Unit.BYTES else round(plain, 3)
+
+    return (f"{column.removesuffix('_bytes')}_mb" if metric.unit is Unit.BYTES else column), value
+
+
+def _as_is(column: str) -> tuple[str, Callable[[Row], Any]]:
+    return column, lambda row: _plain(row.get(column))
+
+
+# The table artifact, one row per cell: the cells metrics of ``tasks.metrics`` in order,
+# vulnerabilities by severity and by origin (inherited from the base / added by the build).
+ARTIFACT_FIELDS: list[tuple[str, Callable[[Row], Any]]] = [
+    ("cell", cell_label),
+    ("variant", lambda r: r["variant"]),
+    ("status", lambda r: r["status"]),
+    *laid_out(
+        CELL_METRICS,
+        _number,
+        [
+            *(_as_is(f"vulns_{severity.lower()}") for severity in SEVERITIES[:4]),
+            _as_is("vulns_from_base"),
+            _as_is("vulns_from_build"),
+        ],
+    ),
+]
+ARTIFACT_COLUMNS = tuple(name for name, _ in ARTIFACT_FIELDS)
 
 
 def artifact_key(matrix: str, kind: str) -> str:
@@ -47,35 +79,11 @@ def artifact_key(matrix: str, kind: str) -> str:
     return slug
 
 
-def _plain(value: Any) -> Any:
-    # Artifacts are JSON: pandas' NA and numpy scalars become None and Python numbers.
-    if value is None or bool(pd.isna(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
 def artifact_rows(results: pd.DataFrame) -> list[dict[str, Any]]:
-    """One JSON-ready row per cell, columns as in ``ARTIFACT_COLUMNS``."""
-    rows = []
-    for r in results.to_dict("records"):
-        size, memory = _plain(r["size_bytes"]), _plain(r["idle_memory_bytes"])
-        startup = _plain(r["startup_seconds"])
-        rows.append(
-            {
-                "cell": cell_label(r),
-                "variant": r["variant"],
-                "status": r["status"],
-                "size_mb": None if size is None else round(size / 1e6, 1),
-                "packages": _plain(r["packages"]),
-                **{f"vulns_{s.lower()}": _plain(r[f"vulns_{s.lower()}"]) for s in SEVERITIES[:4]},
-                # Inherited from the base image's layers vs added by the build.
-                "vulns_from_base": _plain(r.get("vulns_from_base")),
-                "vulns_from_build": _plain(r.get("vulns_from_build")),
-                "startup_seconds": None if startup is None else round(startup, 3),
-                "idle_memory_mb": None if memory is None else round(memory / 1e6, 1),
-            }
-        )
-    return rows
+    """One JSON-ready row per cell, fields as in ``ARTIFACT_COLUMNS``."""
+    return [
+        {name: value(row) for name, value in ARTIFACT_FIELDS} for row in results.to_dict("records")
+    ]
 
 
 def summary_markdown(
@@ -94,7 +102,7 @@ def summary_markdown(
     if len(sized):
         smallest = sized.loc[sized["size_bytes"].astype("int64").idxmin()]
         lines.append(
-            f"Smallest image: {cell_label(smallest)} ({format_bytes(smallest['size_bytes'])})."
+            f"Smallest image: {cell_label(smallest)} ({SIZE.text(smallest['size_bytes'])})."
         )
     if stale:
         lines += ["", f"**{stale}**"]
@@ -127,7 +135,7 @@ def attach_artifacts(run: RunRecord, comparison: Comparison | None = None) -> bo
 
     if FlowRunContext.get() is None:
         return False
-    results = build_tables(run)["results"].to_pandas()
+    results = record_table(run, "results")
     prefix = "rescan-" if run.kind is RunKind.RESCAN else ""
     create_table_artifact(
         table=artifact_rows(results),

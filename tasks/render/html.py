@@ -10,13 +10,13 @@ The page has no scripts and loads nothing: inline CSS and inline SVG only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from typing import Any
 
 import pandas as pd
 
-from tasks.analysis.answer import with_totals
 from tasks.analysis.attribution import attribution_lines
 from tasks.analysis.compare import CompareError, Comparison, compare_runs, origin_summary
 from tasks.analysis.compare import RunData as CompareData
@@ -28,18 +28,13 @@ from tasks.dataset.reader import (
     read_table,
 )
 from tasks.dataset.stores import ResultStore
-from tasks.records import SEVERITIES, RunKind, cell_label, stale_db_message
+from tasks.metrics import CELL_METRICS, laid_out, present, severities_text, with_totals
+from tasks.records import RunKind, cell_label, stale_db_message, status_label
 from tasks.render.answer import answer_section
 from tasks.render.diffs import RunContents, diffs_section
-from tasks.render.multiples import (
-    base_order,
-    language_charts,
-    language_name,
-    present,
-    toolchain_grid,
-)
+from tasks.render.multiples import base_order, language_charts, language_name, toolchain_grid
 from tasks.render.trends import trends_section
-from tasks.render.units import format_bytes, format_count, format_seconds
+from tasks.render.units import format_count
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
@@ -129,44 +124,14 @@ def _sorted_cells(results: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _summary_table(rows: list[dict[str, Any]]) -> str:
-    header = (
-        "cell",
-        "variant",
-        "status",
-        "size",
-        "compressed",
-        "packages",
-        "vulns C/H/M/L/U",
-        "inherited from the base (vulns / packages)",
-        "added by the build (vulns / packages)",
-        "startup",
-        "idle memory",
+    header = "".join(f"<th>{escape(name)}</th>" for name, _ in CELLS_COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(text(r))}</td>" for _, text in CELLS_COLUMNS) + "</tr>"
+        for r in rows
     )
-    body = []
-    for r in rows:
-        vulns = (
-            "/".join(format_count(r[f"vulns_{s.lower()}"]) for s in SEVERITIES)
-            if present(r["vulns_critical"])
-            else "-"
-        )
-        cells = (
-            cell_label(r),
-            r["variant"],
-            r["status"] + (f" ({r['failed_stage']})" if present(r["failed_stage"]) else ""),
-            format_bytes(r["size_bytes"]) if present(r["size_bytes"]) else "-",
-            format_bytes(r["compressed_bytes"]) if present(r["compressed_bytes"]) else "-",
-            format_count(r["packages"]) if present(r["packages"]) else "-",
-            vulns,
-            _origin_cell(r, "base"),
-            _origin_cell(r, "build"),
-            format_seconds(r["startup_seconds"]) if present(r["startup_seconds"]) else "-",
-            format_bytes(r["idle_memory_bytes"]) if present(r["idle_memory_bytes"]) else "-",
-        )
-        body.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
     return (
         '<section id="all-cells"><h2>Every cell</h2><table id="cells"><thead><tr>'
-        f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table></section>"
+        f"{header}</tr></thead><tbody>{body}</tbody></table></section>"
     )
 
 
@@ -175,6 +140,24 @@ def _origin_cell(row: dict[str, Any], origin: str) -> str:
     if not present(vulns) or not present(packages):
         return "-"
     return f"{format_count(vulns)} / {format_count(packages)}"
+
+
+Column = tuple[str, Callable[[dict[str, Any]], str]]
+# The every-cell table: the cell, then the cells metrics of ``tasks.metrics`` in order.
+CELLS_COLUMNS: list[Column] = [
+    ("cell", cell_label),
+    ("variant", lambda r: str(r["variant"])),
+    ("status", status_label),
+    *laid_out(
+        CELL_METRICS,
+        lambda m: (m.label, lambda r: m.text(r[m.column])),
+        [
+            ("vulns C/H/M/L/U", severities_text),
+            ("inherited from the base (vulns / packages)", lambda r: _origin_cell(r, "base")),
+            ("added by the build (vulns / packages)", lambda r: _origin_cell(r, "build")),
+        ],
+    ),
+]
 
 
 def _run_html(run: dict[str, Any]) -> str:

@@ -2,8 +2,9 @@
 in every chart, so a reader's eye moves across metrics, not across layouts; and a
 base x toolchain grid when the language has more than one toolchain.
 
-Writers over one run's ``results`` rows and its ``vulnerabilities`` rows (for the
-severities inherited from the base apart from those added by the build).
+One chart per metric with a ``chart`` in ``tasks.metrics``, in the table's order; the
+vulnerability count is two charts of severities, inherited from the base and added by
+the build. Writers over one run's ``results`` rows and its ``vulnerabilities`` rows.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 import pandas as pd
 
 from tasks.dataset.schema import ORIGIN_BASE, ORIGIN_BUILD
+from tasks.metrics import METRIC, METRICS, VULNS_TOTAL, Metric, laid_out, present
 from tasks.records import SEVERITIES, cell_label
 from tasks.render.charts import PALETTE, Bar, Group, Segment, bar_chart
-from tasks.render.units import format_bytes, format_count, format_seconds
+from tasks.render.units import Unit
 
 SEVERITY_COLOURS = {
     "CRITICAL": "#7b0d1e",
@@ -26,18 +28,32 @@ SEVERITY_COLOURS = {
     "LOW": "#e6c229",
     "UNKNOWN": "#9e9e9e",
 }
-# Chart kind -> title after the language's name; tests and readers find charts by these.
-MULTIPLE_TITLES = {
-    "size": "image size, uncompressed",
-    "compressed": "image size, compressed (registry layers)",
-    "vulns-base": "vulnerabilities inherited from the base, by severity",
-    "vulns-build": "vulnerabilities added by the build, by severity",
-    "startup": "startup time, median with min-max",
-    "memory": "idle memory",
+# The vulnerability count's two charts: kind -> (origin, title, note).
+VULNERABILITY_CHARTS = {
+    "vulns-base": (
+        ORIGIN_BASE,
+        "vulnerabilities inherited from the base, by severity",
+        "found in the runtime base image's layers",
+    ),
+    "vulns-build": (
+        ORIGIN_BUILD,
+        "vulnerabilities added by the build, by severity",
+        "found in the layers the build added (the program, its runtime libraries)",
+    ),
 }
-BYTES_UNIT = "bytes, decimal (1 MB = 1,000,000 bytes)"
-VULNS_UNIT = "unique vulnerability ids"
-ORIGINS = {"vulns-base": ORIGIN_BASE, "vulns-build": ORIGIN_BUILD}
+CHARTED = tuple(metric for metric in METRICS if metric.chart)
+SIZE, VULNS = METRIC["size_bytes"], METRIC[VULNS_TOTAL]
+
+
+# Chart kind -> title after the language's name, in page order; tests and readers find
+# charts by these.
+MULTIPLE_TITLES = dict(
+    laid_out(
+        CHARTED,
+        lambda metric: (metric.chart, metric.title),
+        [(kind, title) for kind, (_, title, _) in VULNERABILITY_CHARTS.items()],
+    )
+)
 LANGUAGE_NAMES = {"go": "Go", "python": "Python", "node": "Node.js", "java": "Java", "rust": "Rust"}
 
 Row = dict[str, Any]
@@ -46,11 +62,6 @@ Row = dict[str, Any]
 def language_name(language: str) -> str:
     """How a language is written for readers: ``node`` -> ``Node.js``."""
     return LANGUAGE_NAMES.get(language, language.capitalize())
-
-
-def present(value: Any) -> bool:
-    """False for None, NaN and pd.NA: the value was not measured."""
-    return not bool(pd.isna(value))
 
 
 def _version_key(version: str) -> tuple[tuple[int, ...], str]:
@@ -105,98 +116,74 @@ def origin_counts(vulnerabilities: pd.DataFrame) -> dict[tuple[str, str], dict[s
 
 
 def language_charts(language: str, rows: list[Row], vulnerabilities: pd.DataFrame) -> list[str]:
-    """The six small multiples of one language, in ``MULTIPLE_TITLES`` order."""
+    """The small multiples of one language, in ``MULTIPLE_TITLES`` order."""
     colours = toolchain_colours(rows)
     name = language_name(language)
     legend = [(f"{name} {v}", c) for v, c in colours.items()]
+
+    def chart(metric: Metric) -> str:
+        return bar_chart(
+            f"{language}-{metric.chart}",
+            f"{name}: {metric.title}",
+            metric.unit_text,
+            _groups(rows, lambda row: _bar(metric, row, colours)),
+            metric.text,
+            note=metric.note,
+            legend_entries=legend,
+            integer=metric.unit is Unit.COUNT,
+        )
+
     by_origin = origin_counts(vulnerabilities)
+    return laid_out(CHARTED, chart, _vulnerability_charts(language, rows, by_origin))
 
-    def single(column: str) -> Callable[[Row], Bar]:
-        def bar(row: Row) -> Bar:
-            value = row[column]
-            colour = colours[str(row["toolchain_version"])]
-            segments = (Segment(column, float(value), colour),) if present(value) else ()
-            return Bar(
-                str(row["cell_id"]), str(row["toolchain_version"]), segments, None, cell_label(row)
-            )
 
-        return bar
+def _bar(metric: Metric, row: Row, colours: dict[str, str]) -> Bar:
+    """One cell's bar: its value, and whiskers from its spread (min to max) if it has one."""
+    key, label, tooltip = str(row["cell_id"]), str(row["toolchain_version"]), cell_label(row)
+    value = row[metric.column]
+    if not present(value):
+        return Bar(key, label, tooltip=tooltip)
+    # A value with a spread is a median.
+    segment = Segment("median" if metric.spread else metric.column, float(value), colours[label])
+    whisker = None
+    if metric.spread:
+        whisker = (float(row[metric.spread[0]]), float(row[metric.spread[1]]))
+    return Bar(key, label, (segment,), whisker, tooltip)
 
-    def severities(kind: str) -> Callable[[Row], Bar]:
-        def bar(row: Row) -> Bar:
+
+def _vulnerability_charts(
+    language: str, rows: list[Row], by_origin: dict[tuple[str, str], dict[str, int]]
+) -> list[str]:
+    """Unique vulnerability ids by severity, inherited from the base and added by the build."""
+    name = language_name(language)
+    legend = [(s, SEVERITY_COLOURS[s]) for s in SEVERITIES]
+    charts = []
+    for kind, (origin, title, note) in VULNERABILITY_CHARTS.items():
+
+        def bar(row: Row, origin: str = origin) -> Bar:
             label = str(row["toolchain_version"])
             # Null for cells not scanned, and for runs published before origins were kept.
             if not present(row.get("vulns_from_base")):
                 return Bar(str(row["cell_id"]), label, tooltip=cell_label(row))
-            counts = by_origin.get((str(row["cell_id"]), ORIGINS[kind]), {})
+            counts = by_origin.get((str(row["cell_id"]), origin), {})
             segments = tuple(
                 Segment(s, float(counts.get(s, 0)), SEVERITY_COLOURS[s]) for s in SEVERITIES
             )
             return Bar(str(row["cell_id"]), label, segments, None, cell_label(row))
 
-        return bar
-
-    def startup(row: Row) -> Bar:
-        label, tooltip = str(row["toolchain_version"]), cell_label(row)
-        if not present(row["startup_seconds"]):
-            return Bar(str(row["cell_id"]), label, tooltip=tooltip)
-        colour = colours[label]
-        whisker = (float(row["startup_min_seconds"]), float(row["startup_max_seconds"]))
-        segment = Segment("median", float(row["startup_seconds"]), colour)
-        return Bar(str(row["cell_id"]), label, (segment,), whisker, tooltip)
-
-    severity_legend = [(s, SEVERITY_COLOURS[s]) for s in SEVERITIES]
-    specs: dict[str, tuple[Callable[[Row], Bar], Callable[[float], str], str, str, Any]] = {
-        "size": (single("size_bytes"), format_bytes, BYTES_UNIT, "", legend),
-        "compressed": (
-            single("compressed_bytes"),
-            format_bytes,
-            BYTES_UNIT,
-            "what a pull downloads: the registry's compressed layers",
-            legend,
-        ),
-        "vulns-base": (
-            severities("vulns-base"),
-            format_count,
-            VULNS_UNIT,
-            "found in the runtime base image's layers",
-            severity_legend,
-        ),
-        "vulns-build": (
-            severities("vulns-build"),
-            format_count,
-            VULNS_UNIT,
-            "found in the layers the build added (the program, its runtime libraries)",
-            severity_legend,
-        ),
-        "startup": (
-            startup,
-            format_seconds,
-            "seconds",
-            "container start to first HTTP response; whiskers span min to max",
-            legend,
-        ),
-        "memory": (
-            single("idle_memory_bytes"),
-            format_bytes,
-            BYTES_UNIT,
-            "cgroup usage minus inactive file pages, as docker stats shows it",
-            legend,
-        ),
-    }
-    return [
-        bar_chart(
-            f"{language}-{kind}",
-            f"{name}: {MULTIPLE_TITLES[kind]}",
-            unit,
-            _groups(rows, bar),
-            fmt,
-            note=note,
-            legend_entries=entries,
-            integer=fmt is format_count,
+        charts.append(
+            bar_chart(
+                f"{language}-{kind}",
+                f"{name}: {title}",
+                VULNS.unit_text,
+                _groups(rows, bar),
+                VULNS.text,
+                note=note,
+                legend_entries=legend,
+                integer=True,
+            )
         )
-        for kind, (bar, fmt, unit, note, entries) in specs.items()
-    ]
+    return charts
 
 
 def toolchain_grid(language: str, rows: list[Row]) -> str:
@@ -217,7 +204,8 @@ def toolchain_grid(language: str, rows: list[Row]) -> str:
     return (
         f'<figure class="grid" id="grid-{escape(language)}">'
         f"<h3>{escape(name)}: base x toolchain</h3>"
-        f'<p class="unit">unit: image size in {BYTES_UNIT}; vulnerabilities in {VULNS_UNIT}</p>'
+        f'<p class="unit">unit: image size in {SIZE.unit_text}; vulnerabilities in '
+        f"{VULNS.unit_text}</p>"
         f"<table><thead><tr><th>base</th>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></figure>"
     )
@@ -228,8 +216,8 @@ def _grid_cell(row: Row | None) -> str:
         return "not in the matrix"
     if not present(row["size_bytes"]):
         return escape(str(row["status"]))
-    vulns = row.get("vulns_total")
-    text = format_bytes(row["size_bytes"])
+    vulns = row.get(VULNS_TOTAL)
+    text = SIZE.text(row["size_bytes"])
     if present(vulns):
-        text += f"<br>{format_count(vulns)} vulns"
+        text += f"<br>{VULNS.text(vulns)} vulns"
     return text

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -14,16 +13,26 @@ from rich.table import Table
 from tasks.analysis.attribution import attribution_lines
 from tasks.analysis.compare import Comparison, origin_summary
 from tasks.analysis.history import HistoryChange
-from tasks.dataset.schema import ORIGIN_BASE, ORIGIN_BUILD, origin
-from tasks.records import CellResult, RunKind, RunRecord, Status
-from tasks.render.units import format_bytes, format_count, format_seconds
+from tasks.dataset.reader import record_table
+from tasks.metrics import CELL_METRICS, METRIC, laid_out, present, severities_text
+from tasks.records import (
+    SEVERITIES,
+    CellResult,
+    RunKind,
+    RunRecord,
+    Status,
+    cell_label,
+    status_label,
+)
+from tasks.render.units import format_count
 
 if TYPE_CHECKING:
     from flows.benchmark import BenchmarkOutcome
     from flows.rescan import RescanOutcome
 
-# Piped output gets room for the whole table rather than rich's 80-column default.
-console = Console(width=None if Console().is_terminal else 140)
+# Piped output gets room for the whole table rather than rich's 80-column default (the
+# nightly matrix's longest line is 180 columns).
+console = Console(width=None if Console().is_terminal else 200)
 
 
 @contextmanager
@@ -35,52 +44,38 @@ def progress_bar(total: int) -> Iterator[Callable[[CellResult], None]]:
         yield lambda result: progress.advance(bar)
 
 
-def vulns_by_origin(result: CellResult) -> str:
-    """Unique vulnerability ids inherited from the base / added by the build, e.g. ``4/1``;
-    ``-`` when the cell was not scanned or its base's layers are unknown."""
-    base_layers = result.build.base_layers if result.build else ()
-    if result.scan is None or not base_layers:
-        return "-"
-    counts = {
-        where: len(
-            {
-                f.vulnerability_id
-                for f in result.scan.findings
-                if origin(f.layer_diff_id, base_layers) == where
-            }
-        )
-        for where in (ORIGIN_BASE, ORIGIN_BUILD)
-    }
-    return f"{counts[ORIGIN_BASE]}/{counts[ORIGIN_BUILD]}"
+Row = dict[str, Any]
 
 
-def summary_row(result: CellResult) -> list[str]:
-    """One line of the classic comparison: size, packages, vulns C/H/M/L and where they
-    came from, startup."""
-    cell, inspect, scan, probe = result.cell, result.inspect, result.scan, result.probe
-    vulns = "-"
-    if scan:
-        counts = scan.vulns_by_severity()
-        vulns = "/".join(str(counts[s]) for s in ("CRITICAL", "HIGH", "MEDIUM", "LOW"))
-    return [
-        cell.app,
-        f"{cell.language}{cell.toolchain_version}",
-        cell.base,
-        format_bytes(inspect.size_bytes if inspect else None),
-        format_bytes(inspect.compressed_bytes if inspect else None),
-        str(len(scan.packages)) if scan else "-",
-        vulns,
-        vulns_by_origin(result),
-        format_seconds(statistics.median(probe.startup_seconds) if probe else None),
-        format_bytes(probe.idle_memory_bytes if probe else None),
-        str(result.status) + (f" ({result.failed_stage})" if result.failed_stage else ""),
-    ]
+def _by_origin(row: Row) -> str:
+    # Unique ids inherited from the base / added by the build, e.g. ``4/1``; ``-`` when the
+    # cell was not scanned or its base's layers are unknown.
+    base, build = row.get("vulns_from_base"), row.get("vulns_from_build")
+    return f"{format_count(base)}/{format_count(build)}" if present(base) else "-"
 
 
-COLUMNS = (
-    "app", "toolchain", "base", "size", "compressed", "packages", "vulns C/H/M/L",
-    "vulns base/build", "startup", "memory", "status",
-)  # fmt: skip
+# The classic comparison, one line per cell: the cells metrics of ``tasks.metrics`` in
+# order, vulnerabilities by severity and by origin.
+SUMMARY_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
+    ("app", lambda r: str(r["app"])),
+    ("toolchain", lambda r: f"{r['language']}{r['toolchain_version']}"),
+    ("base", lambda r: str(r["base"])),
+    *laid_out(
+        CELL_METRICS,
+        lambda m: (m.label, lambda r: m.text(r[m.column])),
+        [
+            ("vulns C/H/M/L", lambda r: severities_text(r, SEVERITIES[:4])),  # no UNKNOWN
+            ("vulns base/build", _by_origin),
+        ],
+    ),
+    ("status", status_label),
+]
+COLUMNS = tuple(name for name, _ in SUMMARY_COLUMNS)
+
+
+def summary_row(row: Row) -> list[str]:
+    """One line of the summary from a ``results`` row (``record_table``)."""
+    return [text(row) for _, text in SUMMARY_COLUMNS]
 
 
 def run_title(run: RunRecord) -> str:
@@ -95,17 +90,18 @@ def render_summary(outcome: BenchmarkOutcome | RescanOutcome) -> None:
     the run compares with the previous one (a rescan: with its source run) and whether
     its vulnerability DB was stale."""
     run = outcome.record
+    rows = record_table(run, "results").to_dict("records")  # matrix order
     table = Table(title=run_title(run))
     for column in COLUMNS:
         left = column in ("app", "toolchain", "base", "status")
         table.add_column(column, justify="left" if left else "right", no_wrap=True)
-    for result in run.cells:  # matrix order
-        table.add_row(*summary_row(result))
+    for row in rows:
+        table.add_row(*summary_row(row))
     console.print(table)
     # Errors and paths are plain text: "[/bin/sh -c ...]" in a build log is no rich markup.
-    for result in run.cells:
-        if result.status is not Status.OK:
-            line = f"{result.cell.label}: {result.status}: {result.error}"
+    for row in rows:
+        if row["status"] != Status.OK:
+            line = f"{cell_label(row)}: {row['status']}: {row['error']}"
             console.print(line, highlight=False, markup=False)
     console.print(outcome.published.message, highlight=False, markup=False)
     if outcome.comparison is not None:
@@ -140,12 +136,10 @@ def render_history(changes: list[HistoryChange]) -> str:
     width = max(len(c.cell) for c in changes)
     lines = []
     for c in changes:
-        formatter = format_seconds if c.metric.endswith("seconds") else format_bytes
-        if c.metric in ("layers", "packages", "vulns_total"):
-            formatter = format_count
+        text = METRIC[c.metric].text
         evidence = f"p={c.p_value:.3f}" if c.p_value is not None else "exact"
         lines.append(
             f"{c.cell:<{width}}  {c.metric:<17}  {c.started_at[:10]}  {c.run_id}  "
-            f"{formatter(c.before)} -> {formatter(c.after)} ({c.ratio:+.1%}, {evidence})"
+            f"{text(c.before)} -> {text(c.after)} ({c.ratio:+.1%}, {evidence})"
         )
     return "\n".join(lines)

@@ -14,27 +14,15 @@ from typing import Any
 import pandas as pd
 
 from tasks.analysis.history import HistoryChange, history_changes
-from tasks.render.charts import Format, Line, Mark, trend_panel
-from tasks.render.multiples import (
-    BYTES_UNIT,
-    base_order,
-    language_name,
-    present,
-    toolchain_colours,
-    toolchains,
-)
-from tasks.render.units import format_bytes, format_seconds
+from tasks.metrics import METRIC, present
+from tasks.render.charts import Line, Mark, trend_panel
+from tasks.render.multiples import base_order, language_name, toolchain_colours, toolchains
 
-# Metric -> (panel title after "<language> on <base>: ", unit, format, band columns, note)
-TREND_METRICS: dict[str, tuple[str, str, Format, tuple[str, str] | None, str]] = {
-    "startup_seconds": (
-        "startup across runs",
-        "seconds",
-        format_seconds,
-        ("startup_min_seconds", "startup_max_seconds"),
-        "median per night; band: that night's min to max",
-    ),
-    "size_bytes": ("image size across runs", BYTES_UNIT, format_bytes, None, ""),
+# Metric (``tasks.metrics``; a spread draws a band) -> (panel title after
+# "<language> on <base>: ", note).
+TREND_METRICS: dict[str, tuple[str, str]] = {
+    "startup_seconds": ("startup across runs", "median per night; band: that night's min to max"),
+    "size_bytes": ("image size across runs", ""),
 }
 _COLUMNS = {
     "run_id", "cell_id", "status", "started_at", "app", "language", "toolchain_version", "base",
@@ -108,7 +96,8 @@ def _panel(
     labels: list[str],
     changes: list[HistoryChange],
 ) -> str:
-    title, unit, fmt, band, extra = TREND_METRICS[metric]
+    title, extra = TREND_METRICS[metric]
+    fmt, band = METRIC[metric].text, METRIC[metric].spread
     name = language_name(language)
     versions = toolchains([{"toolchain_version": v} for v in cells.values()])
     ordered = sorted(cells.items(), key=lambda item: versions.index(item[1]))
@@ -146,7 +135,7 @@ def _panel(
     return trend_panel(
         f"trend-{metric.removesuffix('_seconds').removesuffix('_bytes')}-{language}-{base}",
         f"{name} on {base}: {title}",
-        unit,
+        METRIC[metric].unit_text,
         labels,
         lines,
         fmt,
@@ -170,7 +159,7 @@ def _changes_table(changes: list[HistoryChange]) -> str:
         return '<p id="trend-changes">No change point in these runs.</p>'
     body = []
     for c in sorted(changes, key=lambda c: (c.started_at, c.cell, c.metric)):
-        fmt = format_seconds if c.metric == "startup_seconds" else format_bytes
+        fmt = METRIC[c.metric].text
         body.append(
             f"<tr><td>{escape(c.started_at[:10])}</td><td>{escape(c.cell)}</td>"
             f"<td>{escape(c.metric)}</td><td>{fmt(c.before)}</td><td>{fmt(c.after)}</td>"

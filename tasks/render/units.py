@@ -1,9 +1,12 @@
 """How every output writes a quantity: one formatter per unit, used by the terminal
-table, the HTML report, compare's summaries and ``basebench hosts``."""
+table, the HTML report, compare's summaries and ``basebench hosts`` (a metric's unit
+says which: ``tasks.metrics``)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from enum import StrEnum
 
 MISSING = "-"  # a value that was not measured (or is not known)
 
@@ -31,3 +34,16 @@ def format_seconds(seconds: float | None) -> str:
 def format_count(count: float | None) -> str:
     """Whole numbers with thousands separators: ``1,234``."""
     return MISSING if count is None or math.isnan(count) else f"{count:,.0f}"
+
+
+class Unit(StrEnum):
+    BYTES = "bytes"
+    SECONDS = "seconds"
+    COUNT = "count"
+
+
+FORMATTERS: dict[Unit, Callable[[float | None], str]] = {
+    Unit.BYTES: format_bytes,
+    Unit.SECONDS: format_seconds,
+    Unit.COUNT: format_count,
+}

@@ -285,7 +285,7 @@ def test_no_label_overlaps_another_or_leaves_its_chart(measured: dict[str, Any])
 def test_every_chart_has_a_title_and_units(measured: dict[str, Any], nightly_report: Path) -> None:
     charts = {c["id"]: c for c in measured["charts"]}
     assert {name: c["title"] for name, c in charts.items()} == expected_charts()
-    assert len(charts) == 5 * 6 + 32 * 2 + 5
+    assert len(charts) == 5 * 7 + 32 * 2 + 5
     for name, chart in charts.items():
         assert chart["unit"].startswith("unit: ") and len(chart["unit"]) > 10, name
         if not name.startswith("grid-"):

@@ -12,6 +12,7 @@ import pytest
 
 from tasks.analysis.compare import RunData, compare_runs
 from tasks.analysis.diff import Contents, diff_contents
+from tasks.dataset.reader import record_table
 from tasks.dataset.schema import build_tables
 from tasks.records import RunRecord
 from tasks.render.artifacts import artifact_key, artifact_rows, summary_markdown
@@ -38,6 +39,7 @@ UNITS = {
     "vulns-build": "unit: unique vulnerability ids",
     "startup": "unit: seconds",
     "memory": BYTES,
+    "unowned": "unit: regular files",
 }
 
 
@@ -102,6 +104,8 @@ def test_the_answer_comes_first(page: str) -> None:
         ["smallest download (compressed)", "distroless-static", "Go 1.22.10", "2.3 MB",
          "305 MB", "132x"],
         ["fewest vulnerabilities", "distroless-static", "Go 1.22.10", "1", "4", "4.0x"],
+        ["fewest files no package owns", "distroless-static", "Go 1.22.10", "16", "10,605",
+         "663x"],
         # Equal startups: the smaller image wins the tie.
         ["fastest startup (median)", "distroless-static", "Go 1.22.10", "0.250 s", "0.250 s",
          "1.0x"],
@@ -172,12 +176,12 @@ def test_vulnerabilities_inherited_from_the_base_apart_from_added_by_the_build()
 
 def test_terminal_row_splits_vulnerabilities_by_origin() -> None:
     head = nightly_run("night-2", T0, extra_findings={"single-stage": (NIGHTLY_STDLIB_HIGH,)})
-    single, bookworm, _ = head.cells
+    single, bookworm, _ = record_table(head, "results").to_dict("records")
     assert len(summary_row(single)) == len(COLUMNS)
     assert COLUMNS[7] == "vulns base/build"
     assert summary_row(single)[6:8] == ["1/2/1/1", "4/1"]  # CVE-6000 is HIGH, from the build
     assert summary_row(bookworm)[7] == "2/0"
-    failed = make_run().cells[2]  # its scan failed
+    failed = record_table(make_run(), "results").to_dict("records")[2]  # its scan failed
     assert summary_row(failed)[7] == "-"
 
 
@@ -365,6 +369,7 @@ def test_artifact_rows_and_summary(two_nights: tuple[RunRecord, RunRecord]) -> N
         "variant": "multi-stage",
         "status": "ok",
         "size_mb": 132.0,
+        "compressed_mb": 44.0,
         "packages": 3,
         "vulns_critical": 0,
         "vulns_high": 1,
@@ -372,6 +377,7 @@ def test_artifact_rows_and_summary(two_nights: tuple[RunRecord, RunRecord]) -> N
         "vulns_low": 1,
         "vulns_from_base": 2,
         "vulns_from_build": 0,
+        "unowned_files": 66,
         "startup_seconds": 0.25,
         "idle_memory_mb": 3.5,
     }
