@@ -214,6 +214,22 @@ def test_content_facts(run: Run) -> None:
     assert r.loc["go-hello/alpine", "base_forged"]
 
 
+def test_files_no_package_owns_are_the_bases_and_the_binary(run: Run) -> None:
+    # Each base's own (tests/integration/test_ownership.py: bookworm 65, distroless static
+    # 15, alpine 3; distroless base 16, counted by hand: static's and its
+    # /etc/ld.so.conf.d/x86_64-linux-gnu.conf), and the one file the build copies: /hello.
+    unowned = run.results["unowned_files"]
+    assert unowned["go-hello/bookworm"] == 65 + 1
+    assert unowned["go-hello/distroless-static"] == 15 + 1
+    assert unowned["silent/distroless-static"] == 15 + 1  # inspected before its probe failed
+    assert unowned["go-hello/distroless-base"] == 16 + 1
+    assert unowned["go-hello/alpine"] == 3 + 1
+    # The builder's 10,604 (its Go tree, counted by hand) plus the two sources, the binary
+    # and what go build left in its cache, whose count is not fixed.
+    assert unowned["go-hello/single-stage"] > 10_604 + 3
+    assert pd.isna(unowned["broken-build/distroless-static"])
+
+
 def test_fixture_cves_land_exactly_where_the_packages_are(run: Run) -> None:
     ids = run.vulnerabilities.merge(
         run.results.reset_index(drop=True)[["cell_id", "app", "base"]], on="cell_id"
