@@ -12,11 +12,13 @@ Three databases list the files of their packages:
 
 The paths a database lists are the ones its package manager wrote, so they are resolved
 through the image's symlinks before they are compared with the image's files: on merged
-/usr, dpkg's ``/lib/x86_64-linux-gnu/libc.so.6`` is the file ``usr/lib/x86_64-linux-gnu/libc.so.6``.
+/usr, dpkg's ``/lib/x86_64-linux-gnu/libc.so.6`` is the file
+``usr/lib/x86_64-linux-gnu/libc.so.6``.
 
-Pure functions over the databases' contents: callers read the files (``database_files``
-says which) and resolve paths. Standard library only: the layer reader that uses this
-also runs inside the analysis container on a build host.
+Pure functions over the databases' contents: callers read the files (``is_database_file``
+says which) and resolve paths (``tasks.stages.layers`` does both, from an image's
+layers). Standard library only: the layer reader also runs inside the analysis
+container on a build host.
 """
 
 from __future__ import annotations
