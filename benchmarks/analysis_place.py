@@ -30,12 +30,12 @@ from docker.models.containers import Container
 
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import connect
-from tasks.hosts.session import HostSession, pull_image
-from tasks.hosts.toolbox import analysis_image, install_toolbox, pack_toolbox
 from tasks.matrix import DEFAULT_REGISTRY, MatrixConfig, ScannerConfig
 from tasks.pipeline import Stages, inspect_and_scan
 from tasks.records import BuildResult, PulledImage
 from tasks.scanners import make_scanner
+from tasks.sessions.session import HostSession, pull_image
+from tasks.sessions.toolbox import analysis_image, install_toolbox, pack_toolbox
 from tasks.stages import analyse_on_host, inspect, save, scan
 from tasks.stages.probe import ProbeTarget
 

@@ -30,8 +30,8 @@ from infra.tls_hosts import TlsHost, start_tls_host, stop_tls_host
 from infra.up import up
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import connect
-from tasks.hosts.session import pull_image
 from tasks.matrix import APPS_DIR, MatrixConfig, expand, load_matrix
+from tasks.sessions.session import pull_image
 
 TOOLCHAINS = ["1.22.10", "1.25.5"]
 BASES = ["bookworm", "bookworm-slim", "distroless-static", "distroless-base"]

@@ -26,18 +26,18 @@ import time
 from pathlib import Path
 
 from tasks.hosts.connection import connect
-from tasks.hosts.session import (
+from tasks.matrix import expand, load_app, load_matrix, parse_only
+from tasks.readers.layers import LayerCache
+from tasks.scanners import make_scanner
+from tasks.sessions.session import (
     BaseUnavailable,
     create_run_network,
     pull_image,
     remove_run_images,
     remove_run_network,
 )
-from tasks.matrix import expand, load_app, load_matrix, parse_only
-from tasks.scanners import make_scanner
 from tasks.stages.build import build_image
 from tasks.stages.inspect import inspect_image
-from tasks.stages.layers import LayerCache
 from tasks.stages.probe import ProbeTarget, probe_image
 from tasks.stages.save import save_image
 

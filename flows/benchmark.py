@@ -1,7 +1,7 @@
 """The ``benchmark`` flow: expand the matrix, run every cell on a host slot, publish the run.
 
 What runs, in which order, with what concurrency; the work itself is in tasks/. Inside
-its host slot a cell's stages wait for the host's lanes (``tasks.hosts.scheduler``): the
+its host slot a cell's stages wait for the host's lanes (``tasks.sessions.lanes``): the
 next build starts as soon as the last one ends, while finished builds are saved,
 inspected and scanned beside it, and probes run alone.
 """
@@ -32,10 +32,7 @@ from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable
 from tasks.hosts.health import machine_facts
 from tasks.hosts.limits import host_limit, server_in_use
-from tasks.hosts.pool import HostPool, host_lost, run_with_failover
-from tasks.hosts.session import HostSession, close_session, open_session
 from tasks.hosts.sweep import RunLeases, sweep_archives
-from tasks.hosts.toolbox import Toolbox, pack_toolbox
 from tasks.journal import RunJournal
 from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, format_filters
 from tasks.pipeline import run_pipeline
@@ -51,6 +48,9 @@ from tasks.records import (
 from tasks.render.artifacts import attach_artifacts, attach_links, publish_report
 from tasks.scanners import make_scanner
 from tasks.scanners.base import ScanError, Scanner
+from tasks.sessions.pool import HostPool, host_lost, run_with_failover
+from tasks.sessions.session import HostSession, close_session, open_session
+from tasks.sessions.toolbox import Toolbox, pack_toolbox
 
 CellObserver = Callable[[CellResult], None]
 INTERRUPT_GRACE_SECONDS = 120  # cells in flight may finish (or fail) this long
@@ -77,7 +77,7 @@ def benchmark(
 
     Cells run in parallel, at most ``max_parallel`` per host, of which at most
     ``max_builds`` build and ``max_analyses`` save, inspect and scan at once; probes run
-    alone on their host (``tasks.hosts.scheduler``). ``host_limits``: hold the
+    alone on their host (``tasks.sessions.lanes``). ``host_limits``: hold the
     server's per-host concurrency limits around each cell, so that other flow runs on
     the same server share the hosts; by default, whenever a Prefect server is
     configured. ``on_cell`` is told of every finished cell (the CLI's progress bar).

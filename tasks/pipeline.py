@@ -3,14 +3,14 @@
 The save stage writes the image once to a local archive that inspect and scan both
 read, side by side, or a container on the host does all three there
 (``tasks.stages.analyse_on_host``); the probe then runs alone on the host. Each stage
-waits for its lane on the host (``tasks.hosts.scheduler``: one build at a time by
+waits for its lane on the host (``tasks.sessions.lanes``: one build at a time by
 default, analyses beside it, probes alone), and the build and the probe record what ran
 beside them. A failing stage ends the cell with status ``failed``, the stage and the
 error (a failed save counts as inspect); whatever the other stages measured is kept. A
 base image that no registry can supply makes the cell ``skipped`` with the reason: it
 is a fact about this site, not a failure of the app.
 
-The cell runs inside a ``HostSession`` (``tasks.hosts.session``): the run's client,
+The cell runs inside a ``HostSession`` (``tasks.sessions.session``): the run's client,
 network and pulled bases on one host.
 """
 
@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from tasks.catalogue import load_catalogue
-from tasks.hosts.scheduler import Lane
-from tasks.hosts.session import BaseUnavailable, HostSession
 from tasks.matrix import SINGLE_STAGE, load_app
 from tasks.records import (
     BuildResult,
@@ -41,6 +39,8 @@ from tasks.records import (
     Stage,
     Status,
 )
+from tasks.sessions.lanes import Lane
+from tasks.sessions.session import BaseUnavailable, HostSession
 from tasks.stages import analyse_on_host, build, inspect, probe, save, scan
 
 

@@ -1,8 +1,8 @@
 """Save, inspect and scan on the build host: the analysis container, seen from the flow.
 
 Instead of the save stage streaming the image here, ``analyse_on_host`` starts
-``tasks.stages.analysis_container`` in a container on the host that built it, with the
-host engine's socket and the toolbox volume (``tasks.hosts.toolbox``) mounted. The image
+``tasks.containers.analysis`` in a container on the host that built it, with the
+host engine's socket and the toolbox volume (``tasks.sessions.toolbox``) mounted. The image
 never leaves the host: what comes back is its layer facts and the scanner's report,
 kilobytes against up to 900 MB, and this machine turns them into the same
 ``InspectResult`` and ``ScanResult`` as the local stages (documents included).
@@ -20,12 +20,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import labels
-from tasks.hosts.session import HostSession
-from tasks.hosts.toolbox import LAYER_CACHE_VOLUME, TOOLBOX_MOUNT
+from tasks.containers.analysis import ARCHIVE_MARK, ENGINE_SOCKET, LAYER_CACHE, OUT, Spec
+from tasks.readers.layers import LayerFacts
 from tasks.records import BuildResult, PulledImage, Stage
-from tasks.stages.analysis_container import ARCHIVE_MARK, ENGINE_SOCKET, LAYER_CACHE, OUT, Spec
+from tasks.sessions.session import HostSession
+from tasks.sessions.toolbox import LAYER_CACHE_VOLUME, TOOLBOX_MOUNT
 from tasks.stages.inspect import inspect_result
-from tasks.stages.layers import LayerFacts
 
 SAVE_SECONDS = 600  # on top of the scan's timeout, for saving and reading the image
 
@@ -46,7 +46,7 @@ def analyse_on_host(
     container = session.client.containers.create(
         session.on_host.image,
         entrypoint=["/usr/bin/python3"],
-        command=["-m", "tasks.stages.analysis_container", spec.to_json()],
+        command=["-m", "tasks.containers.analysis", spec.to_json()],
         environment={"PYTHONPATH": f"{TOOLBOX_MOUNT}/python", "PYTHONDONTWRITEBYTECODE": "1"},
         mounts=[
             Mount(TOOLBOX_MOUNT, session.on_host.toolbox, type="volume", read_only=True),

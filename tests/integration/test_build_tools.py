@@ -10,8 +10,8 @@ import pytest
 from infra.up import InfraState
 from tasks import labels
 from tasks.hosts.config import HostConfig
-from tasks.hosts.session import pull_image, remove_run_images
 from tasks.matrix import MatrixConfig, expand, load_app, parse_only
+from tasks.sessions.session import pull_image, remove_run_images
 from tasks.stages.build import BuildError, build_image
 
 pytestmark = pytest.mark.integration

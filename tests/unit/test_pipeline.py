@@ -13,8 +13,6 @@ import docker
 import pytest
 
 from tasks.hosts.config import HostConfig
-from tasks.hosts.session import BaseUnavailable, HostSession, close_session
-from tasks.hosts.toolbox import HostAnalysis
 from tasks.matrix import APPS_DIR
 from tasks.pipeline import Stages, run_pipeline
 from tasks.records import (
@@ -28,6 +26,8 @@ from tasks.records import (
     Status,
 )
 from tasks.scanners.base import ScanError, Scanner
+from tasks.sessions.session import BaseUnavailable, HostSession, close_session
+from tasks.sessions.toolbox import HostAnalysis
 from tasks.stages.build import BuildError
 from tasks.stages.probe import ProbeError, ProbeTarget
 from tests.records_factory import make_cell, make_inspect

@@ -20,14 +20,14 @@ from tasks import labels
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable, connect, describe_error, responds
 from tasks.hosts.health import HostHealth, check_host
-from tasks.hosts.pool import LOST_PING_SECONDS
-from tasks.hosts.scheduler import LaneGate, LaneLimits
 from tasks.hosts.sweep import Swept, sweep_host
-from tasks.hosts.toolbox import HostAnalysis, Toolbox, analysis_image, install_toolbox
 from tasks.matrix import BuildTool, MatrixConfig
+from tasks.readers.layers import LayerCache
 from tasks.records import Cell, PulledImage
 from tasks.scanners.base import Scanner
-from tasks.stages.layers import LayerCache
+from tasks.sessions.lanes import LaneGate, LaneLimits
+from tasks.sessions.pool import LOST_PING_SECONDS
+from tasks.sessions.toolbox import HostAnalysis, Toolbox, analysis_image, install_toolbox
 from tasks.stages.probe import ProbeTarget
 
 HEALTH_SECONDS = 10.0  # the health check before any work waits this long per host
@@ -60,7 +60,7 @@ class HostSession:
     engine_version: str = ""
     layer_cache: LayerCache | None = None
     archive_dir: Path | None = None  # where saved images go; None: the system's temp dir
-    # Build, analysis and exclusive probe lanes of the host (tasks/hosts/scheduler.py).
+    # Build, analysis and exclusive probe lanes of the host (tasks/sessions/lanes.py).
     lanes: LaneGate = field(default_factory=lambda: LaneGate(LaneLimits()))
     pulled: dict[str, PulledImage | BaseUnavailable] = field(default_factory=dict)
     health: HostHealth | None = None  # what the host said when the run opened it

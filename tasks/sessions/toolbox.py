@@ -28,22 +28,23 @@ from docker.types import Mount
 import tasks
 from tasks import labels
 from tasks.catalogue import load_catalogue
+from tasks.containers.analysis import ENGINE_SOCKET
 from tasks.matrix import apply_mirror
 from tasks.scanners.base import Scanner
-from tasks.stages.analysis_container import ENGINE_SOCKET
 
 # The image the analysis container runs: Python 3 and no shell, in the catalogue already.
 ANALYSIS_BASE = "distroless-python3-debian13"
 TOOLBOX_MOUNT = "/toolbox"
 LAYER_CACHE_VOLUME = "basebench-layer-cache"  # layer summaries, kept on the host across runs
-# What the analysis container imports: tasks.stages.analysis_container and its imports.
+# What the analysis container imports: tasks.containers.analysis and its imports.
 PYTHON_MODULES = (
     "__init__.py",
     "records.py",
-    "stages/__init__.py",
-    "stages/layers.py",
-    "stages/program.py",
-    "stages/analysis_container.py",
+    "readers/__init__.py",
+    "readers/layers.py",
+    "readers/program.py",
+    "containers/__init__.py",
+    "containers/analysis.py",
 )
 # Another run on the host (a nightly started before a DB update) may still use its own
 # toolbox: other versions go only once older than any run lasts.

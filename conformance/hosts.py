@@ -1,6 +1,6 @@
 """The conformance suite every kind of Docker host passes, against real engines.
 
-Use it as a pytest plugin (``pytest_plugins = ["tasks.hosts.conformance"]``, for the
+Use it as a pytest plugin (``pytest_plugins = ["conformance.hosts"]``, for the
 session fixture ``hello_binary``) and subclass ``DockerHostSuite`` once per kind of
 host, with a ``host`` fixture giving its ``HostConfig``::
 
@@ -257,10 +257,10 @@ class DockerHostSuite:
         """Analysis on the host: the toolbox reaches the engine through this kind of host,
         and the container there reads the image through the engine's ``socket``."""
         # Imported here: the stages load Prefect, which plugin registration should not.
-        from tasks.hosts.session import HostSession
-        from tasks.hosts.toolbox import install_toolbox, pack_toolbox
         from tasks.matrix import ScannerConfig
         from tasks.scanners import make_scanner
+        from tasks.sessions.session import HostSession
+        from tasks.sessions.toolbox import install_toolbox, pack_toolbox
         from tasks.stages.analyse_on_host import analyse_on_host
         from tasks.stages.inspect import inspect_image
         from tasks.stages.probe import ProbeTarget

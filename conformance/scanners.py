@@ -1,6 +1,6 @@
 """The conformance suite every ``Scanner`` passes, run against the real engine and trivy.
 
-Use it as a pytest plugin (``pytest_plugins = ["tasks.scanners.conformance"]``, for its
+Use it as a pytest plugin (``pytest_plugins = ["conformance.scanners"]``, for its
 session fixtures ``images`` and ``db_cache``) and subclass ``ScannerConformance`` once
 per implementation::
 
