@@ -30,10 +30,11 @@ from docker.models.containers import Container
 
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import connect
-from tasks.matrix import DEFAULT_REGISTRY, MatrixConfig, ScannerConfig
+from tasks.matrix import DEFAULT_REGISTRY, MatrixConfig
 from tasks.pipeline import Stages, inspect_and_scan
 from tasks.records import BuildResult, PulledImage
 from tasks.scanners import make_scanner
+from tasks.scanners.config import ScannerConfig
 from tasks.sessions.session import HostSession, pull_image
 from tasks.sessions.toolbox import analysis_image, install_toolbox, pack_toolbox
 from tasks.stages import analyse_on_host, inspect, save, scan

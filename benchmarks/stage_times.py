@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tasks.apps import load_app
 from tasks.hosts.connection import connect
-from tasks.matrix import expand, load_app, load_matrix, parse_only
+from tasks.matrix import expand, load_matrix, parse_only
 from tasks.readers.layers import LayerCache
 from tasks.scanners import make_scanner
 from tasks.sessions.session import (

@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 from cli.embedded_prefect import EmbeddedPrefect
 from cli.run import PREFECT_DEFAULTS
 from cli.store_options import add_store_arguments
+from tasks.config_file import ConfigError
 from tasks.dataset.layout import PublishError
+from tasks.dataset.output import S3Config
 from tasks.dataset.reader import RunNotFound
 from tasks.dataset.stores import StoreError, open_store
-from tasks.matrix import DEFAULT_CACHE, ConfigError, S3Config, ScannerConfig, load_matrix
+from tasks.matrix import DEFAULT_CACHE, load_matrix
 from tasks.scanners.base import ScanError
+from tasks.scanners.config import ScannerConfig
 
 if TYPE_CHECKING:
     from flows.rescan_run import RescanOutcome

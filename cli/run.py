@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cli.embedded_prefect import EmbeddedPrefect
 from cli.hosts import HOST_OPTION, parse_host_options
 from cli.store_options import output_url
+from tasks.config_file import ConfigError
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import open_store
 from tasks.dataset.writer import RetryPolicy, keep_unpublished, publish_with_fallback
@@ -23,7 +24,6 @@ from tasks.hosts.sweep import sweep_archives, sweep_host
 from tasks.journal import RunJournal, interrupted_run
 from tasks.matrix import (
     CellFilter,
-    ConfigError,
     MatrixConfig,
     expand,
     format_filters,

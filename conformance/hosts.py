@@ -257,8 +257,8 @@ class DockerHostSuite:
         """Analysis on the host: the toolbox reaches the engine through this kind of host,
         and the container there reads the image through the engine's ``socket``."""
         # Imported here: the stages load Prefect, which plugin registration should not.
-        from tasks.matrix import ScannerConfig
         from tasks.scanners import make_scanner
+        from tasks.scanners.config import ScannerConfig
         from tasks.sessions.session import HostSession
         from tasks.sessions.toolbox import install_toolbox, pack_toolbox
         from tasks.stages.analyse_on_host import analyse_on_host

@@ -44,10 +44,10 @@ import pytest
 from infra.trivydb.fixture import write_fixture_db
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import connect
-from tasks.matrix import ScannerConfig
 from tasks.records import Package
 from tasks.scanners import make_scanner
 from tasks.scanners.base import ScanError, Scanner
+from tasks.scanners.config import ScannerConfig
 from tasks.scanners.trivy import _parse_time, parse_report
 
 # Every ``ScannerConfig.kind``: each one has a subclass of ``ScannerConformance``.

@@ -20,6 +20,7 @@ from prefect.futures import as_completed, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.analysis.compare import CompareError, Comparison, compare_with_previous
+from tasks.config_file import ConfigError
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import open_store
 from tasks.dataset.writer import (
@@ -34,7 +35,7 @@ from tasks.hosts.health import machine_facts
 from tasks.hosts.limits import host_limit, server_in_use
 from tasks.hosts.sweep import RunLeases, sweep_archives
 from tasks.journal import RunJournal
-from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, format_filters
+from tasks.matrix import CellFilter, MatrixConfig, expand, format_filters
 from tasks.pipeline import run_pipeline
 from tasks.records import (
     INTERRUPTED,

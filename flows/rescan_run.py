@@ -20,12 +20,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.analysis.compare import Comparison, compare_runs, load_run
 from tasks.dataset.layout import PublishError
+from tasks.dataset.output import S3Config
 from tasks.dataset.stores import ResultStore, open_store
 from tasks.dataset.writer import PublishOutcome, publish_with_fallback
-from tasks.matrix import DEFAULT_CACHE, DEFAULT_MAX_DB_AGE_HOURS, S3Config
+from tasks.matrix import DEFAULT_CACHE
 from tasks.records import MachineFacts, RunKind, RunRecord, new_run_id
 from tasks.render.artifacts import attach_artifacts
 from tasks.scanners import DOCUMENTS_FOLDER
+from tasks.scanners.config import DEFAULT_MAX_DB_AGE_HOURS
 from tasks.scanners.trivy import TrivyScanner
 from tasks.stages.sbom_scan import load_source, pick_source, require_db, rescan_cell
 

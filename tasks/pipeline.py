@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.apps import SINGLE_STAGE, load_app
 from tasks.catalogue import load_catalogue
-from tasks.matrix import SINGLE_STAGE, load_app
 from tasks.records import (
     BuildResult,
     Cell,

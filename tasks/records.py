@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 class Status(StrEnum):
@@ -67,6 +67,10 @@ class PulledImage:
     digest: str | None  # repo digest (sha256:...) when the image came from a registry
     forged: bool  # carries the forge's stand-in label
     layers: tuple[str, ...] = ()  # diff ids, bottom to top
+
+
+# buildkit: Docker's builder since Engine 23; legacy: the SDK's classic builder.
+BuildTool = Literal["buildkit", "legacy"]
 
 
 @dataclass(frozen=True)

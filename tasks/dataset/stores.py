@@ -22,8 +22,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from tasks.dataset.output import check_output, is_s3, split_s3
-from tasks.matrix import S3Config
+from tasks.dataset.output import S3Config, check_output, is_s3, split_s3
 
 # Local temp files start with this; list() never reports them.
 _TEMP_PREFIX = ".tmp-"

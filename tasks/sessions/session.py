@@ -21,9 +21,9 @@ from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable, connect, describe_error, responds
 from tasks.hosts.health import HostHealth, check_host
 from tasks.hosts.sweep import Swept, sweep_host
-from tasks.matrix import BuildTool, MatrixConfig
+from tasks.matrix import MatrixConfig
 from tasks.readers.layers import LayerCache
-from tasks.records import Cell, PulledImage
+from tasks.records import BuildTool, Cell, PulledImage
 from tasks.scanners.base import Scanner
 from tasks.sessions.lanes import LaneGate, LaneLimits
 from tasks.sessions.pool import LOST_PING_SECONDS

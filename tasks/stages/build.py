@@ -22,11 +22,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import labels
+from tasks.apps import App
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import docker_host
-from tasks.matrix import App, BuildTool
 from tasks.programs import ProgramMissing, find_program
-from tasks.records import BuildResult, Cell, PulledImage
+from tasks.records import BuildResult, BuildTool, Cell, PulledImage
 
 DOCKER_CLI = "/usr/bin/docker"  # docker.io's CLI: BuildKit built in (see tasks/programs.tsv)
 LOG_LINES = 8  # of a failed build's output, kept in the error

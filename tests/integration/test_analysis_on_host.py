@@ -21,8 +21,9 @@ from infra.tls_hosts import TlsHost
 from infra.up import InfraState
 from tasks import labels
 from tasks.hosts.connection import connect
-from tasks.matrix import MatrixConfig, ScannerConfig
+from tasks.matrix import MatrixConfig
 from tasks.scanners import make_scanner
+from tasks.scanners.config import ScannerConfig
 from tasks.sessions.toolbox import analysis_image, install_toolbox, pack_toolbox
 
 pytestmark = pytest.mark.integration

@@ -21,9 +21,10 @@ import pytest
 from cli.main import main
 from infra.trivydb.fixture import DEFAULT_ADVISORIES, write_fixture_db
 from tasks import labels
+from tasks.apps import APPS_DIR
+from tasks.dataset.output import S3Config
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import ResultStore, open_store
-from tasks.matrix import APPS_DIR, S3Config
 from tasks.render.html import build_report
 from tasks.scanners import DOCUMENTS_FOLDER
 from tests.integration.conftest import marked_pids

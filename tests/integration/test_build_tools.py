@@ -9,8 +9,9 @@ import pytest
 
 from infra.up import InfraState
 from tasks import labels
+from tasks.apps import load_app
 from tasks.hosts.config import HostConfig
-from tasks.matrix import MatrixConfig, expand, load_app, parse_only
+from tasks.matrix import MatrixConfig, expand, parse_only
 from tasks.sessions.session import pull_image, remove_run_images
 from tasks.stages.build import BuildError, build_image
 

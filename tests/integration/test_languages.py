@@ -19,7 +19,8 @@ from infra.forge.catalogue import Needs
 from infra.registry_api import RegistryAPI
 from infra.up import InfraState, up
 from tasks import labels
-from tasks.matrix import MatrixConfig, expand, load_app, load_matrix
+from tasks.apps import load_app
+from tasks.matrix import MatrixConfig, expand, load_matrix
 from tasks.readers.layers import LayerCache
 from tasks.records import Cell, InspectResult, ProbeResult, ScanResult
 from tasks.scanners import make_scanner

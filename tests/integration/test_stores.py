@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conformance.stores import PARQUET_PATH, StoreConformance
+from tasks.dataset.output import S3Config
 from tasks.dataset.stores import LocalStore, S3Store, StoreError, open_store
-from tasks.matrix import S3Config
 from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.integration

@@ -6,17 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tasks.apps import load_app
 from tasks.catalogue import load_catalogue
-from tasks.matrix import (
-    ConfigError,
-    apply_mirror,
-    cell_id,
-    expand,
-    load_app,
-    load_matrix,
-    parse_only,
-    plan,
-)
+from tasks.config_file import ConfigError
+from tasks.matrix import apply_mirror, cell_id, expand, load_matrix, parse_only, plan
 
 MINIMAL = """
 name: t

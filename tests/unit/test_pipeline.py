@@ -12,8 +12,8 @@ from typing import Any, cast
 import docker
 import pytest
 
+from tasks.apps import APPS_DIR
 from tasks.hosts.config import HostConfig
-from tasks.matrix import APPS_DIR
 from tasks.pipeline import Stages, run_pipeline
 from tasks.records import (
     BuildResult,
