@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from tasks.apps import load_app
-from tasks.hosts.connection import connect
+from tasks.hosts.connection import connect, docker_host
 from tasks.matrix import expand, load_matrix, parse_only
 from tasks.readers.layers import LayerCache
 from tasks.scanners import make_scanner
@@ -92,7 +92,14 @@ def main() -> int:
             cpu = [busy_cpu_seconds()]
             started = time.perf_counter()
             built = build_image.fn(
-                client, cell, app, RUN_ID, builder, base, host=host, tool=config.build_tool
+                client,
+                cell,
+                app,
+                RUN_ID,
+                builder,
+                base,
+                engine=docker_host(host),
+                tool=config.build_tool,
             )
             marks = [time.perf_counter()]
             cpu.append(busy_cpu_seconds())

@@ -50,7 +50,7 @@ from tasks.render.artifacts import attach_artifacts, attach_links, publish_repor
 from tasks.scanners import make_scanner
 from tasks.scanners.base import ScanError, Scanner
 from tasks.sessions.pool import HostPool, host_lost, run_with_failover
-from tasks.sessions.session import HostSession, close_session, open_session
+from tasks.sessions.session import HostSession, RunSettings, close_session, open_session
 from tasks.sessions.toolbox import Toolbox, pack_toolbox
 
 CellObserver = Callable[[CellResult], None]
@@ -95,7 +95,8 @@ def benchmark(
         toolbox = None  # what hosts that analyse their own images run, packed once
         if any(host.analyses_on_host for host in config.hosts):
             toolbox = pack_toolbox(scanner, config.cache_dir / "toolbox")
-        sessions = _open_hosts(config, run_id, cells, scanner, leases.alive, toolbox)
+        run = RunSettings.of(config, run_id, scanner)
+        sessions = _open_hosts(config, run, cells, leases.alive, toolbox)
         for name, session in sessions.items():
             if session.swept is not None and not session.swept.empty:
                 get_run_logger().warning("swept %s: %s", name, session.swept.summary())
@@ -171,15 +172,14 @@ def report_run(record: RunRecord, config: MatrixConfig) -> None:
 def open_host(
     host: HostConfig,
     config: MatrixConfig,
-    run_id: str,
+    run: RunSettings,
     cells: list[Cell],
-    scanner: Scanner,
     alive: Callable[[str], bool],
     toolbox: Toolbox | None,
 ) -> HostSession | HostUnavailable:
     """Ready ``host`` for the run; an unreachable host is a value, not a failed task."""
     try:
-        return open_session(host, config, run_id, cells, scanner, alive, toolbox)
+        return open_session(host, config, run, cells, alive, toolbox)
     except HostUnavailable as exc:
         return exc
 
@@ -246,15 +246,12 @@ def publish_run(
 
 def _open_hosts(
     config: MatrixConfig,
-    run_id: str,
+    run: RunSettings,
     cells: list[Cell],
-    scanner: Scanner,
     alive: Callable[[str], bool],
     toolbox: Toolbox | None,
 ) -> dict[str, HostSession]:
-    futures = [
-        open_host.submit(h, config, run_id, cells, scanner, alive, toolbox) for h in config.hosts
-    ]
+    futures = [open_host.submit(h, config, run, cells, alive, toolbox) for h in config.hosts]
     sessions: dict[str, HostSession] = {}
     dropped: list[str] = []
     for future in futures:

@@ -29,6 +29,7 @@ from urllib.parse import quote
 from tasks.readers.layers import LayerCache, LayerFacts, read_layer_facts
 
 ENGINE_SOCKET = "/run/basebench/engine.sock"
+TOOLBOX_MOUNT = "/toolbox"  # the toolbox volume (read-only): this code, the scanner
 OUT = Path("/out")
 ARCHIVE = Path("/work/image.tar")  # in the container's writable layer: the host's disk
 LAYER_CACHE = Path("/cache/layers")  # a volume kept on the host across runs
