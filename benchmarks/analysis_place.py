@@ -102,7 +102,7 @@ def main() -> None:
             run_id="bench-analysis-place",
             scanner=scanner,
             repeat=1,
-            apps_dir=Path("."),
+            apps={},  # no builds here
             archive_dir=CACHE / "archives",
         )
         probe = ProbeTarget("none", "127.0.0.1", 1.0)

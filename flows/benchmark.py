@@ -35,7 +35,7 @@ from tasks.hosts.health import machine_facts
 from tasks.hosts.limits import host_limit, server_in_use
 from tasks.hosts.sweep import RunLeases, sweep_archives
 from tasks.journal import RunJournal
-from tasks.matrix import CellFilter, MatrixConfig, expand, format_filters
+from tasks.matrix import CellFilter, MatrixConfig, Plan, format_filters, plan
 from tasks.pipeline import run_pipeline
 from tasks.records import (
     INTERRUPTED,
@@ -73,6 +73,7 @@ def benchmark(
     run_id: str | None = None,
     host_limits: bool | None = None,
     on_cell: CellObserver | None = None,
+    planned: Plan | None = None,
 ) -> BenchmarkOutcome:
     """Build, inspect, scan and probe every cell of ``config``; publish one run.
 
@@ -82,10 +83,13 @@ def benchmark(
     server's per-host concurrency limits around each cell, so that other flow runs on
     the same server share the hosts; by default, whenever a Prefect server is
     configured. ``on_cell`` is told of every finished cell (the CLI's progress bar).
+    ``planned``: the matrix as the caller already planned it (with ``only``), so that a
+    run plans its matrix once.
     """
     run_id = run_id or new_run_id()
     started = datetime.now(UTC)
-    cells = expand(config, only)
+    planned = planned or plan(config, only)
+    cells = planned.cells
     if not cells:  # a run of no cells would pose as a normal run
         raise ConfigError(f"matrix {config.name}: no cell can run; nothing was built or published")
     leases = RunLeases(config.cache_dir)
@@ -95,7 +99,7 @@ def benchmark(
         toolbox = None  # what hosts that analyse their own images run, packed once
         if any(host.analyses_on_host for host in config.hosts):
             toolbox = pack_toolbox(scanner, config.cache_dir / "toolbox")
-        run = RunSettings.of(config, run_id, scanner)
+        run = RunSettings.of(config, run_id, scanner, planned.apps)
         sessions = _open_hosts(config, run, cells, leases.alive, toolbox)
         for name, session in sessions.items():
             if session.swept is not None and not session.swept.empty:

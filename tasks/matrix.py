@@ -248,7 +248,7 @@ def _check_names(path: Path, config: MatrixConfig) -> None:
             catalogue.toolchain(language, extra.toolchain)
         except LookupError as exc:
             raise ConfigError(f"{path}: include[{i}].toolchain: {exc}") from exc
-        outcome = make_cell(config, extra.app, extra.toolchain, extra.base)
+        outcome = make_cell(config, apps[extra.app], extra.toolchain, extra.base)
         if isinstance(outcome, LeftOut):
             raise ConfigError(f"{path}: include[{i}]: {outcome.label} cannot run: {outcome.reason}")
 
@@ -312,10 +312,12 @@ class LeftOut:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a matrix expands to: the cells that run, and the coordinates left out."""
+    """What a matrix expands to: the cells that run, the coordinates left out, and the
+    apps they build (each read once, here: a run's stages take them from the plan)."""
 
     cells: list[Cell]
     left_out: list[LeftOut]
+    apps: dict[str, App]
 
 
 def base_spec(config: MatrixConfig, name: str) -> BaseSpec:
@@ -328,10 +330,9 @@ def base_spec(config: MatrixConfig, name: str) -> BaseSpec:
     return load_catalogue().base(name)
 
 
-def make_cell(config: MatrixConfig, app_name: str, version: str, base: str) -> Cell | LeftOut:
+def make_cell(config: MatrixConfig, app: App, version: str, base: str) -> Cell | LeftOut:
     """The cell of these coordinates, or why it cannot run."""
     catalogue = load_catalogue()
-    app = load_app(app_name, config.apps_dir)
     spec = catalogue.languages[app.language]
     toolchain = catalogue.toolchain(app.language, version)
     builder = apply_mirror(toolchain.builder_ref, config.mirrors)
@@ -376,21 +377,23 @@ def make_cell(config: MatrixConfig, app_name: str, version: str, base: str) -> C
 def plan(config: MatrixConfig, only: list[CellFilter] | None = None) -> Plan:
     """The product of apps x their language's versions x bases, minus ``exclude``, plus
     ``include``, then ``only``; coordinates no base can run are left out with the reason."""
+    names = dict.fromkeys([*config.apps, *(extra.app for extra in config.include)])
+    apps = {name: load_app(name, config.apps_dir) for name in names}
     coordinates = [
-        (app, version, base)
-        for app in config.apps
-        for version in config.versions_for(load_app(app, config.apps_dir).language)
+        (apps[name], version, base)
+        for name in config.apps
+        for version in config.versions_for(apps[name].language)
         for base in config.bases
     ]
     outcomes = [make_cell(config, *c) for c in coordinates]
     outcomes = [o for o in outcomes if not any(f.matches(o) for f in config.exclude)]
-    outcomes += [make_cell(config, c.app, c.toolchain, c.base) for c in config.include]
+    outcomes += [make_cell(config, apps[c.app], c.toolchain, c.base) for c in config.include]
     if only:
         _check_only(outcomes, only)
         outcomes = [o for o in outcomes if all(f.matches(o) for f in only)]
     cells = list({o.cell_id: o for o in outcomes if isinstance(o, Cell)}.values())
     left_out = list({o.label: o for o in outcomes if isinstance(o, LeftOut)}.values())
-    return Plan(cells, left_out)
+    return Plan(cells, left_out, apps)
 
 
 def _check_only(outcomes: list[Cell | LeftOut], only: list[CellFilter]) -> None:

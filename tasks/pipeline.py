@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.apps import SINGLE_STAGE, load_app
+from tasks.apps import SINGLE_STAGE
 from tasks.catalogue import load_catalogue
 from tasks.hosts.connection import docker_host
 from tasks.records import (
@@ -86,7 +86,7 @@ def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None)
     started = datetime.now(UTC)
     done: dict[str, Any] = {}
     try:
-        app = load_app(cell.app, run.apps_dir)
+        app = run.app(cell.app)
         builder, base = session.pulled_image(cell.builder_ref), session.pulled_image(cell.base_ref)
         with session.lanes.hold(Lane.BUILD, "build") as building:
             built = stages.build(

@@ -9,7 +9,7 @@ makes carries the label ``org.basebench.run=<run id>``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,8 @@ import docker
 import docker.errors
 
 from tasks import labels
+from tasks.apps import App
+from tasks.config_file import ConfigError
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable, connect, describe_error, responds
 from tasks.hosts.health import HostHealth, check_host
@@ -53,23 +55,31 @@ class RunSettings:
     run_id: str
     scanner: Scanner
     repeat: int  # startup timings per cell
-    apps_dir: Path
+    apps: Mapping[str, App]  # by name: the plan's, read once
     build_tool: BuildTool = "legacy"
     layer_cache: LayerCache | None = None
     archive_dir: Path | None = None  # where saved images go; None: the system's temp dir
 
     @classmethod
-    def of(cls, config: MatrixConfig, run_id: str, scanner: Scanner) -> RunSettings:
-        """A run's settings from its matrix."""
+    def of(
+        cls, config: MatrixConfig, run_id: str, scanner: Scanner, apps: Mapping[str, App]
+    ) -> RunSettings:
+        """A run's settings from its matrix and the apps its plan read."""
         return cls(
             run_id=run_id,
             scanner=scanner,
             repeat=config.repeat,
-            apps_dir=config.apps_dir,
+            apps=apps,
             build_tool=config.build_tool,
             layer_cache=LayerCache(config.cache_dir / "layers"),
             archive_dir=config.cache_dir / "archives",
         )
+
+    def app(self, name: str) -> App:
+        """The app ``name``; ``ConfigError`` when the run has no such app."""
+        if name not in self.apps:
+            raise ConfigError(f"unknown app {name!r}; the run's apps: {', '.join(self.apps)}")
+        return self.apps[name]
 
 
 @dataclass(frozen=True)

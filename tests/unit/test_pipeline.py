@@ -12,7 +12,7 @@ from typing import Any, cast
 import docker
 import pytest
 
-from tasks.apps import APPS_DIR
+from tasks.apps import load_app
 from tasks.hosts.config import HostConfig
 from tasks.pipeline import Stages, run_pipeline
 from tasks.records import (
@@ -76,7 +76,7 @@ def context(
         run_id="run-1",
         scanner=cast(Scanner, object()),
         repeat=2,
-        apps_dir=APPS_DIR,
+        apps={"go-hello": load_app("go-hello")},
         archive_dir=archive_dir,
     )
     return HostSession(
@@ -246,10 +246,10 @@ def test_absent_builder_is_a_failure_not_a_skip() -> None:
     assert result.error == f"build: pull {cell.builder_ref}: manifest unknown"
 
 
-def test_unknown_app_fails_at_build(tmp_path: Path) -> None:
+def test_unknown_app_fails_at_build() -> None:
     cell = make_cell("bookworm")
     ctx = context(cell)
-    ctx = dataclasses.replace(ctx, run=dataclasses.replace(ctx.run, apps_dir=tmp_path))
+    ctx = dataclasses.replace(ctx, run=dataclasses.replace(ctx.run, apps={}))
     fakes, called = stages()
     result = run_pipeline(cell, ctx, fakes)
     assert called == []
