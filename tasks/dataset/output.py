@@ -1,4 +1,5 @@
-"""What an ``output`` and an S3 endpoint may be, checked before a run does any work.
+"""What an ``output`` and an S3 endpoint may be, checked before a run does any work, and
+the ``s3:`` settings (``S3Config``) that reach an S3 output.
 
 A store setting that is wrong (``s3://bench/a//b``, ``S3://b/x``, an endpoint without a
 scheme) would otherwise surface only at publish time, after every cell was built. The
