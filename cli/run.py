@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cli.embedded_prefect import EmbeddedPrefect
 from cli.hosts import HOST_OPTION, parse_host_options
 from cli.store_options import output_url
+from tasks.config_file import ConfigError
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import open_store
 from tasks.dataset.writer import RetryPolicy, keep_unpublished, publish_with_fallback
@@ -23,9 +24,8 @@ from tasks.hosts.sweep import sweep_archives, sweep_host
 from tasks.journal import RunJournal, interrupted_run
 from tasks.matrix import (
     CellFilter,
-    ConfigError,
     MatrixConfig,
-    expand,
+    Plan,
     format_filters,
     load_matrix,
     parse_only,
@@ -135,9 +135,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if server:
             server.start()
-        outcome = _run_flow(config, only, server, run_id)
+        outcome = _run_flow(config, only, planned, server, run_id)
     except KeyboardInterrupt:
-        return keep_interrupted(config, expand(config, only), run_id, only)
+        return keep_interrupted(config, planned.cells, run_id, only)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if server:
@@ -224,6 +224,7 @@ def _now() -> datetime:
 def _run_flow(
     config: MatrixConfig,
     only: list[CellFilter],
+    planned: Plan,
     server: EmbeddedPrefect | None,
     run_id: str,
 ) -> BenchmarkOutcome:
@@ -238,7 +239,7 @@ def _run_flow(
         server.wait_ready()
         # No heartbeats: only a long-lived server watches them for crashed runs.
         settings = {PREFECT_API_URL: server.api_url, "flows.heartbeat_frequency": None}
-    with temporary_settings(settings), progress_bar(len(expand(config, only))) as tick:
+    with temporary_settings(settings), progress_bar(len(planned.cells)) as tick:
         # Host limits belong to a configured server, shared with its other runs.
         return benchmark(
             config=config,
@@ -246,4 +247,5 @@ def _run_flow(
             run_id=run_id,
             host_limits=False if server else None,
             on_cell=tick,
+            planned=planned,
         )

@@ -1,7 +1,7 @@
 """The ``benchmark`` flow: expand the matrix, run every cell on a host slot, publish the run.
 
 What runs, in which order, with what concurrency; the work itself is in tasks/. Inside
-its host slot a cell's stages wait for the host's lanes (``tasks.hosts.scheduler``): the
+its host slot a cell's stages wait for the host's lanes (``tasks.sessions.lanes``): the
 next build starts as soon as the last one ends, while finished builds are saved,
 inspected and scanned beside it, and probes run alone.
 """
@@ -20,6 +20,7 @@ from prefect.futures import as_completed, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.analysis.compare import CompareError, Comparison, compare_with_previous
+from tasks.config_file import ConfigError
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import open_store
 from tasks.dataset.writer import (
@@ -32,12 +33,9 @@ from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable
 from tasks.hosts.health import machine_facts
 from tasks.hosts.limits import host_limit, server_in_use
-from tasks.hosts.pool import HostPool, host_lost, run_with_failover
-from tasks.hosts.session import HostSession, close_session, open_session
 from tasks.hosts.sweep import RunLeases, sweep_archives
-from tasks.hosts.toolbox import Toolbox, pack_toolbox
 from tasks.journal import RunJournal
-from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, format_filters
+from tasks.matrix import CellFilter, MatrixConfig, Plan, format_filters, plan
 from tasks.pipeline import run_pipeline
 from tasks.records import (
     INTERRUPTED,
@@ -51,6 +49,9 @@ from tasks.records import (
 from tasks.render.artifacts import attach_artifacts, attach_links, publish_report
 from tasks.scanners import make_scanner
 from tasks.scanners.base import ScanError, Scanner
+from tasks.sessions.pool import HostPool, host_lost, run_with_failover
+from tasks.sessions.session import HostSession, RunSettings, close_session, open_session
+from tasks.sessions.toolbox import Toolbox, pack_toolbox
 
 CellObserver = Callable[[CellResult], None]
 INTERRUPT_GRACE_SECONDS = 120  # cells in flight may finish (or fail) this long
@@ -72,19 +73,23 @@ def benchmark(
     run_id: str | None = None,
     host_limits: bool | None = None,
     on_cell: CellObserver | None = None,
+    planned: Plan | None = None,
 ) -> BenchmarkOutcome:
     """Build, inspect, scan and probe every cell of ``config``; publish one run.
 
     Cells run in parallel, at most ``max_parallel`` per host, of which at most
     ``max_builds`` build and ``max_analyses`` save, inspect and scan at once; probes run
-    alone on their host (``tasks.hosts.scheduler``). ``host_limits``: hold the
+    alone on their host (``tasks.sessions.lanes``). ``host_limits``: hold the
     server's per-host concurrency limits around each cell, so that other flow runs on
     the same server share the hosts; by default, whenever a Prefect server is
     configured. ``on_cell`` is told of every finished cell (the CLI's progress bar).
+    ``planned``: the matrix as the caller already planned it (with ``only``), so that a
+    run plans its matrix once.
     """
     run_id = run_id or new_run_id()
     started = datetime.now(UTC)
-    cells = expand(config, only)
+    planned = planned or plan(config, only)
+    cells = planned.cells
     if not cells:  # a run of no cells would pose as a normal run
         raise ConfigError(f"matrix {config.name}: no cell can run; nothing was built or published")
     leases = RunLeases(config.cache_dir)
@@ -94,7 +99,8 @@ def benchmark(
         toolbox = None  # what hosts that analyse their own images run, packed once
         if any(host.analyses_on_host for host in config.hosts):
             toolbox = pack_toolbox(scanner, config.cache_dir / "toolbox")
-        sessions = _open_hosts(config, run_id, cells, scanner, leases.alive, toolbox)
+        run = RunSettings.of(config, run_id, scanner, planned.apps)
+        sessions = _open_hosts(config, run, cells, leases.alive, toolbox)
         for name, session in sessions.items():
             if session.swept is not None and not session.swept.empty:
                 get_run_logger().warning("swept %s: %s", name, session.swept.summary())
@@ -170,15 +176,14 @@ def report_run(record: RunRecord, config: MatrixConfig) -> None:
 def open_host(
     host: HostConfig,
     config: MatrixConfig,
-    run_id: str,
+    run: RunSettings,
     cells: list[Cell],
-    scanner: Scanner,
     alive: Callable[[str], bool],
     toolbox: Toolbox | None,
 ) -> HostSession | HostUnavailable:
     """Ready ``host`` for the run; an unreachable host is a value, not a failed task."""
     try:
-        return open_session(host, config, run_id, cells, scanner, alive, toolbox)
+        return open_session(host, config, run, cells, alive, toolbox)
     except HostUnavailable as exc:
         return exc
 
@@ -245,15 +250,12 @@ def publish_run(
 
 def _open_hosts(
     config: MatrixConfig,
-    run_id: str,
+    run: RunSettings,
     cells: list[Cell],
-    scanner: Scanner,
     alive: Callable[[str], bool],
     toolbox: Toolbox | None,
 ) -> dict[str, HostSession]:
-    futures = [
-        open_host.submit(h, config, run_id, cells, scanner, alive, toolbox) for h in config.hosts
-    ]
+    futures = [open_host.submit(h, config, run, cells, alive, toolbox) for h in config.hosts]
     sessions: dict[str, HostSession] = {}
     dropped: list[str] = []
     for future in futures:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 class Status(StrEnum):
@@ -75,6 +75,10 @@ class PulledImage:
     layers: tuple[str, ...] = ()  # diff ids, bottom to top
 
 
+# buildkit: Docker's builder since Engine 23; legacy: the SDK's classic builder.
+BuildTool = Literal["buildkit", "legacy"]
+
+
 @dataclass(frozen=True)
 class BuildResult:
     run_id: str
@@ -94,7 +98,7 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class ProgramFacts:
-    """The program an image runs, as read from the image (tasks/stages/program.py)."""
+    """The program an image runs, as read from the image (tasks/readers/program.py)."""
 
     path: str  # absolute, symlinks followed: /app/main, /usr/bin/python3.11
     linkage: str | None  # "static", "dynamic", "script"; None: neither ELF nor script
@@ -118,7 +122,7 @@ class InspectResult:
     builder_forged: bool
     # Regular files with the setuid or the setgid bit (or both); None: not counted.
     setuid_or_setgid_files: int | None = None
-    # Regular files no package database lists (tasks/stages/ownership.py); None: not counted.
+    # Regular files no package database lists (tasks/readers/ownership.py); None: not counted.
     unowned_files: int | None = None
     program: ProgramFacts | None = None  # None: the image names no program it holds
 
@@ -190,7 +194,7 @@ class ProbeResult:
     idle_memory_bytes: int | None  # None when the engine reports no memory usage ...
     idle_memory_error: str | None = None  # ... and then why
     # Stages of other cells that ran on the host during the samples: none, by the probe
-    # lane's rule (tasks/hosts/scheduler.py); recorded so the data shows it.
+    # lane's rule (tasks/sessions/lanes.py); recorded so the data shows it.
     concurrent_stages: tuple[str, ...] = ()
 
 

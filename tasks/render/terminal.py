@@ -28,7 +28,7 @@ from tasks.render.units import format_count
 
 if TYPE_CHECKING:
     from flows.benchmark import BenchmarkOutcome
-    from flows.rescan import RescanOutcome
+    from flows.rescan_run import RescanOutcome
 
 # Piped output gets room for the whole table rather than rich's 80-column default (the
 # nightly matrix's longest line is 180 columns).

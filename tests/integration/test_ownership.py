@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tasks.stages.layers import image_files, read_archive, read_layer_facts, unowned_paths
+from tasks.readers.layers import image_files, read_archive, read_layer_facts, unowned_paths
 from tasks.stages.save import save_image
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.stages import layers as layers_module
-from tasks.stages.layers import (
+from tasks.readers import layers as layers_module
+from tasks.readers.layers import (
     LayerCache,
     image_files,
     read_archive,
@@ -20,7 +20,7 @@ from tasks.stages.layers import (
     summarize_layer,
     unowned_paths,
 )
-from tasks.stages.ownership import is_database_file, listed_files
+from tasks.readers.ownership import is_database_file, listed_files
 from tests.layer_tars import archive, layer
 
 

@@ -8,9 +8,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from tasks.readers.layers import image_files, read_archive
+from tasks.readers.program import command, go_build_settings, read_program
 from tasks.records import ProgramFacts
-from tasks.stages.layers import image_files, read_archive
-from tasks.stages.program import command, go_build_settings, read_program
 from tests.layer_tars import archive, layer
 
 SCRIPT = b"#!/usr/bin/env python3\nprint('hello')\n"

@@ -5,10 +5,10 @@ registry push would transfer. Whiteouts are applied in layer order to get the fi
 filesystem. Layers of the base and builder images recur in every cell, so their
 summaries are cached by diff id and those layers are not read again. A summary keeps
 what later questions need without the layer: symlink targets, and the package databases
-that say which package owns each file (``tasks.stages.ownership``).
+that say which package owns each file (``tasks.readers.ownership``).
 
-Only the standard library and pyelftools (through ``tasks.stages.program``): this module
-also runs inside the analysis container on a build host (``tasks.stages.on_host``).
+Only the standard library and pyelftools (through ``tasks.readers.program``): this module
+also runs inside the analysis container on a build host (``tasks.containers.analysis``).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+from tasks.readers.ownership import MAX_DATABASE_BYTES, is_database_file, owners, unowned_files
+from tasks.readers.program import ImageFiles, entry_path, read_program
 from tasks.records import ProgramFacts
-from tasks.stages.ownership import MAX_DATABASE_BYTES, is_database_file, owners, unowned_files
-from tasks.stages.program import ImageFiles, entry_path, read_program
 
 SHELLS = ("bin/sh", "bin/bash", "bin/ash", "bin/dash", "bin/busybox")
 PACKAGE_MANAGERS = ("bin/dpkg", "bin/apt", "bin/apt-get", "sbin/apk", "bin/rpm", "bin/dnf")
@@ -261,7 +261,7 @@ class LayerFacts:
     has_package_manager: bool
     setuid_files: int
     setuid_or_setgid_files: int
-    unowned_files: int  # regular files no package owns (tasks.stages.ownership)
+    unowned_files: int  # regular files no package owns (tasks.readers.ownership)
     program: ProgramFacts | None
 
     def to_json(self) -> dict[str, Any]:

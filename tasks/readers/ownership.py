@@ -16,7 +16,7 @@ through the image's symlinks before they are compared with the image's files: on
 ``usr/lib/x86_64-linux-gnu/libc.so.6``.
 
 Pure functions over the databases' contents: callers read the files (``is_database_file``
-says which) and resolve paths (``tasks.stages.layers`` does both, from an image's
+says which) and resolve paths (``tasks.readers.layers`` does both, from an image's
 layers). Standard library only: the layer reader also runs inside the analysis
 container on a build host.
 """
