@@ -21,7 +21,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks.analysis.compare import Comparison, compare_runs, load_run
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import ResultStore, open_store
-from tasks.dataset.writer import PublishOutcome, publish_with_fallback
+from tasks.dataset.writer import PublishOutcome
+from tasks.lifecycle import publish_or_keep
 from tasks.matrix import DEFAULT_CACHE, DEFAULT_MAX_DB_AGE_HOURS, S3Config
 from tasks.records import MachineFacts, RunKind, RunRecord, new_run_id
 from tasks.render.artifacts import attach_artifacts
@@ -105,9 +106,9 @@ def rescan(
 def publish_rescan(
     record: RunRecord, store: ResultStore, cache_dir: Path
 ) -> tuple[PublishOutcome, Comparison | None]:
-    """Publish the rescan (or keep it locally when the store fails), then compare it with
-    its source run."""
-    outcome = publish_with_fallback(record, store, cache_dir / "unpublished")
+    """Publish the rescan, or keep it (``tasks.lifecycle.publish_or_keep``), then compare
+    it with its source run."""
+    outcome = publish_or_keep(record, store, cache_dir)
     if not outcome.published:
         get_run_logger().error(outcome.message)
         return outcome, None
