@@ -30,12 +30,13 @@ from docker.models.containers import Container
 
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import connect
-from tasks.hosts.session import HostSession, pull_image
-from tasks.hosts.toolbox import analysis_image, install_toolbox, pack_toolbox
-from tasks.matrix import DEFAULT_REGISTRY, MatrixConfig, ScannerConfig
+from tasks.matrix import DEFAULT_REGISTRY, MatrixConfig
 from tasks.pipeline import Stages, inspect_and_scan
 from tasks.records import BuildResult, PulledImage
 from tasks.scanners import make_scanner
+from tasks.scanners.config import ScannerConfig
+from tasks.sessions.session import HostSession, RunSettings, pull_image
+from tasks.sessions.toolbox import analysis_image, install_toolbox, pack_toolbox
 from tasks.stages import analyse_on_host, inspect, save, scan
 from tasks.stages.probe import ProbeTarget
 
@@ -97,19 +98,24 @@ def main() -> None:
         image = analysis_image(MatrixConfig.model_fields["mirrors"].default)
         pull_image(client, image)
         toolbox = pack_toolbox(scanner, CACHE / "toolbox")
-        common = {
-            "client": client,
-            "run_id": "bench-analysis-place",
-            "probe": ProbeTarget("none", "127.0.0.1", 1.0),
-            "scanner": scanner,
-            "repeat": 1,
-            "apps_dir": Path("."),
-            "archive_dir": CACHE / "archives",
-        }
+        run = RunSettings(
+            run_id="bench-analysis-place",
+            scanner=scanner,
+            repeat=1,
+            apps={},  # no builds here
+            archive_dir=CACHE / "archives",
+        )
+        probe = ProbeTarget("none", "127.0.0.1", 1.0)
         sessions = {
-            "flow": HostSession(host=HostConfig(analysis="flow"), **common),
+            "flow": HostSession(
+                host=HostConfig(analysis="flow"), client=client, run=run, probe=probe
+            ),
             "host": HostSession(
-                host=host, on_host=install_toolbox(client, toolbox, image, host.socket), **common
+                host=host,
+                client=client,
+                run=run,
+                probe=probe,
+                on_host=install_toolbox(client, toolbox, image, host.socket),
             ),
         }
         nothing = PulledImage(ref="", digest=None, forged=True, layers=())  # cold: no cache

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tasks.dataset.output import S3Config
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import open_store
-from tasks.matrix import S3Config
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the virtualenv running this script

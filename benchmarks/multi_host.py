@@ -28,10 +28,11 @@ from cli.run import PREFECT_DEFAULTS
 from infra.registry import free_port
 from infra.tls_hosts import TlsHost, start_tls_host, stop_tls_host
 from infra.up import up
+from tasks.apps import APPS_DIR
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import connect
-from tasks.hosts.session import pull_image
-from tasks.matrix import APPS_DIR, MatrixConfig, expand, load_matrix
+from tasks.matrix import MatrixConfig, expand, load_matrix
+from tasks.sessions.session import pull_image
 
 TOOLCHAINS = ["1.22.10", "1.25.5"]
 BASES = ["bookworm", "bookworm-slim", "distroless-static", "distroless-base"]

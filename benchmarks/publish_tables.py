@@ -169,9 +169,9 @@ def child(writer: str, output: str, endpoint: str | None, history: int) -> None:
     """Publish ``history`` small runs (not measured), or the synthetic run once and
     print what it took, as JSON."""
     from tasks.dataset.legacy import publish_manifest_layout
+    from tasks.dataset.output import S3Config
     from tasks.dataset.stores import open_store
     from tasks.dataset.writer import publish
-    from tasks.matrix import S3Config
 
     store = open_store(output, S3Config(endpoint_url=endpoint))
     write = publish if writer == "new" else publish_manifest_layout

@@ -2,7 +2,7 @@
 
 Drives the flow's own scheduling code, not a copy: ``HostPool`` (which host a cell goes
 to, at most ``max_parallel`` cells in flight per host) and ``HostLanes`` (the build,
-analysis and exclusive probe lanes of each host, tasks/hosts/scheduler.py), with stage
+analysis and exclusive probe lanes of each host, tasks/sessions/lanes.py), with stage
 durations recorded on a real run (benchmarks/stage_times.csv, written by
 benchmarks/stage_times.py). Only time is simulated.
 
@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.hosts.config import HostConfig
-from tasks.hosts.pool import HostPool
-from tasks.hosts.scheduler import CELL_LANES, Activity, HostLanes, Lane, LaneLimits
+from tasks.sessions.lanes import CELL_LANES, Activity, HostLanes, Lane, LaneLimits
+from tasks.sessions.pool import HostPool
 
 HERE = Path(__file__).resolve().parent
 # Cores a stage keeps busy while it runs alone (build: go build measured at 14.3 CPU-s

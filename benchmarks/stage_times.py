@@ -25,19 +25,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks.hosts.connection import connect
-from tasks.hosts.session import (
+from tasks.apps import load_app
+from tasks.hosts.connection import connect, docker_host
+from tasks.matrix import expand, load_matrix, parse_only
+from tasks.readers.layers import LayerCache
+from tasks.scanners import make_scanner
+from tasks.sessions.session import (
     BaseUnavailable,
     create_run_network,
     pull_image,
     remove_run_images,
     remove_run_network,
 )
-from tasks.matrix import expand, load_app, load_matrix, parse_only
-from tasks.scanners import make_scanner
 from tasks.stages.build import build_image
 from tasks.stages.inspect import inspect_image
-from tasks.stages.layers import LayerCache
 from tasks.stages.probe import ProbeTarget, probe_image
 from tasks.stages.save import save_image
 
@@ -91,7 +92,14 @@ def main() -> int:
             cpu = [busy_cpu_seconds()]
             started = time.perf_counter()
             built = build_image.fn(
-                client, cell, app, RUN_ID, builder, base, host=host, tool=config.build_tool
+                client,
+                cell,
+                app,
+                RUN_ID,
+                builder,
+                base,
+                engine=docker_host(host),
+                tool=config.build_tool,
             )
             marks = [time.perf_counter()]
             cpu.append(busy_cpu_seconds())

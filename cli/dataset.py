@@ -21,10 +21,10 @@ from pathlib import Path
 from cli.store_options import endpoint_url, output_url
 from tasks.dataset.layout import PublishError
 from tasks.dataset.migrate import migrate
+from tasks.dataset.output import S3Config
 from tasks.dataset.stores import StoreError, open_store
 from tasks.dataset.writer import COMMIT_ORDER, publish_kept, publish_kept_run
 from tasks.journal import kept_run
-from tasks.matrix import S3Config
 
 EXIT_DONE, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.config_file import read_mapping
-from tasks.matrix import ConfigError
+from tasks.config_file import ConfigError, read_mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_FILE = REPO_ROOT / "prefect.yaml"

@@ -10,9 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tasks.config_file import ConfigError
 from tasks.hosts.health import HostHealth, check_hosts
 from tasks.hosts.sweep import DEFAULT_MAX_AGE, RunLeases, sweep_archives, sweep_hosts
-from tasks.matrix import ConfigError, load_matrix
+from tasks.matrix import load_matrix
 from tasks.render.units import format_bytes
 
 HOST_OPTION = (

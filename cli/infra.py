@@ -88,7 +88,8 @@ def matrix_needs(args: argparse.Namespace) -> Needs | None:
     if not args.config:
         return None
     from infra.forge.catalogue import needs_of
-    from tasks.matrix import ConfigError, load_matrix
+    from tasks.config_file import ConfigError
+    from tasks.matrix import load_matrix
 
     needs = Needs()
     for path in args.config:

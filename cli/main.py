@@ -21,8 +21,8 @@ from cli import dataset, deploy, hosts, infra, report, rescan, run
 from cli.embedded_prefect import EmbeddedPrefectError
 from infra.errors import InfraError
 from tasks.catalogue import CatalogueError
+from tasks.config_file import ConfigError
 from tasks.hosts.connection import HostUnavailable
-from tasks.matrix import ConfigError
 from tasks.programs import ProgramMissing
 
 # Errors whose message is one line written for the user: printed as they are.

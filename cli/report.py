@@ -23,9 +23,9 @@ from tasks.analysis.compare import (
 )
 from tasks.analysis.history import METRICS, history_changes, load_history
 from tasks.dataset.layout import PublishError
+from tasks.dataset.output import S3Config
 from tasks.dataset.reader import RunNotFound
 from tasks.dataset.stores import ResultStore, StoreError, open_store
-from tasks.matrix import S3Config
 from tasks.render.html import build_report
 from tasks.render.terminal import render_comparison, render_history
 

@@ -16,14 +16,17 @@ from typing import TYPE_CHECKING, Any
 from cli.embedded_prefect import EmbeddedPrefect
 from cli.run import PREFECT_DEFAULTS
 from cli.store_options import add_store_arguments
+from tasks.config_file import ConfigError
 from tasks.dataset.layout import PublishError
+from tasks.dataset.output import S3Config
 from tasks.dataset.reader import RunNotFound
 from tasks.dataset.stores import StoreError, open_store
-from tasks.matrix import DEFAULT_CACHE, ConfigError, S3Config, ScannerConfig, load_matrix
+from tasks.matrix import DEFAULT_CACHE, load_matrix
 from tasks.scanners.base import ScanError
+from tasks.scanners.config import ScannerConfig
 
 if TYPE_CHECKING:
-    from flows.rescan import RescanOutcome
+    from flows.rescan_run import RescanOutcome
 
 EXIT_DONE, EXIT_CELL_FAILED, EXIT_ERROR, EXIT_KEPT_LOCALLY, EXIT_STALE_DB = 0, 1, 2, 3, 5
 
@@ -98,7 +101,7 @@ def cmd_rescan(args: argparse.Namespace) -> int:
         os.environ.setdefault(key, value)
     home = os.environ.setdefault("PREFECT_HOME", str(settings["cache_dir"] / "prefect"))
     Path(home).mkdir(parents=True, exist_ok=True)
-    from tasks.stages.rescan import pick_source, require_db  # imports Prefect: after the env
+    from tasks.stages.sbom_scan import pick_source, require_db  # imports Prefect: after the env
 
     # What can be checked without Prefect is checked first: no server starts for bad input.
     try:
@@ -128,7 +131,7 @@ def cmd_rescan(args: argparse.Namespace) -> int:
 def exit_status(outcome: RescanOutcome) -> int:
     """3 kept locally, 1 a cell's scan failed (cells the source run had failed are carried
     as they were and do not count), 5 a stale DB, else 0 (the first that applies)."""
-    from tasks.stages.rescan import scan_failures  # imports Prefect: after its settings
+    from tasks.stages.sbom_scan import scan_failures  # imports Prefect: after its settings
 
     if not outcome.published.published:
         print(f"basebench: {outcome.published.message}", file=sys.stderr)
@@ -142,7 +145,7 @@ def _run_flow(settings: dict[str, Any], server: EmbeddedPrefect | None) -> Resca
     # Imported here: Prefect reads its settings at import, after cmd_rescan has set them.
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.rescan import rescan
+    from flows.rescan_run import rescan
 
     prefect: dict[Any, Any] = {}
     if server:

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from cli.embedded_prefect import EmbeddedPrefect
 from cli.hosts import HOST_OPTION, parse_host_options
 from cli.store_options import output_url
+from tasks.config_file import ConfigError
 from tasks.matrix import (
     CellFilter,
-    ConfigError,
     MatrixConfig,
-    expand,
+    Plan,
     load_matrix,
     parse_only,
     plan,
@@ -126,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if server:
             server.start()
-        outcome = _run_flow(config, only, server, run_id, interrupted.append)
+        outcome = _run_flow(config, only, planned, server, run_id, interrupted.append)
     except KeyboardInterrupt:
         if not interrupted:  # before its cells began, or once published: nothing to keep
             raise
@@ -154,6 +154,7 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
 def _run_flow(
     config: MatrixConfig,
     only: list[CellFilter],
+    planned: Plan,
     server: EmbeddedPrefect | None,
     run_id: str,
     on_interrupted: Callable[[InterruptedRun], None],
@@ -169,7 +170,7 @@ def _run_flow(
         server.wait_ready()
         # No heartbeats: only a long-lived server watches them for crashed runs.
         settings = {PREFECT_API_URL: server.api_url, "flows.heartbeat_frequency": None}
-    with temporary_settings(settings), progress_bar(len(expand(config, only))) as tick:
+    with temporary_settings(settings), progress_bar(len(planned.cells)) as tick:
         # Host limits belong to a configured server, shared with its other runs.
         return benchmark(
             config=config,
@@ -177,5 +178,6 @@ def _run_flow(
             run_id=run_id,
             host_limits=False if server else None,
             on_cell=tick,
+            planned=planned,
             on_interrupted=on_interrupted,
         )

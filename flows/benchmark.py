@@ -1,7 +1,7 @@
 """The ``benchmark`` flow: expand the matrix, run every cell on a host slot, publish the run.
 
 What runs, in which order, with what concurrency; the work itself is in tasks/. Inside
-its host slot a cell's stages wait for the host's lanes (``tasks.hosts.scheduler``): the
+its host slot a cell's stages wait for the host's lanes (``tasks.sessions.lanes``): the
 next build starts as soon as the last one ends, while finished builds are saved,
 inspected and scanned beside it, and probes run alone. The run ends in
 ``tasks.lifecycle``: published or kept, or, after an interrupt or a cancellation, the
@@ -23,6 +23,7 @@ from prefect.futures import as_completed, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.analysis.compare import CompareError, Comparison, compare_with_previous
+from tasks.config_file import ConfigError
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import open_store
 from tasks.dataset.writer import PublishOutcome
@@ -30,13 +31,10 @@ from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable
 from tasks.hosts.health import machine_facts
 from tasks.hosts.limits import host_limit, server_in_use
-from tasks.hosts.pool import HostPool, host_lost, run_with_failover
-from tasks.hosts.session import HostSession, close_session, open_session
 from tasks.hosts.sweep import RunLeases, sweep_archives
-from tasks.hosts.toolbox import Toolbox, pack_toolbox
 from tasks.journal import RunJournal
 from tasks.lifecycle import InterruptedRun, keep_interrupted, publish_or_keep
-from tasks.matrix import CellFilter, ConfigError, MatrixConfig, expand, format_filters
+from tasks.matrix import CellFilter, MatrixConfig, Plan, format_filters, plan
 from tasks.pipeline import run_pipeline
 from tasks.processes import stop_programs
 from tasks.records import (
@@ -51,6 +49,9 @@ from tasks.records import (
 from tasks.render.artifacts import attach_artifacts, attach_links, publish_report
 from tasks.scanners import make_scanner
 from tasks.scanners.base import ScanError, Scanner
+from tasks.sessions.pool import HostPool, host_lost, run_with_failover
+from tasks.sessions.session import HostSession, RunSettings, close_session, open_session
+from tasks.sessions.toolbox import Toolbox, pack_toolbox
 
 CellObserver = Callable[[CellResult], None]
 # Ctrl-C, and SIGTERM (a service stop; a Prefect worker cancelling the flow run), which
@@ -79,12 +80,13 @@ def benchmark(
     host_limits: bool | None = None,
     on_cell: CellObserver | None = None,
     on_interrupted: Callable[[InterruptedRun], None] | None = None,
+    planned: Plan | None = None,
 ) -> BenchmarkOutcome:
     """Build, inspect, scan and probe every cell of ``config``; publish one run.
 
     Cells run in parallel, at most ``max_parallel`` per host, of which at most
     ``max_builds`` build and ``max_analyses`` save, inspect and scan at once; probes run
-    alone on their host (``tasks.hosts.scheduler``). ``host_limits``: hold the
+    alone on their host (``tasks.sessions.lanes``). ``host_limits``: hold the
     server's per-host concurrency limits around each cell, so that other flow runs on
     the same server share the hosts; by default, whenever a Prefect server is
     configured. ``on_cell`` is told of every finished cell (the CLI's progress bar).
@@ -93,10 +95,13 @@ def benchmark(
     worker cancels a flow run), the run publishes the cells that had finished, every
     other cell a row saying it was interrupted, removes what it made, tells
     ``on_interrupted`` and ends with the interrupt (a cancelled flow run ends Cancelled).
+    ``planned``: the matrix as the caller already planned it (with ``only``), so that a
+    run plans its matrix once.
     """
     run_id = run_id or new_run_id()
     started = datetime.now(UTC)
-    cells = expand(config, only)
+    planned = planned or plan(config, only)
+    cells = planned.cells
     if not cells:  # a run of no cells would pose as a normal run
         raise ConfigError(f"matrix {config.name}: no cell can run; nothing was built or published")
     run = RunRecord(
@@ -112,7 +117,7 @@ def benchmark(
     journal = RunJournal(config.cache_dir, run_id)
     sessions: dict[str, HostSession] = {}  # filled as the hosts are readied
     try:
-        record = measure(config, cells, run, journal, sessions, host_limits, on_cell)
+        record = measure(config, planned, run, journal, sessions, host_limits, on_cell)
         if record.db_staleness():
             get_run_logger().warning("%s", record.db_staleness())
         published = publish_run(record, config)
@@ -132,7 +137,7 @@ def benchmark(
 
 def measure(
     config: MatrixConfig,
-    cells: list[Cell],
+    planned: Plan,
     run: RunRecord,
     journal: RunJournal,
     sessions: dict[str, HostSession],
@@ -147,7 +152,8 @@ def measure(
         toolbox = None  # what hosts that analyse their own images run, packed once
         if any(host.analyses_on_host for host in config.hosts):
             toolbox = pack_toolbox(scanner, config.cache_dir / "toolbox")
-        sessions.update(_open_hosts(config, run.run_id, cells, scanner, leases.alive, toolbox))
+        settings = RunSettings.of(config, run.run_id, scanner, planned.apps)
+        sessions.update(_open_hosts(config, settings, planned.cells, leases.alive, toolbox))
         for name, session in sessions.items():
             if session.swept is not None and not session.swept.empty:
                 get_run_logger().warning("swept %s: %s", name, session.swept.summary())
@@ -159,7 +165,7 @@ def measure(
             if limited:  # probes alone on each host across this server's flow runs
                 for session in sessions.values():
                     session.lanes.across_runs(session.host.name, session.host.max_parallel)
-            results = _run_cells(cells, pool, sessions, limited, journal, on_cell)
+            results = _run_cells(planned.cells, pool, sessions, limited, journal, on_cell)
         finally:
             for session in sessions.values():
                 close_host(session, config.keep_images, pool)
@@ -234,15 +240,14 @@ def report_run(record: RunRecord, config: MatrixConfig) -> None:
 def open_host(
     host: HostConfig,
     config: MatrixConfig,
-    run_id: str,
+    run: RunSettings,
     cells: list[Cell],
-    scanner: Scanner,
     alive: Callable[[str], bool],
     toolbox: Toolbox | None,
 ) -> HostSession | HostUnavailable:
     """Ready ``host`` for the run; an unreachable host is a value, not a failed task."""
     try:
-        return open_session(host, config, run_id, cells, scanner, alive, toolbox)
+        return open_session(host, config, run, cells, alive, toolbox)
     except HostUnavailable as exc:
         return exc
 
@@ -307,15 +312,12 @@ def compare_run(record: RunRecord, config: MatrixConfig) -> Comparison | None:
 
 def _open_hosts(
     config: MatrixConfig,
-    run_id: str,
+    run: RunSettings,
     cells: list[Cell],
-    scanner: Scanner,
     alive: Callable[[str], bool],
     toolbox: Toolbox | None,
 ) -> dict[str, HostSession]:
-    futures = [
-        open_host.submit(h, config, run_id, cells, scanner, alive, toolbox) for h in config.hosts
-    ]
+    futures = [open_host.submit(h, config, run, cells, alive, toolbox) for h in config.hosts]
     sessions: dict[str, HostSession] = {}
     dropped: list[str] = []
     for future in futures:

@@ -15,10 +15,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.benchmark import BenchmarkOutcome, benchmark
-from flows.rescan import RescanOutcome, rescan
+from flows.rescan_run import RescanOutcome, rescan
 from tasks.matrix import CellFilter, MatrixConfig, load_matrix
 from tasks.records import Status
-from tasks.stages.rescan import scan_failures
+from tasks.stages.sbom_scan import scan_failures
 
 # Relative matrix paths are taken from the checkout the worker runs, never from its cwd.
 REPO_ROOT = Path(__file__).resolve().parent.parent

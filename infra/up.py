@@ -19,7 +19,7 @@ from infra.forge.catalogue import DEFAULT_BASES, Needs, base_recipe, builder_rec
 from infra.forge.forge import FORGE_WORKERS, ForgeResult, forge_all
 from infra.forge.golang import go_wheel
 from infra.forge.recipe import Recipe
-from infra.forge.sources import check_sources, for_suite
+from infra.forge.sources import HOST_SUITE, check_sources, for_suite
 from infra.install import install_missing, programs_as_infra_errors
 from infra.paths import DEFAULT_APT_SOURCES, DEFAULT_CACHE_DIR, DEFAULT_REGISTRY_PORT, state_dir
 from infra.process import exclusive_lock
@@ -53,10 +53,6 @@ class InfraState:
 
 
 Reporter = Callable[[StepResult], None]
-
-
-# The Debian release of the host's apt sources; other suites reuse its mirrors.
-HOST_SUITE = "bookworm"
 
 
 def base_recipes(

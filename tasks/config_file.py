@@ -15,6 +15,10 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names file, key and what is allowed."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types here
     """A safe loader that refuses a key given twice in one mapping (PyYAML keeps the
     last one silently, so a duplicated ``hosts:`` would drop the first list)."""

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from tasks.apps import APPS_DIR, SINGLE_STAGE, App, Name, load_app
 from tasks.catalogue import (
     BaseSpec,
     Capabilities,
@@ -40,72 +41,18 @@ from tasks.catalogue import (
 from tasks.catalogue import (
     Name as CatalogueName,
 )
-from tasks.config_file import read_mapping, validate
-from tasks.dataset.output import check_endpoint, check_output
+from tasks.config_file import ConfigError, read_mapping, validate
+from tasks.dataset.output import S3Config, check_output
 from tasks.hosts.config import HostConfig, default_host
-from tasks.records import Cell
+from tasks.records import BuildTool, Cell
+from tasks.scanners.config import ScannerConfig
 
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 Registry = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+(:[0-9]{1,5})?$")]
-BuildTool = Literal["buildkit", "legacy"]
 UserPath = Annotated[Path, AfterValidator(Path.expanduser)]  # "~/x" means what a shell means
 Glob = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.*?-]{1,64}$")]
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"
-APPS_DIR = Path(__file__).resolve().parent.parent / "apps"
 DEFAULT_CACHE = Path.home() / ".cache" / "basebench"
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names file, key and what is allowed."""
-
-
-# The single-stage variant runs on the builder image itself; its ref is per toolchain.
-SINGLE_STAGE = "single-stage"
-
-
-class OwnDockerfile(BaseModel):
-    """An app's own Dockerfile for one base, which decides the build itself (as the seed
-    post's did): ``linkage`` says what it builds, in place of the catalogue's choice."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    file: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-    linkage: Literal["dynamic", "static"]
-
-
-class App(BaseModel):
-    """An app under apps/<name>/app.yaml: how to build and how to probe it.
-
-    By default it has Dockerfile.single and Dockerfile.multi, and the catalogue decides
-    how it is linked on each base. With ``dockerfiles`` (base -> its own Dockerfile) it
-    runs on those bases only, built exactly as its Dockerfiles say.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: Name
-    language: Name  # a language of tasks/catalogue.yaml (checked by load_app)
-    port: int = Field(8080, ge=1, le=65535)
-    probe_path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9/._-]*$")] = "/"
-    directory: Path
-    dockerfiles: dict[Name, OwnDockerfile] = {}
-
-    def own_dockerfile(self, base: str) -> OwnDockerfile | None:
-        """The app's own Dockerfile for ``base`` (a catalogue alias counts), if it has one."""
-        names = load_catalogue().base_names()
-        wanted = names.get(base, base)
-        return next(
-            (own for key, own in self.dockerfiles.items() if names.get(key, key) == wanted), None
-        )
-
-    def dockerfile(self, base: str) -> Path:
-        """The Dockerfile that builds the app's cell on ``base``."""
-        own = self.own_dockerfile(base) if self.dockerfiles else None
-        if own is not None:
-            return self.directory / own.file
-        name = "Dockerfile.single" if base == SINGLE_STAGE else "Dockerfile.multi"
-        return self.directory / name
 
 
 class CellFilter(BaseModel):
@@ -185,33 +132,6 @@ class ExtraCell(BaseModel):
     app: Name
     toolchain: Version
     base: Name
-
-
-# Trivy's own DB is rebuilt every 6 hours and a downloaded copy is due after a day; a
-# week-old DB has missed a week of advisories.
-DEFAULT_MAX_DB_AGE_HOURS = 168.0
-
-
-class ScannerConfig(BaseModel):
-    """Trivy settings. Without ``db_dir`` the fixture DB that ``infra up`` builds is used."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # trivy: one process per scan; trivy-server: one warm server for the run.
-    kind: Literal["trivy", "trivy-server"] = "trivy"
-    db_dir: Path | None = None  # a Trivy cache dir holding db/trivy.db and db/metadata.json
-    db_repository: str | None = None  # an OCI DB mirror for real offline sites
-    timeout_seconds: int = Field(300, ge=10, le=3600)
-    # A run whose DB is older than this (at the run's start) is reported stale (exit 5);
-    # null: no limit. Not part of the config hash: it judges a run, it measures nothing.
-    max_db_age_hours: float | None = Field(DEFAULT_MAX_DB_AGE_HOURS, gt=0, le=24 * 365)
-
-
-class S3Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    endpoint_url: Annotated[str, AfterValidator(check_endpoint)] | None = None
-    region: str | None = None  # None: boto3's own chain (AWS_REGION, profile, ...)
 
 
 class MatrixConfig(BaseModel):
@@ -328,7 +248,7 @@ def _check_names(path: Path, config: MatrixConfig) -> None:
             catalogue.toolchain(language, extra.toolchain)
         except LookupError as exc:
             raise ConfigError(f"{path}: include[{i}].toolchain: {exc}") from exc
-        outcome = make_cell(config, extra.app, extra.toolchain, extra.base)
+        outcome = make_cell(config, apps[extra.app], extra.toolchain, extra.base)
         if isinstance(outcome, LeftOut):
             raise ConfigError(f"{path}: include[{i}]: {outcome.label} cannot run: {outcome.reason}")
 
@@ -368,33 +288,6 @@ def _check_toolchains(path: Path, config: MatrixConfig, apps: list[App]) -> None
             raise ConfigError(f"{path}: {key}: {exc}") from exc
 
 
-def load_app(name: str, apps_dir: Path = APPS_DIR) -> App:
-    """Read apps/<name>/app.yaml; its language must have a builder in the catalogue."""
-    app_file = apps_dir / name / "app.yaml"
-    if not app_file.is_file():
-        known = sorted(p.parent.name for p in apps_dir.glob("*/app.yaml"))
-        raise ConfigError(f"unknown app {name!r}; allowed: {', '.join(known)}")
-    raw = read_mapping(app_file, ConfigError)
-    app = validate(App, {**raw, "name": name, "directory": app_file.parent}, app_file, ConfigError)
-    catalogue = load_catalogue()
-    if app.language not in catalogue.languages:
-        raise ConfigError(
-            f"{app_file}: language: {app.language!r} has no builder in the catalogue; "
-            f"allowed: {', '.join(catalogue.languages)}"
-        )
-    allowed = [*catalogue.base_names(), SINGLE_STAGE]
-    for base, own in app.dockerfiles.items():
-        if base not in allowed:
-            raise ConfigError(
-                f"{app_file}: dockerfiles.{base}: unknown base; allowed: {', '.join(allowed)}"
-            )
-        if not (app.directory / own.file).is_file():
-            raise ConfigError(
-                f"{app_file}: dockerfiles.{base}.file: no such file {own.file!r} in {app.directory}"
-            )
-    return app
-
-
 def cell_id(app: str, language: str, version: str, base: str) -> str:
     """Stable id of a cell: the same coordinates give the same id in every run."""
     key = f"{app}|{language}|{version}|{base}"
@@ -419,10 +312,12 @@ class LeftOut:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a matrix expands to: the cells that run, and the coordinates left out."""
+    """What a matrix expands to: the cells that run, the coordinates left out, and the
+    apps they build (each read once, here: a run's stages take them from the plan)."""
 
     cells: list[Cell]
     left_out: list[LeftOut]
+    apps: dict[str, App]
 
 
 def base_spec(config: MatrixConfig, name: str) -> BaseSpec:
@@ -435,10 +330,9 @@ def base_spec(config: MatrixConfig, name: str) -> BaseSpec:
     return load_catalogue().base(name)
 
 
-def make_cell(config: MatrixConfig, app_name: str, version: str, base: str) -> Cell | LeftOut:
+def make_cell(config: MatrixConfig, app: App, version: str, base: str) -> Cell | LeftOut:
     """The cell of these coordinates, or why it cannot run."""
     catalogue = load_catalogue()
-    app = load_app(app_name, config.apps_dir)
     spec = catalogue.languages[app.language]
     toolchain = catalogue.toolchain(app.language, version)
     builder = apply_mirror(toolchain.builder_ref, config.mirrors)
@@ -483,21 +377,23 @@ def make_cell(config: MatrixConfig, app_name: str, version: str, base: str) -> C
 def plan(config: MatrixConfig, only: list[CellFilter] | None = None) -> Plan:
     """The product of apps x their language's versions x bases, minus ``exclude``, plus
     ``include``, then ``only``; coordinates no base can run are left out with the reason."""
+    names = dict.fromkeys([*config.apps, *(extra.app for extra in config.include)])
+    apps = {name: load_app(name, config.apps_dir) for name in names}
     coordinates = [
-        (app, version, base)
-        for app in config.apps
-        for version in config.versions_for(load_app(app, config.apps_dir).language)
+        (apps[name], version, base)
+        for name in config.apps
+        for version in config.versions_for(apps[name].language)
         for base in config.bases
     ]
     outcomes = [make_cell(config, *c) for c in coordinates]
     outcomes = [o for o in outcomes if not any(f.matches(o) for f in config.exclude)]
-    outcomes += [make_cell(config, c.app, c.toolchain, c.base) for c in config.include]
+    outcomes += [make_cell(config, apps[c.app], c.toolchain, c.base) for c in config.include]
     if only:
         _check_only(outcomes, only)
         outcomes = [o for o in outcomes if all(f.matches(o) for f in only)]
     cells = list({o.cell_id: o for o in outcomes if isinstance(o, Cell)}.values())
     left_out = list({o.label: o for o in outcomes if isinstance(o, LeftOut)}.values())
-    return Plan(cells, left_out)
+    return Plan(cells, left_out, apps)
 
 
 def _check_only(outcomes: list[Cell | LeftOut], only: list[CellFilter]) -> None:

@@ -3,14 +3,14 @@
 The save stage writes the image once to a local archive that inspect and scan both
 read, side by side, or a container on the host does all three there
 (``tasks.stages.analyse_on_host``); the probe then runs alone on the host. Each stage
-waits for its lane on the host (``tasks.hosts.scheduler``: one build at a time by
+waits for its lane on the host (``tasks.sessions.lanes``: one build at a time by
 default, analyses beside it, probes alone), and the build and the probe record what ran
 beside them. A failing stage ends the cell with status ``failed``, the stage and the
 error (a failed save counts as inspect); whatever the other stages measured is kept. A
 base image that no registry can supply makes the cell ``skipped`` with the reason: it
 is a fact about this site, not a failure of the app.
 
-The cell runs inside a ``HostSession`` (``tasks.hosts.session``): the run's client,
+The cell runs inside a ``HostSession`` (``tasks.sessions.session``): the run's client,
 network and pulled bases on one host.
 """
 
@@ -26,10 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.apps import SINGLE_STAGE
 from tasks.catalogue import load_catalogue
-from tasks.hosts.scheduler import Lane
-from tasks.hosts.session import BaseUnavailable, HostSession
-from tasks.matrix import SINGLE_STAGE, load_app
+from tasks.hosts.connection import docker_host
 from tasks.records import (
     BuildResult,
     Cell,
@@ -41,6 +40,8 @@ from tasks.records import (
     Stage,
     Status,
 )
+from tasks.sessions.lanes import Lane
+from tasks.sessions.session import BaseUnavailable, HostSession, RunSettings
 from tasks.stages import analyse_on_host, build, inspect, probe, save, scan
 
 
@@ -81,21 +82,22 @@ def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None)
     cell's failed stage; the error lists every failure.
     """
     stages = stages or Stages()
+    run = session.run
     started = datetime.now(UTC)
     done: dict[str, Any] = {}
     try:
-        app = load_app(cell.app, session.apps_dir)
+        app = run.app(cell.app)
         builder, base = session.pulled_image(cell.builder_ref), session.pulled_image(cell.base_ref)
         with session.lanes.hold(Lane.BUILD, "build") as building:
             built = stages.build(
                 session.client,
                 cell,
                 app,
-                session.run_id,
+                run.run_id,
                 builder,
                 base,
-                host=session.host,
-                tool=session.build_tool,
+                engine=docker_host(session.host),
+                tool=run.build_tool,
             )
         done["build"] = dataclasses.replace(built, concurrent_stages=building.concurrent_stages())
     except BaseUnavailable as exc:
@@ -107,7 +109,7 @@ def run_pipeline(cell: Cell, session: HostSession, stages: Stages | None = None)
     outcomes = inspect_and_scan(session, stages, done["build"], builder, base)
     with session.lanes.hold(Lane.PROBE, "probe") as probing:
         probed = _outcome(
-            lambda: stages.probe(session.client, done["build"], app, session.probe, session.repeat)
+            lambda: stages.probe(session.client, done["build"], app, session.probe, run.repeat)
         )
     if isinstance(probed, ProbeResult):
         probed = dataclasses.replace(probed, concurrent_stages=probing.concurrent_stages())
@@ -128,33 +130,33 @@ def inspect_and_scan(
     """Save the image once, then inspect and scan the archive side by side, here or in a
     container on the host; what each stage returned or raised (a failed save raises, as
     part of inspect)."""
-    lanes = session.lanes
+    lanes, run = session.lanes, session.run
     if session.on_host is not None:
         with lanes.hold(Lane.ANALYSIS, "save", "inspect", "scan"):
             try:
-                return stages.on_host(session, build, builder, base)
+                return stages.on_host(
+                    session.client, session.on_host, run.scanner, run.run_id, build, builder, base
+                )
             except Exception as exc:  # the container could not run: nothing was analysed
                 return {Stage.INSPECT: exc}
-    with lanes.hold(Lane.ANALYSIS, "save") as analysing, _archive_folder(session) as folder:
+    with lanes.hold(Lane.ANALYSIS, "save") as analysing, _archive_folder(run) as folder:
         try:
             archive = stages.save(session.client, build.image_id, Path(folder))
         except Exception as exc:
             return {Stage.INSPECT: exc}  # nothing to inspect or scan: a failed save
         lanes.relabel(analysing, "inspect", "scan")
         inspected, scanned = _side_by_side(
-            lambda: stages.inspect(
-                session.client, build, builder, base, archive, session.layer_cache
-            ),
-            lambda: stages.scan(session.scanner, archive),
+            lambda: stages.inspect(session.client, build, builder, base, archive, run.layer_cache),
+            lambda: stages.scan(run.scanner, archive),
         )
     return {Stage.INSPECT: inspected, Stage.SCAN: scanned}
 
 
-def _archive_folder(session: HostSession) -> tempfile.TemporaryDirectory[str]:
-    if session.archive_dir is not None:
-        session.archive_dir.mkdir(parents=True, exist_ok=True)
+def _archive_folder(run: RunSettings) -> tempfile.TemporaryDirectory[str]:
+    if run.archive_dir is not None:
+        run.archive_dir.mkdir(parents=True, exist_ok=True)
     # Named by run: ``basebench gc`` removes the folders of runs that died.
-    return tempfile.TemporaryDirectory(prefix=f"{session.run_id}-", dir=session.archive_dir)
+    return tempfile.TemporaryDirectory(prefix=f"{run.run_id}-", dir=run.archive_dir)
 
 
 def _outcome(call: Callable[[], Any]) -> Any:

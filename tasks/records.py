@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 class Status(StrEnum):
@@ -69,6 +69,10 @@ class PulledImage:
     layers: tuple[str, ...] = ()  # diff ids, bottom to top
 
 
+# buildkit: Docker's builder since Engine 23; legacy: the SDK's classic builder.
+BuildTool = Literal["buildkit", "legacy"]
+
+
 @dataclass(frozen=True)
 class BuildResult:
     run_id: str
@@ -88,7 +92,7 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class ProgramFacts:
-    """The program an image runs, as read from the image (tasks/stages/program.py)."""
+    """The program an image runs, as read from the image (tasks/readers/program.py)."""
 
     path: str  # absolute, symlinks followed: /app/main, /usr/bin/python3.11
     linkage: str | None  # "static", "dynamic", "script"; None: neither ELF nor script
@@ -182,7 +186,7 @@ class ProbeResult:
     idle_memory_bytes: int | None  # None when the engine reports no memory usage ...
     idle_memory_error: str | None = None  # ... and then why
     # Stages of other cells that ran on the host during the samples: none, by the probe
-    # lane's rule (tasks/hosts/scheduler.py); recorded so the data shows it.
+    # lane's rule (tasks/sessions/lanes.py); recorded so the data shows it.
     concurrent_stages: tuple[str, ...] = ()
 
 

@@ -6,10 +6,10 @@ import os
 # the stream it captured; at WARNING that line is never written.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-# tasks/*/conformance.py: the session fixtures of the importable conformance suites.
+# conformance/: the session fixtures of the importable conformance suites.
 pytest_plugins = [
     "tests.s3_server",
     "tests.docker_daemons",
-    "tasks.scanners.conformance",
-    "tasks.hosts.conformance",
+    "conformance.scanners",
+    "conformance.hosts",
 ]

@@ -33,7 +33,7 @@ from pathlib import Path
 from infra.errors import InfraError
 from infra.forge.apt import AptIndex
 from infra.forge.recipe import Output, Recipe, Rootfs
-from infra.forge.suites import suite_sources
+from infra.forge.sources import HOST_SUITE, for_suite
 from tasks.programs import find_program
 
 RELEASE = "3.20.3"
@@ -251,7 +251,7 @@ class AlpineStandInRecipe(Recipe):
     def trixie(self) -> AptIndex:
         """The Debian 13 apt view (lists refreshed on first use)."""
         if self._apt is None:
-            sources = suite_sources(self.host_sources, SUITE, self.apt_root / SUITE)
+            sources = for_suite(self.host_sources, HOST_SUITE, SUITE, self.apt_root)
             self._apt = AptIndex(sources, self.apt_root)
             self._apt.update()
         return self._apt

@@ -23,8 +23,8 @@ from tasks.catalogue import (
     GolangForge,
     load_catalogue,
 )
-from tasks.hosts.toolbox import ANALYSIS_BASE
 from tasks.matrix import MatrixConfig, plan
+from tasks.sessions.toolbox import ANALYSIS_BASE
 
 # What `infra up` forges when no matrix says otherwise (the images every Go matrix of the
 # seed comparison uses).

@@ -1,4 +1,5 @@
-"""Reading an apt sources file (deb822 ``.sources`` or one-line ``.list``) to check it early."""
+"""Reading an apt sources file (deb822 ``.sources`` or one-line ``.list``): checked early,
+and rewritten for another Debian suite on the same mirrors (``for_suite``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.errors import InfraError
+
+# The Debian release of the host's apt sources; other suites reuse its mirrors.
+HOST_SUITE = "bookworm"
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ def _parse_one_line(text: str) -> list[SourceEntry]:
     return entries
 
 
-def check_sources(path: Path, suite: str = "bookworm") -> list[SourceEntry]:
+def check_sources(path: Path, suite: str = HOST_SUITE) -> list[SourceEntry]:
     """The entries of ``path``; InfraError unless it has a ``deb`` entry for ``suite``."""
     if path.suffix not in (".sources", ".list"):
         raise InfraError(f"apt sources file {path}: name must end in .sources or .list")
@@ -93,43 +97,62 @@ def check_sources(path: Path, suite: str = "bookworm") -> list[SourceEntry]:
 
 
 def for_suite(path: Path, host_suite: str, suite: str, dest: Path) -> Path:
-    """A copy of sources file ``path`` that names ``suite`` wherever it names ``host_suite``
-    (``bookworm-security`` -> ``trixie-security``): the same mirrors, another Debian
-    release. Written to ``dest`` (a folder), keeping the file's format; returns the file.
+    """Sources file ``path`` for another Debian release on the same mirrors (the host's
+    mirror serves every suite, and no mirror host may be written into the repository):
+    ``host_suite`` and its pockets renamed to ``suite`` (``bookworm-security`` ->
+    ``trixie-security``), entries for other suites (third-party repositories, deb-src)
+    left out. Written to ``dest`` (a folder) as ``<suite>.sources`` or ``.list``; returns
+    the file. ``InfraError`` when ``path`` has no ``deb`` entry for ``host_suite``.
     """
     check_sources(path, host_suite)
     text = path.read_text()
     if suite != host_suite:
-        text = "\n".join(_rename_suite(line, host_suite, suite) for line in text.splitlines())
+        text = rewrite_suite(text, path.suffix == ".sources", host_suite, suite)
     dest.mkdir(parents=True, exist_ok=True)
     out = dest / f"{suite}{path.suffix}"
     out.write_text(text + "\n")
     return out
 
 
-def _rename_suite(line: str, old: str, new: str) -> str:
-    stripped = line.lstrip()
-    if stripped.startswith("#"):
-        return line
-    if stripped.lower().startswith("suites:"):
-        key, _, value = line.partition(":")
-        return f"{key}: " + " ".join(_rename_word(w, old, new) for w in value.split())
-    words = line.split()
-    if words and words[0] == "deb":
-        # deb [options] uri suite components...: the suite follows the uri
-        rest = words[1:]
-        options = []
-        if rest and rest[0].startswith("["):
-            while rest and not rest[0].endswith("]"):
-                options.append(rest.pop(0))
-            options.append(rest.pop(0))
-        if len(rest) >= 2:
-            rest[1] = _rename_word(rest[1], old, new)
-        return " ".join(["deb", *options, *rest])
-    return line
+def rewrite_suite(text: str, deb822: bool, host_suite: str, suite: str) -> str:
+    """``text`` (a sources file) with only the entries of ``host_suite``, renamed to ``suite``."""
+    return _deb822(text, suite, host_suite) if deb822 else _one_line(text, suite, host_suite)
 
 
-def _rename_word(word: str, old: str, new: str) -> str:
-    if word == old or word.startswith(old + "-"):
-        return new + word[len(old) :]
-    return word
+def _rename(token: str, suite: str, host_suite: str) -> str | None:
+    base, dash, pocket = token.partition("-")
+    return suite + dash + pocket if base == host_suite else None
+
+
+def _deb822(text: str, suite: str, host_suite: str) -> str:
+    kept = []
+    for stanza in text.split("\n\n"):
+        lines, renamed = [], False
+        for line in stanza.splitlines():
+            key, colon, value = line.partition(":")
+            if colon and key.strip().lower() == "suites":
+                names = [_rename(t, suite, host_suite) for t in value.split()]
+                line = "Suites: " + " ".join(n for n in names if n)
+                renamed = any(names)
+            lines.append(line)
+        if renamed:
+            kept.append("\n".join(lines))
+    return "\n\n".join(kept) + "\n" if kept else ""
+
+
+def _one_line(text: str, suite: str, host_suite: str) -> str:
+    kept = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if not words or words[0] != "deb":
+            continue
+        # deb [options] uri suite components...: the suite follows the URI.
+        at = 1
+        if words[1].startswith("["):
+            while not words[at].endswith("]"):
+                at += 1
+            at += 1
+        renamed = _rename(words[at + 1], suite, host_suite) if len(words) > at + 1 else None
+        if renamed:
+            kept.append(" ".join([*words[: at + 1], renamed, *words[at + 2 :]]))
+    return "\n".join(kept) + "\n" if kept else ""

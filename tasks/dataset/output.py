@@ -1,4 +1,5 @@
-"""What an ``output`` and an S3 endpoint may be, checked before a run does any work.
+"""What an ``output`` and an S3 endpoint may be, checked before a run does any work, and
+the ``s3:`` settings (``S3Config``) that reach an S3 output.
 
 A store setting that is wrong (``s3://bench/a//b``, ``S3://b/x``, an endpoint without a
 scheme) would otherwise surface only at publish time, after every cell was built. The
@@ -9,7 +10,10 @@ config models (``tasks.matrix``) and the commands that take ``--output`` or
 from __future__ import annotations
 
 import re
+from typing import Annotated
 from urllib.parse import urlparse
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 S3_SCHEME = "s3://"
 # Anything that reads as "<scheme>://": a URL, never a folder name.
@@ -74,3 +78,12 @@ def check_endpoint(value: str) -> str:
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
         raise ValueError(f"{value!r}: an endpoint has no path; give http(s)://host[:port]")
     return value
+
+
+class S3Config(BaseModel):
+    """How to reach an ``s3://`` output: its endpoint (None: AWS) and region."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint_url: Annotated[str, AfterValidator(check_endpoint)] | None = None
+    region: str | None = None  # None: boto3's own chain (AWS_REGION, profile, ...)

@@ -3,7 +3,7 @@
 A store holds files under relative, ``/``-separated paths such as
 ``documents/<run>/<cell>/trivy.json``. Implementations provide five file primitives and
 ``table_location``, which tells a Delta Lake writer or reader where a table folder is
-and how to reach it (see ``ResultStore``); ``tasks.dataset.conformance`` is the
+and how to reach it (see ``ResultStore``); ``conformance.stores`` is the
 conformance suite every implementation passes.
 
 Errors: a missing file raises ``FileNotFoundError``; any other failure raises
@@ -22,8 +22,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from tasks.dataset.output import check_output, is_s3, split_s3
-from tasks.matrix import S3Config
+from tasks.dataset.output import S3Config, check_output, is_s3, split_s3
 
 # Local temp files start with this; list() never reports them.
 _TEMP_PREFIX = ".tmp-"

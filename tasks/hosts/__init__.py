@@ -1,7 +1,11 @@
-"""Docker hosts: how a matrix names them (``config``), how basebench reaches them
-(``connection``: one ``DockerHost`` per transport), whether they answer (``health``),
-a run's footprint on each (``session``), slots and failover (``pool``), and limits
-shared by every flow run on a Prefect server (``limits``).
+"""Reaching Docker hosts: how a matrix names them (``config``), how basebench reaches them
+(``connection``: one ``DockerHost`` per transport, ``ssh_tunnel``), whether they answer
+and what they run on (``health``), limits shared by every flow run on a Prefect server
+(``limits``), and what dead runs left on them (``sweep``).
+
+Nothing here belongs to one run: a run's session on a host, its slots and its lanes are
+``tasks.sessions``, one layer up. The stages, below both, get what they need from the
+layers above as arguments.
 
 The names below are the public API (infra/ and other callers use only these).
 """

@@ -71,7 +71,7 @@ class HostConfig(BaseModel):
     ssh: SshOptions | None = None  # identity and known hosts for ssh:// urls
     insecure: bool = False
     max_parallel: int = Field(2, ge=1, le=64)  # cells in flight on the host
-    # Lanes (tasks/hosts/scheduler.py): builds and analyses (save, inspect, scan) at once.
+    # Lanes (tasks/sessions/lanes.py): builds and analyses (save, inspect, scan) at once.
     max_builds: int = Field(1, ge=1, le=64)
     max_analyses: int = Field(1, ge=1, le=64)
     labels: dict[LabelKey, str] = {}

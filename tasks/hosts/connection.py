@@ -2,7 +2,7 @@
 
 ``DockerHost`` is the swappable part: ``docker_host(config)`` picks the implementation
 by the url's scheme (``HOST_KINDS``), and every implementation passes the suite in
-``tasks.hosts.conformance``. Stages get their ``docker.DockerClient`` from ``connect``;
+``conformance.hosts``. Stages get their ``docker.DockerClient`` from ``connect``;
 nothing else constructs a client.
 """
 

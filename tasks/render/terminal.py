@@ -20,7 +20,7 @@ from tasks.render.units import format_bytes, format_count, format_seconds
 
 if TYPE_CHECKING:
     from flows.benchmark import BenchmarkOutcome
-    from flows.rescan import RescanOutcome
+    from flows.rescan_run import RescanOutcome
 
 # Piped output gets room for the whole table rather than rich's 80-column default.
 console = Console(width=None if Console().is_terminal else 140)

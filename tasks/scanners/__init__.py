@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.matrix import ScannerConfig
 from tasks.scanners.base import ScanError, Scanner
+from tasks.scanners.config import ScannerConfig
 from tasks.scanners.trivy import TrivyScanner, TrivyServer, TrivyServerScanner
 
 # Under the cache dir: each scan's documents, kept until the run is published.

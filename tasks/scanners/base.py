@@ -17,7 +17,7 @@ class Scanner(ABC):
     """Scans images saved by the save stage (``docker save`` archives).
 
     Implementations may hold a process or a connection: use them as context managers
-    (or call ``close``). Every implementation passes ``tasks.scanners.conformance``.
+    (or call ``close``). Every implementation passes ``conformance.scanners``.
     """
 
     name: str
@@ -32,7 +32,7 @@ class Scanner(ABC):
     @abstractmethod
     def portable_files(self) -> dict[str, Path]:
         """The local files ``command`` needs on another machine, by their path under the
-        toolbox folder there (``tasks.hosts.toolbox`` ships them to build hosts)."""
+        toolbox folder there (``tasks.sessions.toolbox`` ships them to build hosts)."""
 
     @abstractmethod
     def command(self, archive: str, toolbox: str) -> list[str]:

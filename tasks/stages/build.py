@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
 import docker
 import docker.errors
@@ -21,15 +23,21 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import labels
-from tasks.hosts.config import HostConfig
-from tasks.hosts.connection import docker_host
-from tasks.matrix import App, BuildTool
+from tasks.apps import App
 from tasks.processes import run_program
 from tasks.programs import ProgramMissing, find_program
-from tasks.records import BuildResult, Cell, PulledImage
+from tasks.records import BuildResult, BuildTool, Cell, PulledImage
 
 DOCKER_CLI = "/usr/bin/docker"  # docker.io's CLI: BuildKit built in (see tasks/programs.tsv)
 LOG_LINES = 8  # of a failed build's output, kept in the error
+
+
+class EngineCli(Protocol):
+    """How the docker CLI reaches the cell's engine (a ``tasks.hosts.DockerHost`` is one)."""
+
+    def cli_arguments(self) -> AbstractContextManager[list[str]]:
+        """Global ``docker`` options that reach the engine, valid inside the block."""
+        ...
 
 
 class BuildError(RuntimeError):
@@ -49,12 +57,12 @@ def build_image(
     run_id: str,
     builder: PulledImage,
     base: PulledImage,
-    host: HostConfig | None = None,
+    engine: EngineCli | None = None,
     tool: BuildTool = "legacy",
 ) -> BuildResult:
     """Build the cell's image with no cache and no network; the time is the whole build.
 
-    ``tool="buildkit"`` needs ``host`` (the CLI connects on its own).
+    ``tool="buildkit"`` needs ``engine`` (the CLI connects on its own).
     """
     single = cell.variant == "single-stage"
     buildargs = {"BUILDER": cell.builder_ref, "RUN_ID": run_id}
@@ -67,9 +75,9 @@ def build_image(
     tag = image_tag(cell, run_id)
     started = time.perf_counter()
     if tool == "buildkit":
-        if host is None:
-            raise ValueError("build_image: tool='buildkit' needs the host")
-        image_id = _buildkit(host, app.directory, dockerfile, buildargs, tag, run_id)
+        if engine is None:
+            raise ValueError("build_image: tool='buildkit' needs the engine")
+        image_id = _buildkit(engine, app.directory, dockerfile, buildargs, tag, run_id)
     else:
         image_id = _legacy(client, app.directory, dockerfile, buildargs, tag, run_id)
     elapsed = time.perf_counter() - started
@@ -113,7 +121,7 @@ def _legacy(
 
 
 def _buildkit(
-    host: HostConfig,
+    engine: EngineCli,
     context: Path,
     dockerfile: Path,
     buildargs: dict[str, str],
@@ -126,7 +134,7 @@ def _buildkit(
         raise BuildError(f"build: {exc}") from exc
     with (
         tempfile.TemporaryDirectory(prefix="basebench-build-") as scratch,
-        docker_host(host).cli_arguments() as connection,
+        engine.cli_arguments() as connection,
     ):
         iidfile = Path(scratch) / "image-id"
         argv = [cli, *connection, "build", "--no-cache", "--network", "none", "--progress", "plain"]

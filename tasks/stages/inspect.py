@@ -2,7 +2,7 @@
 
 The image is read from the archive the save stage wrote (``docker save``), so the same
 code works on every base, including those with no shell to run commands in; the layer
-reading itself is ``tasks.stages.layers``. Size, layers and user come from the engine.
+reading itself is ``tasks.readers.layers``. Size, layers and user come from the engine.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import docker
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.readers.layers import LayerCache, LayerFacts, read_layer_facts
 from tasks.records import BuildResult, InspectResult, PulledImage
-from tasks.stages.layers import LayerCache, LayerFacts, read_layer_facts
 
 ROOT_USERS = ("", "root", "0", "root:root", "0:0")
 

@@ -18,7 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import labels
-from tasks.matrix import App
+from tasks.apps import App
 from tasks.records import BuildResult, ProbeResult
 
 POLL_SECONDS = 0.005

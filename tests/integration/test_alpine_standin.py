@@ -35,10 +35,10 @@ from infra.registry_api import RegistryAPI
 from infra.trivydb.fixture import DEFAULT_ADVISORIES, write_fixture_db
 from infra.up import InfraState
 from tasks import labels
-from tasks.hosts.session import remove_run_images
-from tasks.matrix import APPS_DIR
+from tasks.apps import APPS_DIR
 from tasks.records import Package
 from tasks.scanners.trivy import TrivyScanner
+from tasks.sessions.session import remove_run_images
 from tasks.stages.probe import wait_for_http
 from tasks.stages.save import save_image
 from tests.integration.conftest import image_files, read_file

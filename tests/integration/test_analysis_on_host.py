@@ -1,5 +1,5 @@
 """Analysis on the host, at its edges (the path that works: tests/integration/test_seed.py,
-whose run analyses on the host, and the host suite in tasks/hosts/conformance.py).
+whose run analyses on the host, and the host suite in conformance/hosts.py).
 
 - The analysis container mounts the engine's socket; when the socket named for the host
   is not there, the host is dropped while it is readied (the engine refuses the
@@ -21,9 +21,10 @@ from infra.tls_hosts import TlsHost
 from infra.up import InfraState
 from tasks import labels
 from tasks.hosts.connection import connect
-from tasks.hosts.toolbox import analysis_image, install_toolbox, pack_toolbox
-from tasks.matrix import MatrixConfig, ScannerConfig
+from tasks.matrix import MatrixConfig
 from tasks.scanners import make_scanner
+from tasks.scanners.config import ScannerConfig
+from tasks.sessions.toolbox import analysis_image, install_toolbox, pack_toolbox
 
 pytestmark = pytest.mark.integration
 

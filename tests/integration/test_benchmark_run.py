@@ -8,7 +8,7 @@ import os
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,15 @@ import docker.errors
 import pandas as pd
 import pytest
 
+import cli.run
+import flows.benchmark
 from cli.main import main
 from infra.trivydb.fixture import DEFAULT_ADVISORIES, write_fixture_db
-from tasks import labels
+from tasks import labels, matrix
+from tasks.apps import APPS_DIR, load_app
+from tasks.dataset.output import S3Config
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import ResultStore, open_store
-from tasks.matrix import APPS_DIR, S3Config
 from tasks.render.html import build_report
 from tasks.scanners import DOCUMENTS_FOLDER
 from tests.integration.conftest import marked_pids
@@ -61,6 +64,8 @@ class Run:
     prefect_servers_left: list[str]
     store: ResultStore
     local_documents_left: list[Path]  # scan documents of this run still in the cache dir
+    plans: int  # how often the matrix was planned (expanded into cells)
+    app_reads: Counter[str]  # app.yaml reads, by app
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +98,20 @@ s3: {{endpoint_url: "{s3_server.endpoint_url}"}}
     # Marks every process the run spawns, so its embedded Prefect server is told apart
     # from another checkout's on this machine.
     marker = uuid.uuid4().hex
+    plans, app_reads = Counter[str](), Counter[str]()
+
+    def counted(calls: Counter[str], key: Callable[..., str], real: Callable[..., Any]) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[key(*args)] += 1
+            return real(*args, **kwargs)
+
+        return call
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(RUN_MARKER, marker)
+        for module in (cli.run, flows.benchmark):  # everywhere a run may plan its matrix
+            patch.setattr(module, "plan", counted(plans, lambda *_: "plan", matrix.plan))
+        patch.setattr(matrix, "load_app", counted(app_reads, lambda name, *_: name, load_app))
         exit_code = main(["run", str(config)])
     store = open_store(output, S3Config(endpoint_url=s3_server.endpoint_url))
     runs = list_runs(store)
@@ -126,6 +143,8 @@ s3: {{endpoint_url: "{s3_server.endpoint_url}"}}
         prefect_servers_left=_command_lines(marked_pids(RUN_MARKER, marker) - {os.getpid()}),
         store=store,
         local_documents_left=_documents_of(infra.cache_dir / DOCUMENTS_FOLDER, set(built)),
+        plans=plans["plan"],
+        app_reads=app_reads,
     )
 
 
@@ -179,6 +198,13 @@ def test_every_cell_has_one_row(run: Run) -> None:
         "silent/distroless-static",
     ]
     assert run.exit_code == 1  # two cells failed
+
+
+def test_the_matrix_is_planned_once_and_each_app_read_once_by_the_plan(run: Run) -> None:
+    # Seven cells of three apps: validating the file reads each app, then the plan does,
+    # once; the stages take the plan's apps.
+    assert run.plans == 1
+    assert run.app_reads == {"go-hello": 2, "broken-build": 2, "silent": 2}
 
 
 def test_sizes_follow_the_classic_comparison(run: Run) -> None:

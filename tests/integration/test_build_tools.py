@@ -9,9 +9,11 @@ import pytest
 
 from infra.up import InfraState
 from tasks import labels
+from tasks.apps import load_app
 from tasks.hosts.config import HostConfig
-from tasks.hosts.session import pull_image, remove_run_images
-from tasks.matrix import MatrixConfig, expand, load_app, parse_only
+from tasks.hosts.connection import docker_host
+from tasks.matrix import MatrixConfig, expand, parse_only
+from tasks.sessions.session import pull_image, remove_run_images
 from tasks.stages.build import BuildError, build_image
 
 pytestmark = pytest.mark.integration
@@ -43,7 +45,7 @@ def test_both_tools_build_the_same_cell(
         pull_image(docker_client, cell.base_ref),
     )
     built = build_image.fn(
-        docker_client, cell, app, run_id, builder, base, host=HostConfig(), tool=tool
+        docker_client, cell, app, run_id, builder, base, engine=docker_host(HostConfig()), tool=tool
     )
     assert built.build_tool == tool
     image = docker_client.images.get(built.image_id)
@@ -72,5 +74,12 @@ def test_buildkit_failure_names_the_step(
     )
     with pytest.raises(BuildError, match=r"^build: docker build exited 1: (.|\n)*undefined"):
         build_image.fn(
-            docker_client, cell, app, run_id, builder, base, host=HostConfig(), tool="buildkit"
+            docker_client,
+            cell,
+            app,
+            run_id,
+            builder,
+            base,
+            engine=docker_host(HostConfig()),
+            tool="buildkit",
         )

@@ -37,10 +37,10 @@ from cli.deploy import repository_source, wait_for_flow_run
 from infra.registry import free_port
 from infra.up import InfraState
 from tasks import labels
+from tasks.dataset.output import S3Config
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import open_store
 from tasks.hosts.limits import HostLimitMissing, host_limit
-from tasks.matrix import S3Config
 from tasks.records import INTERRUPTED
 from tests.integration.conftest import marked_pids
 from tests.s3_server import S3Server

@@ -1,4 +1,4 @@
-"""Docker hosts against real engines: ``tasks.hosts.conformance``, one subclass per kind.
+"""Docker hosts against real engines: ``conformance.hosts``, one subclass per kind.
 
 Kinds: the machine's engine on its unix socket, a TLS dockerd on 127.0.0.1 started by
 the ``tls_hosts`` fixture (tests/docker_daemons.py), and the machine's engine behind a
@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from cli import hosts as hosts_cli
+from conformance.hosts import MACHINE_ARCH, DockerHostSuite, http_get, tar_context
 from infra.tls_hosts import TlsHost, kill_tls_host, leftovers, start_tls_host, stop_tls_host
 from tasks.hosts.config import HostConfig
-from tasks.hosts.conformance import MACHINE_ARCH, DockerHostSuite, http_get, tar_context
 from tasks.hosts.connection import HostUnavailable, connect
 from tasks.hosts.health import check_hosts
 from tasks.hosts.ssh_tunnel import SshOptions

@@ -19,9 +19,9 @@ import pytest
 
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import connect
+from tasks.readers.layers import merge_layers, read_archive, summarize_layer
 from tasks.records import BuildResult, PulledImage
 from tasks.stages.inspect import inspect_image
-from tasks.stages.layers import merge_layers, read_archive, summarize_layer
 from tasks.stages.save import save_image
 
 pytestmark = pytest.mark.integration

@@ -19,18 +19,19 @@ from infra.forge.catalogue import Needs
 from infra.registry_api import RegistryAPI
 from infra.up import InfraState, up
 from tasks import labels
-from tasks.hosts.session import (
+from tasks.apps import load_app
+from tasks.matrix import MatrixConfig, expand, load_matrix
+from tasks.readers.layers import LayerCache
+from tasks.records import Cell, InspectResult, ProbeResult, ScanResult
+from tasks.scanners import make_scanner
+from tasks.sessions.session import (
     create_run_network,
     pull_image,
     remove_run_images,
     remove_run_network,
 )
-from tasks.matrix import MatrixConfig, expand, load_app, load_matrix
-from tasks.records import Cell, InspectResult, ProbeResult, ScanResult
-from tasks.scanners import make_scanner
 from tasks.stages.build import build_image
 from tasks.stages.inspect import inspect_image
-from tasks.stages.layers import LayerCache
 from tasks.stages.probe import ProbeTarget, probe_image
 from tasks.stages.save import save_image
 from tests.integration.conftest import image_files

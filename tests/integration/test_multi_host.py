@@ -25,11 +25,11 @@ from prefect.logging.configuration import ensure_logging_setup
 from cli.main import main
 from infra.tls_hosts import TlsHost, build_step_pids, kill_tls_host, restart_tls_host
 from tasks import labels
+from tasks.apps import APPS_DIR
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import open_store
 from tasks.hosts.config import HostConfig, TlsFiles
 from tasks.hosts.connection import connect
-from tasks.matrix import APPS_DIR
 from tasks.records import cell_label
 from tests.docker_daemons import free_port
 

@@ -36,7 +36,7 @@ FLOW = """
 import json, sys, time
 from pathlib import Path
 from prefect import flow
-from tasks.hosts.scheduler import Lane, LaneGate, LaneLimits
+from tasks.sessions.lanes import Lane, LaneGate, LaneLimits
 
 @flow(name="quiet-holder")
 def hold(kind: str, offset: float, seconds: float, out: str, start: str) -> None:

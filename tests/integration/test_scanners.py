@@ -1,4 +1,4 @@
-"""Every Scanner passes ``tasks.scanners.conformance``: one subclass per ``scanner.kind``.
+"""Every Scanner passes ``conformance.scanners``: one subclass per ``scanner.kind``.
 
 Each subclass gets its scanner from ``make_scanner`` (the suite's ``scanner`` fixture),
 then adds what only that implementation does.
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tasks.scanners import make_scanner
-from tasks.scanners.base import ScanError, Scanner
-from tasks.scanners.conformance import (
+from conformance.scanners import (
     SCANNER_KINDS,
     TIMEOUT,
     ScannerConformance,
     scanner_config,
 )
+from tasks.scanners import make_scanner
+from tasks.scanners.base import ScanError, Scanner
 from tasks.scanners.trivy import TrivyScanner, TrivyServer, TrivyServerScanner
 
 pytestmark = pytest.mark.integration

@@ -30,12 +30,14 @@ import pytest
 
 from cli.main import main
 from infra.trivydb.fixture import DEFAULT_ADVISORIES, write_fixture_db
+from tasks.apps import APPS_DIR, load_app
+from tasks.dataset.output import S3Config
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import open_store
-from tasks.hosts.session import create_run_network, remove_run_images, remove_run_network
-from tasks.matrix import APPS_DIR, S3Config, ScannerConfig, load_app
 from tasks.records import BuildResult, PulledImage
 from tasks.scanners import make_scanner
+from tasks.scanners.config import ScannerConfig
+from tasks.sessions.session import create_run_network, remove_run_images, remove_run_network
 from tasks.stages.inspect import inspect_image
 from tasks.stages.probe import ContainerExited, ProbeTarget, probe_image
 from tasks.stages.save import save_image

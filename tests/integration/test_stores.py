@@ -1,4 +1,4 @@
-"""Every ResultStore passes ``tasks.dataset.conformance``: a local folder and moto's S3 server.
+"""Every ResultStore passes ``conformance.stores``: a local folder and moto's S3 server.
 
 The stores come from the shared ``local_store`` and ``s3_store`` fixtures (tests/s3_server.py).
 """
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.dataset.conformance import PARQUET_PATH, StoreConformance
+from conformance.stores import PARQUET_PATH, StoreConformance
+from tasks.dataset.output import S3Config
 from tasks.dataset.stores import LocalStore, S3Store, StoreError, open_store
-from tasks.matrix import S3Config
 from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.integration

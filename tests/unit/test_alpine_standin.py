@@ -5,9 +5,6 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-import pytest
-
-from infra.errors import InfraError
 from infra.forge.alpine import AlpineRecipe, parse_apk_installed
 from infra.forge.alpine_standin import (
     APK_RECORDS,
@@ -18,27 +15,7 @@ from infra.forge.alpine_standin import (
     shadow,
 )
 from infra.forge.recipe import labels
-from infra.forge.suites import rewrite_suite, suite_sources
 from infra.up import alpine_recipe
-
-HOST_DEB822 = """\
-Types: deb
-# a comment with: a colon
-URIs: http://mirror.invalid/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://mirror.invalid/debian-security
-Suites: bookworm-security
-Components: main
-
-Types: deb
-URIs: http://other.invalid/repo
-Suites: nodistro
-Components: main
-"""
 
 
 def test_apk_database_names_alpine_packages_versions_and_origins() -> None:
@@ -133,47 +110,3 @@ def test_the_user_minirootfs_wins_over_the_standin(tmp_path: Path) -> None:
     standin = alpine_recipe(None, sources, tmp_path)
     assert isinstance(standin, AlpineStandInRecipe)
     assert standin.repository == "library/alpine" and standin.outputs[0].tag == "3.20"
-
-
-def test_deb822_suites_are_renamed_and_other_repositories_dropped() -> None:
-    assert rewrite_suite(HOST_DEB822, deb822=True, suite="trixie") == (
-        "Types: deb\n"
-        "# a comment with: a colon\n"
-        "URIs: http://mirror.invalid/debian\n"
-        "Suites: trixie trixie-updates\n"
-        "Components: main\n"
-        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
-        "Types: deb\n"
-        "URIs: http://mirror.invalid/debian-security\n"
-        "Suites: trixie-security\n"
-        "Components: main\n"
-    )
-
-
-def test_one_line_suites_are_renamed() -> None:
-    text = (
-        "deb [signed-by=/k.gpg arch=amd64] http://mirror.invalid/debian bookworm main\n"
-        "# deb http://mirror.invalid/debian bookworm contrib\n"
-        "deb http://mirror.invalid/debian-security bookworm-security main contrib\n"
-        "deb http://other.invalid/repo nodistro main\n"
-    )
-    assert rewrite_suite(text, deb822=False, suite="trixie") == (
-        "deb [signed-by=/k.gpg arch=amd64] http://mirror.invalid/debian trixie main\n"
-        "deb http://mirror.invalid/debian-security trixie-security main contrib\n"
-    )
-
-
-def test_suite_sources_writes_beside_with_the_host_suffix(tmp_path: Path) -> None:
-    host = tmp_path / "debian.sources"
-    host.write_text(HOST_DEB822)
-    written = suite_sources(host, "trixie", tmp_path / "apt" / "trixie")
-    assert written == tmp_path / "apt" / "trixie.sources"
-    assert "Suites: trixie trixie-updates\n" in written.read_text()
-
-
-def test_suite_sources_without_the_host_suite_is_an_error(tmp_path: Path) -> None:
-    host = tmp_path / "other.list"
-    host.write_text("deb http://other.invalid/repo nodistro main\n")
-    with pytest.raises(InfraError, match=r"other\.list: no entry for suite bookworm to reuse"):
-        suite_sources(host, "trixie", tmp_path / "out")
-    assert not (tmp_path / "out.list").exists()

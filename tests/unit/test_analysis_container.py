@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tasks.containers.analysis import ARCHIVE_MARK, Spec, run_scan
 from tasks.hosts.config import HostConfig
-from tasks.hosts.toolbox import PYTHON_MODULES, pack_toolbox
+from tasks.readers.layers import LayerFacts
 from tasks.records import ProgramFacts
 from tasks.scanners.trivy import TrivyScanner
-from tasks.stages.analysis_container import ARCHIVE_MARK, Spec, run_scan
-from tasks.stages.layers import LayerFacts
+from tasks.sessions.toolbox import PYTHON_MODULES, pack_toolbox
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_the_toolbox_holds_all_the_container_imports_and_is_packed_once(tmp_path
     # The distroless image has Python and nothing else: the toolbox alone must do.
     check = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "import tasks.stages.analysis_container; "
+        "import tasks.containers.analysis; "
         "print(sorted(m for m in ('docker', 'prefect', 'pydantic', 'yaml') if m in sys.modules))"
     )
     done = subprocess.run(

@@ -13,7 +13,8 @@ from tasks.catalogue import (
     DistrolessForge,
     load_catalogue,
 )
-from tasks.matrix import ConfigError, load_matrix, plan
+from tasks.config_file import ConfigError
+from tasks.matrix import load_matrix, plan
 
 CATALOGUE = load_catalogue()
 DEBIAN_BASES = ["bookworm", "bookworm-slim", "trixie", "trixie-slim"]

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from cli.rescan import parse_max_age, rescan_settings
+from tasks.config_file import ConfigError
 from tasks.dataset.schema import build_tables
-from tasks.matrix import DEFAULT_MAX_DB_AGE_HOURS, ConfigError, load_matrix
+from tasks.matrix import load_matrix
 from tasks.records import RunKind, VulnerabilityDb
+from tasks.scanners.config import DEFAULT_MAX_DB_AGE_HOURS
 from tests.records_factory import T0, make_run
 
 MATRIX = """name: t

@@ -18,9 +18,9 @@ from cli.deploy import (
     trigger_parameters,
     validate,
 )
+from tasks.config_file import ConfigError
 from tasks.hosts.config import HostConfig
 from tasks.hosts.limits import HostLimit, HostLimitConflict, host_limit, host_limits
-from tasks.matrix import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = REPO_ROOT / "infra" / "prefect" / "compose.yaml"

@@ -12,10 +12,11 @@ import requests
 from pydantic import ValidationError
 
 from cli.hosts import format_health
+from tasks.config_file import ConfigError
 from tasks.hosts.config import DEFAULT_URL, HostConfig, resolve_context
 from tasks.hosts.connection import describe_error
 from tasks.hosts.health import HostHealth
-from tasks.matrix import ConfigError, load_matrix
+from tasks.matrix import load_matrix
 from tasks.render.units import format_bytes
 
 

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from infra.errors import InfraError
-from infra.forge.sources import SourceEntry, check_sources, for_suite, parse_sources
+from infra.forge.sources import (
+    SourceEntry,
+    check_sources,
+    for_suite,
+    parse_sources,
+    rewrite_suite,
+)
 
 DEB822 = """\
 # the main archive
@@ -43,6 +49,26 @@ deb http://mirror.invalid/debian bookworm main contrib
 # deb http://mirror.invalid/debian trixie main
 deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://mirror.invalid/x bookworm-updates main
 deb-src http://mirror.invalid/debian bookworm main
+"""
+
+
+HOST_DEB822 = """\
+Types: deb
+# a comment with: a colon
+URIs: http://mirror.invalid/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.invalid/debian-security
+Suites: bookworm-security
+Components: main
+
+Types: deb
+URIs: http://other.invalid/repo
+Suites: nodistro
+Components: main
 """
 
 
@@ -105,12 +131,11 @@ def test_for_suite_renames_one_line_entries(tmp_path: Path) -> None:
     path = tmp_path / "host.list"
     path.write_text(ONE_LINE)
     out = for_suite(path, "bookworm", "trixie", tmp_path)
-    assert out.read_text().splitlines() == [
+    # Comments and deb-src entries are left out, as other suites' entries are.
+    assert [line for line in out.read_text().splitlines() if line] == [
         "deb http://mirror.invalid/debian trixie main contrib",
-        "# deb http://mirror.invalid/debian trixie main",
         "deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://mirror.invalid/x "
         "trixie-updates main",
-        "deb-src http://mirror.invalid/debian bookworm main",
     ]
 
 
@@ -118,3 +143,47 @@ def test_for_the_host_suite_is_a_plain_copy(tmp_path: Path) -> None:
     path = tmp_path / "host.sources"
     path.write_text(DEB822)
     assert for_suite(path, "bookworm", "bookworm", tmp_path / "o").read_text() == DEB822 + "\n"
+
+
+def test_deb822_suites_are_renamed_and_other_repositories_dropped() -> None:
+    assert rewrite_suite(HOST_DEB822, deb822=True, host_suite="bookworm", suite="trixie") == (
+        "Types: deb\n"
+        "# a comment with: a colon\n"
+        "URIs: http://mirror.invalid/debian\n"
+        "Suites: trixie trixie-updates\n"
+        "Components: main\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+        "Types: deb\n"
+        "URIs: http://mirror.invalid/debian-security\n"
+        "Suites: trixie-security\n"
+        "Components: main\n"
+    )
+
+
+def test_one_line_suites_are_renamed() -> None:
+    text = (
+        "deb [signed-by=/k.gpg arch=amd64] http://mirror.invalid/debian bookworm main\n"
+        "# deb http://mirror.invalid/debian bookworm contrib\n"
+        "deb http://mirror.invalid/debian-security bookworm-security main contrib\n"
+        "deb http://other.invalid/repo nodistro main\n"
+    )
+    assert rewrite_suite(text, deb822=False, host_suite="bookworm", suite="trixie") == (
+        "deb [signed-by=/k.gpg arch=amd64] http://mirror.invalid/debian trixie main\n"
+        "deb http://mirror.invalid/debian-security trixie-security main contrib\n"
+    )
+
+
+def test_for_suite_writes_into_the_folder_with_the_host_suffix(tmp_path: Path) -> None:
+    host = tmp_path / "debian.sources"
+    host.write_text(HOST_DEB822)
+    written = for_suite(host, "bookworm", "trixie", tmp_path / "apt")
+    assert written == tmp_path / "apt" / "trixie.sources"
+    assert "Suites: trixie trixie-updates\n" in written.read_text()
+
+
+def test_for_suite_without_the_host_suite_is_an_error(tmp_path: Path) -> None:
+    host = tmp_path / "other.list"
+    host.write_text("deb http://other.invalid/repo nodistro main\n")
+    with pytest.raises(InfraError, match=r"other\.list: no enabled 'deb' entry for suite bookworm"):
+        for_suite(host, "bookworm", "trixie", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

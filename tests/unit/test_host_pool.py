@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 
 from tasks.hosts.config import HostConfig
-from tasks.hosts.pool import HostPool, NoHostLeft, run_with_failover
 from tasks.records import CellResult, Stage, Status
+from tasks.sessions.pool import HostPool, NoHostLeft, run_with_failover
 from tests.records_factory import make_cell
 
 CELL = make_cell("distroless-static")

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from cli.hosts import parse_host_option, parse_host_options
+from tasks.config_file import ConfigError
 from tasks.hosts.config import HostConfig
-from tasks.matrix import ConfigError, load_matrix
+from tasks.matrix import load_matrix
 
 
 def write_certs(directory: Path) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.stages.layers import (
+from tasks.readers.layers import (
     SHELLS,
     LayerCache,
     LayerSummary,

@@ -6,17 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from tasks import matrix
+from tasks.apps import App, load_app
 from tasks.catalogue import load_catalogue
-from tasks.matrix import (
-    ConfigError,
-    apply_mirror,
-    cell_id,
-    expand,
-    load_app,
-    load_matrix,
-    parse_only,
-    plan,
-)
+from tasks.config_file import ConfigError
+from tasks.matrix import apply_mirror, cell_id, expand, load_matrix, parse_only, plan
 
 MINIMAL = """
 name: t
@@ -42,6 +36,27 @@ def test_expands_product_with_mirrored_refs(tmp_path: Path) -> None:
     assert static.base_ref == "127.0.0.1:5000/distroless/static-debian12:latest"
     assert static.cgo_enabled is False
     assert next(c for c in cells if c.base == "bookworm").cgo_enabled is True
+
+
+def test_plan_reads_each_app_once_and_hands_it_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_matrix(
+        write(
+            tmp_path, MINIMAL + "include: [{app: go-hello, toolchain: 1.21.13, base: bookworm}]\n"
+        )
+    )
+    reads: list[str] = []
+
+    def counted(name: str, apps_dir: Path) -> App:
+        reads.append(name)
+        return load_app(name, apps_dir)
+
+    monkeypatch.setattr(matrix, "load_app", counted)
+    planned = plan(config)
+    assert len(planned.cells) == 9  # 2 versions x 4 bases, plus the included cell
+    assert reads == ["go-hello"]
+    assert planned.apps == {"go-hello": load_app("go-hello")}
 
 
 def test_exclude_include_and_only(tmp_path: Path) -> None:

@@ -12,10 +12,8 @@ from typing import Any, cast
 import docker
 import pytest
 
+from tasks.apps import load_app
 from tasks.hosts.config import HostConfig
-from tasks.hosts.session import BaseUnavailable, HostSession, close_session
-from tasks.hosts.toolbox import HostAnalysis
-from tasks.matrix import APPS_DIR
 from tasks.pipeline import Stages, run_pipeline
 from tasks.records import (
     BuildResult,
@@ -28,6 +26,8 @@ from tasks.records import (
     Status,
 )
 from tasks.scanners.base import ScanError, Scanner
+from tasks.sessions.session import BaseUnavailable, HostSession, RunSettings, close_session
+from tasks.stages.analyse_on_host import HostAnalysis
 from tasks.stages.build import BuildError
 from tasks.stages.probe import ProbeError, ProbeTarget
 from tests.records_factory import make_cell, make_inspect
@@ -72,15 +72,18 @@ def context(
         cell.base_ref: PulledImage(cell.base_ref, None, forged=True),
     }
     images.update(pulled.get("override", {}))
-    return HostSession(
-        client=cast(docker.DockerClient, client or FakeClient()),
-        host=HostConfig(name="tls-a", url="unix:///nowhere.sock"),
+    run = RunSettings(
         run_id="run-1",
-        probe=ProbeTarget(network="net", address="127.0.0.1", timeout=5),
         scanner=cast(Scanner, object()),
         repeat=2,
-        apps_dir=APPS_DIR,
+        apps={"go-hello": load_app("go-hello")},
         archive_dir=archive_dir,
+    )
+    return HostSession(
+        host=HostConfig(name="tls-a", url="unix:///nowhere.sock"),
+        client=cast(docker.DockerClient, client or FakeClient()),
+        run=run,
+        probe=ProbeTarget(network="net", address="127.0.0.1", timeout=5),
         pulled=images,
     )
 
@@ -243,10 +246,10 @@ def test_absent_builder_is_a_failure_not_a_skip() -> None:
     assert result.error == f"build: pull {cell.builder_ref}: manifest unknown"
 
 
-def test_unknown_app_fails_at_build(tmp_path: Path) -> None:
+def test_unknown_app_fails_at_build() -> None:
     cell = make_cell("bookworm")
     ctx = context(cell)
-    ctx = HostSession(**{**ctx.__dict__, "apps_dir": tmp_path})
+    ctx = dataclasses.replace(ctx, run=dataclasses.replace(ctx.run, apps={}))
     fakes, called = stages()
     result = run_pipeline(cell, ctx, fakes)
     assert called == []
@@ -356,7 +359,9 @@ def test_two_cells_on_one_host_pipeline_and_record_what_ran_beside_them(
 
 def on_host_session(cell: Cell, tmp_path: Path) -> HostSession:
     session = context(cell, archive_dir=tmp_path / "archives")
-    analysis = HostAnalysis(image="registry/python3:latest", toolbox="basebench-toolbox-x")
+    analysis = HostAnalysis(
+        image="registry/python3:latest", toolbox="basebench-toolbox-x", socket="/var/run/d.sock"
+    )
     return dataclasses.replace(session, on_host=analysis)
 
 
@@ -387,7 +392,14 @@ def test_a_host_that_analyses_its_images_saves_nothing_here(
     cell = make_cell("distroless-static")
     fakes, called = stages()
 
-    def on_host(session: HostSession, build: BuildResult, *images: PulledImage) -> Any:
+    def on_host(
+        client: Any,
+        analysis: HostAnalysis,
+        scanner: Scanner,
+        run_id: str,
+        build: BuildResult,
+        *_: Any,
+    ) -> Any:
         called.append(f"on_host {build.image_id}")
         if isinstance(outcome, Exception):
             raise outcome

@@ -10,9 +10,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from tasks.readers.layers import layer_paths, merge_layers, read_archive
+from tasks.readers.program import ImageFiles, command, go_build_settings, read_program
 from tasks.records import ProgramFacts
-from tasks.stages.layers import layer_paths, merge_layers, read_archive
-from tasks.stages.program import ImageFiles, command, go_build_settings, read_program
 
 SCRIPT = b"#!/usr/bin/env python3\nprint('hello')\n"
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tasks.matrix import ScannerConfig
 from tasks.records import Finding, Package
 from tasks.scanners import make_scanner
+from tasks.scanners.config import ScannerConfig
 from tasks.scanners.trivy import TrivyScanner, _parse_time, _trivy_error, parse_report
 
 DATA = Path(__file__).parent / "data"

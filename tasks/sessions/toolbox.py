@@ -28,35 +28,27 @@ from docker.types import Mount
 import tasks
 from tasks import labels
 from tasks.catalogue import load_catalogue
+from tasks.containers.analysis import ENGINE_SOCKET, TOOLBOX_MOUNT
 from tasks.matrix import apply_mirror
 from tasks.scanners.base import Scanner
-from tasks.stages.analysis_container import ENGINE_SOCKET
+from tasks.stages.analyse_on_host import HostAnalysis
 
 # The image the analysis container runs: Python 3 and no shell, in the catalogue already.
 ANALYSIS_BASE = "distroless-python3-debian13"
-TOOLBOX_MOUNT = "/toolbox"
-LAYER_CACHE_VOLUME = "basebench-layer-cache"  # layer summaries, kept on the host across runs
-# What the analysis container imports: tasks.stages.analysis_container and its imports.
+# What the analysis container imports: tasks.containers.analysis and its imports.
 PYTHON_MODULES = (
     "__init__.py",
     "records.py",
-    "stages/__init__.py",
-    "stages/layers.py",
-    "stages/program.py",
-    "stages/analysis_container.py",
+    "readers/__init__.py",
+    "readers/layers.py",
+    "readers/program.py",
+    "containers/__init__.py",
+    "containers/analysis.py",
 )
 # Another run on the host (a nightly started before a DB update) may still use its own
 # toolbox: other versions go only once older than any run lasts.
 KEEP_OTHER_VERSIONS = timedelta(days=1)
 _COMPLETE = ".complete"  # written last: a volume without it was filled only in part
-
-
-@dataclass(frozen=True)
-class HostAnalysis:
-    """What a host that analyses its own images has: the analysis image, the toolbox."""
-
-    image: str
-    toolbox: str  # the volume's name
 
 
 def analysis_image(mirrors: dict[str, str]) -> str:
@@ -145,7 +137,7 @@ def install_toolbox(
         if volume.name != toolbox.volume and now - created > keep_others:
             with contextlib.suppress(docker.errors.APIError):  # in use after all
                 volume.remove()
-    return HostAnalysis(image=image, toolbox=toolbox.volume)
+    return HostAnalysis(image=image, toolbox=toolbox.volume, socket=socket)
 
 
 @contextlib.contextmanager

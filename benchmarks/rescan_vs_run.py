@@ -1,6 +1,6 @@
 """Rescanning a run's stored SBOMs against a full run of the same matrix, side by side.
 
-    flock /tmp/basebench-heavy.lock .venv/bin/python benchmarks/rescan.py \
+    flock /tmp/basebench-heavy.lock .venv/bin/python benchmarks/rescan_vs_run.py \
         --matrix configs/default.yaml --rounds 2 [--rescans 3] [--only KEY=GLOB ...]
 
 Each round runs ``basebench run MATRIX --output TMP`` (build, save, inspect, scan and

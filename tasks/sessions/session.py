@@ -9,7 +9,7 @@ makes carries the label ``org.basebench.run=<run id>``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,17 +17,20 @@ import docker
 import docker.errors
 
 from tasks import labels
+from tasks.apps import App
+from tasks.config_file import ConfigError
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable, connect, describe_error, responds
 from tasks.hosts.health import HostHealth, check_host
-from tasks.hosts.pool import LOST_PING_SECONDS
-from tasks.hosts.scheduler import LaneGate, LaneLimits
 from tasks.hosts.sweep import Swept, sweep_host
-from tasks.hosts.toolbox import HostAnalysis, Toolbox, analysis_image, install_toolbox
-from tasks.matrix import BuildTool, MatrixConfig
-from tasks.records import Cell, PulledImage
+from tasks.matrix import MatrixConfig
+from tasks.readers.layers import LayerCache
+from tasks.records import BuildTool, Cell, PulledImage
 from tasks.scanners.base import Scanner
-from tasks.stages.layers import LayerCache
+from tasks.sessions.lanes import LaneGate, LaneLimits
+from tasks.sessions.pool import LOST_PING_SECONDS
+from tasks.sessions.toolbox import Toolbox, analysis_image, install_toolbox
+from tasks.stages.analyse_on_host import HostAnalysis
 from tasks.stages.probe import ProbeTarget
 
 HEALTH_SECONDS = 10.0  # the health check before any work waits this long per host
@@ -46,26 +49,60 @@ class BaseUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class HostSession:
-    """What every cell of a run on one host shares: its client, network and pulled bases."""
+class RunSettings:
+    """What a run gives each of its sessions, the same on every host."""
 
-    client: docker.DockerClient
-    host: HostConfig
     run_id: str
-    probe: ProbeTarget
     scanner: Scanner
-    repeat: int
-    apps_dir: Path
+    repeat: int  # startup timings per cell
+    apps: Mapping[str, App]  # by name: the plan's, read once
     build_tool: BuildTool = "legacy"
-    engine_version: str = ""
     layer_cache: LayerCache | None = None
     archive_dir: Path | None = None  # where saved images go; None: the system's temp dir
-    # Build, analysis and exclusive probe lanes of the host (tasks/hosts/scheduler.py).
-    lanes: LaneGate = field(default_factory=lambda: LaneGate(LaneLimits()))
+
+    @classmethod
+    def of(
+        cls, config: MatrixConfig, run_id: str, scanner: Scanner, apps: Mapping[str, App]
+    ) -> RunSettings:
+        """A run's settings from its matrix and the apps its plan read."""
+        return cls(
+            run_id=run_id,
+            scanner=scanner,
+            repeat=config.repeat,
+            apps=apps,
+            build_tool=config.build_tool,
+            layer_cache=LayerCache(config.cache_dir / "layers"),
+            archive_dir=config.cache_dir / "archives",
+        )
+
+    def app(self, name: str) -> App:
+        """The app ``name``; ``ConfigError`` when the run has no such app."""
+        if name not in self.apps:
+            raise ConfigError(f"unknown app {name!r}; the run's apps: {', '.join(self.apps)}")
+        return self.apps[name]
+
+
+@dataclass(frozen=True)
+class HostSession:
+    """A run on one host, made of three parts: the host as reached (its config, a
+    client, what it said when opened), the run's settings, and what the run holds
+    there (its probe network, the images it pulled, the host's lanes, the analysis set-up)."""
+
+    host: HostConfig
+    client: docker.DockerClient
+    run: RunSettings
+    probe: ProbeTarget
     pulled: dict[str, PulledImage | BaseUnavailable] = field(default_factory=dict)
+    # Build, analysis and exclusive probe lanes of the host (tasks/sessions/lanes.py).
+    lanes: LaneGate = field(default_factory=lambda: LaneGate(LaneLimits()))
     health: HostHealth | None = None  # what the host said when the run opened it
     swept: Swept | None = None  # what dead runs had left there, removed at opening
     on_host: HostAnalysis | None = None  # set when save, inspect and scan run on the host
+
+    @property
+    def engine_version(self) -> str:
+        """The engine's version, as the host said when opened ("" when unknown)."""
+        return (self.health.version if self.health else None) or ""
 
     def pulled_image(self, ref: str) -> PulledImage:
         """The pulled ``ref``; raises its ``BaseUnavailable`` when no registry had it."""
@@ -78,9 +115,8 @@ class HostSession:
 def open_session(
     host: HostConfig,
     config: MatrixConfig,
-    run_id: str,
+    run: RunSettings,
     cells: list[Cell],
-    scanner: Scanner,
     alive: Callable[[str], bool] | None = None,
     toolbox: Toolbox | None = None,
 ) -> HostSession:
@@ -100,7 +136,7 @@ def open_session(
         # The network before the pulls: a host that cannot have one (its address pools
         # exhausted) is dropped before it pulls gigabytes of builders for nothing.
         target = ProbeTarget(
-            network=create_run_network(client, run_id),
+            network=create_run_network(client, run.run_id),
             address=host.publish_address,
             timeout=config.probe_timeout_seconds,
         )
@@ -117,26 +153,19 @@ def open_session(
         # A host that answers but cannot be readied is dropped like one that does not
         # answer: the run goes on with the others, and nothing of ours stays behind.
         with contextlib.suppress(Exception):
-            remove_run_network(client, run_id)
+            remove_run_network(client, run.run_id)
         client.close()
         state = "answers but" if responds(host, LOST_PING_SECONDS) else "stopped answering and"
         raise HostUnavailable(
             f"{host.name} ({host.url}): {state} could not be readied: {describe_error(exc)}"
         ) from exc
     return HostSession(
-        client=client,
         host=host,
-        run_id=run_id,
+        client=client,
+        run=run,
         probe=target,
-        scanner=scanner,
-        repeat=config.repeat,
-        apps_dir=config.apps_dir,
-        build_tool=config.build_tool,
-        engine_version=health.version or "",
-        layer_cache=LayerCache(config.cache_dir / "layers"),
-        archive_dir=config.cache_dir / "archives",
-        lanes=LaneGate(LaneLimits.of(host)),
         pulled=pulled,
+        lanes=LaneGate(LaneLimits.of(host)),
         health=health,
         swept=swept,
         on_host=on_host,
@@ -153,8 +182,8 @@ def close_session(session: HostSession, keep_images: bool, lost: bool) -> str | 
         if lost:
             return f"host {session.host.name} was lost: the run's images and network stay there"
         if not keep_images:
-            remove_run_images(session.client, session.run_id)
-        remove_run_network(session.client, session.run_id)
+            remove_run_images(session.client, session.run.run_id)
+        remove_run_network(session.client, session.run.run_id)
     except Exception as exc:
         return f"cleanup of {session.host.name} failed: {describe_error(exc)}"
     finally:

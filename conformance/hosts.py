@@ -1,6 +1,6 @@
 """The conformance suite every kind of Docker host passes, against real engines.
 
-Use it as a pytest plugin (``pytest_plugins = ["tasks.hosts.conformance"]``, for the
+Use it as a pytest plugin (``pytest_plugins = ["conformance.hosts"]``, for the
 session fixture ``hello_binary``) and subclass ``DockerHostSuite`` once per kind of
 host, with a ``host`` fixture giving its ``HostConfig``::
 
@@ -257,13 +257,11 @@ class DockerHostSuite:
         """Analysis on the host: the toolbox reaches the engine through this kind of host,
         and the container there reads the image through the engine's ``socket``."""
         # Imported here: the stages load Prefect, which plugin registration should not.
-        from tasks.hosts.session import HostSession
-        from tasks.hosts.toolbox import install_toolbox, pack_toolbox
-        from tasks.matrix import ScannerConfig
         from tasks.scanners import make_scanner
+        from tasks.scanners.config import ScannerConfig
+        from tasks.sessions.toolbox import install_toolbox, pack_toolbox
         from tasks.stages.analyse_on_host import analyse_on_host
         from tasks.stages.inspect import inspect_image
-        from tasks.stages.probe import ProbeTarget
         from tasks.stages.save import save_image
 
         image = client.images.pull(STATIC)
@@ -271,19 +269,13 @@ class DockerHostSuite:
         build = BuildResult("conformance", image.id, STATIC, None, None, None)
         nothing = PulledImage(ref="", digest=None, forged=True, layers=())
         config = ScannerConfig(db_dir=infra.cache_dir / "trivy")
+        run_id = f"conformance-{uuid.uuid4().hex[:8]}"
         with make_scanner(config, tmp_path) as scanner:
             toolbox = pack_toolbox(scanner, tmp_path / "toolbox")
-            session = HostSession(
-                client=client,
-                host=host,
-                run_id=f"conformance-{uuid.uuid4().hex[:8]}",
-                probe=ProbeTarget("none", host.publish_address, 1.0),
-                scanner=scanner,
-                repeat=1,
-                apps_dir=tmp_path,
-                on_host=install_toolbox(client, toolbox, ANALYSIS, host.socket),
+            analysis = install_toolbox(client, toolbox, ANALYSIS, host.socket)
+            outcomes = analyse_on_host.fn(
+                client, analysis, scanner, run_id, build, nothing, nothing
             )
-            outcomes = analyse_on_host.fn(session, build, nothing, nothing)
             archive = save_image.fn(client, image.id, tmp_path)
             inspected_here = inspect_image.fn(client, build, nothing, nothing, archive)
             scanned_here = scanner.scan(archive)
@@ -295,7 +287,7 @@ class DockerHostSuite:
         )
         assert (inspected.size_bytes, scanned.os_family) == (image.attrs["Size"], "debian")
         assert sorted(p.name for p in scanned.packages) == STATIC_PACKAGES
-        assert not client.containers.list(all=True, filters={"label": f"{RUN}={session.run_id}"})
+        assert not client.containers.list(all=True, filters={"label": f"{RUN}={run_id}"})
 
     def test_published_port_is_reachable(
         self,

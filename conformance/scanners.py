@@ -1,6 +1,6 @@
 """The conformance suite every ``Scanner`` passes, run against the real engine and trivy.
 
-Use it as a pytest plugin (``pytest_plugins = ["tasks.scanners.conformance"]``, for its
+Use it as a pytest plugin (``pytest_plugins = ["conformance.scanners"]``, for its
 session fixtures ``images`` and ``db_cache``) and subclass ``ScannerConformance`` once
 per implementation::
 
@@ -44,10 +44,10 @@ import pytest
 from infra.trivydb.fixture import write_fixture_db
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import connect
-from tasks.matrix import ScannerConfig
 from tasks.records import Package
 from tasks.scanners import make_scanner
 from tasks.scanners.base import ScanError, Scanner
+from tasks.scanners.config import ScannerConfig
 from tasks.scanners.trivy import _parse_time, parse_report
 
 # Every ``ScannerConfig.kind``: each one has a subclass of ``ScannerConformance``.

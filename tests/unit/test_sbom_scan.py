@@ -8,7 +8,7 @@ from tasks.dataset.stores import LocalStore
 from tasks.dataset.writer import publish
 from tasks.records import Stage, Status
 from tasks.scanners.trivy import TrivyScanner
-from tasks.stages.rescan import (
+from tasks.stages.sbom_scan import (
     NOT_RESCANNED,
     SourceRun,
     carried_build,

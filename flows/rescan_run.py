@@ -1,7 +1,7 @@
 """The ``rescan`` flow: a published run's SBOMs against the current DB, published as a run.
 
 No Docker engine, no builds: pick the source run (default: the latest benchmark run),
-scan each cell's stored SBOM (``tasks.stages.rescan``), publish a run of kind ``rescan``
+scan each cell's stored SBOM (``tasks.stages.sbom_scan``), publish a run of kind ``rescan``
 linked to its source, then compare it with the source, so every vulnerability change
 is one the DB (or the scanner) made, never the image.
 """
@@ -20,15 +20,17 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.analysis.compare import Comparison, compare_runs, load_run
 from tasks.dataset.layout import PublishError
+from tasks.dataset.output import S3Config
 from tasks.dataset.stores import ResultStore, open_store
 from tasks.dataset.writer import PublishOutcome
 from tasks.lifecycle import publish_or_keep
-from tasks.matrix import DEFAULT_CACHE, DEFAULT_MAX_DB_AGE_HOURS, S3Config
+from tasks.matrix import DEFAULT_CACHE
 from tasks.records import MachineFacts, RunKind, RunRecord, new_run_id
 from tasks.render.artifacts import attach_artifacts
 from tasks.scanners import DOCUMENTS_FOLDER
+from tasks.scanners.config import DEFAULT_MAX_DB_AGE_HOURS
 from tasks.scanners.trivy import TrivyScanner
-from tasks.stages.rescan import load_source, pick_source, require_db, rescan_cell
+from tasks.stages.sbom_scan import load_source, pick_source, require_db, rescan_cell
 
 # trivy sbom is one short process per cell (about 0.2 s, its conversions 0.25 s side by
 # side): a few at a time keep two cores busy.

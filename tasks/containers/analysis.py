@@ -1,12 +1,12 @@
 """The program of the analysis container: save, inspect and scan next to the image.
 
-``python3 -m tasks.stages.analysis_container SPEC`` runs in a container on the build
+``python3 -m tasks.containers.analysis SPEC`` runs in a container on the build
 host (``tasks.stages.analyse_on_host`` starts it) with the host engine's socket mounted
 at ``ENGINE_SOCKET``. It saves the image onto the container's own disk (the host's),
 then reads its layers and runs the scanner's command on the archive side by side, and
 leaves in ``OUT`` what the flow fetches, kilobytes instead of the image:
 
-- ``facts.json``: the layer facts (``tasks.stages.layers.LayerFacts``), or ``inspect.error``;
+- ``facts.json``: the layer facts (``tasks.readers.layers.LayerFacts``), or ``inspect.error``;
 - ``scan.json``: the scanner's exit code, stdout and stderr, for the scanner to read.
 
 Standard library and pyelftools only: the container runs a distroless python3 image,
@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tasks.stages.layers import LayerCache, LayerFacts, read_layer_facts
+from tasks.readers.layers import LayerCache, LayerFacts, read_layer_facts
 
 ENGINE_SOCKET = "/run/basebench/engine.sock"
+TOOLBOX_MOUNT = "/toolbox"  # the toolbox volume (read-only): this code, the scanner
 OUT = Path("/out")
 ARCHIVE = Path("/work/image.tar")  # in the container's writable layer: the host's disk
 LAYER_CACHE = Path("/cache/layers")  # a volume kept on the host across runs

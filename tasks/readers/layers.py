@@ -5,8 +5,8 @@ registry push would transfer. Whiteouts are applied in layer order to get the fi
 filesystem. Layers of the base and builder images recur in every cell, so their
 summaries are cached by diff id and those layers are not read again.
 
-Only the standard library and pyelftools (through ``tasks.stages.program``): this module
-also runs inside the analysis container on a build host (``tasks.stages.on_host``).
+Only the standard library and pyelftools (through ``tasks.readers.program``): this module
+also runs inside the analysis container on a build host (``tasks.containers.analysis``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from tasks.readers.program import ImageFiles, entry_path, read_program
 from tasks.records import ProgramFacts
-from tasks.stages.program import ImageFiles, entry_path, read_program
 
 SHELLS = ("bin/sh", "bin/bash", "bin/ash", "bin/dash", "bin/busybox")
 PACKAGE_MANAGERS = ("bin/dpkg", "bin/apt", "bin/apt-get", "sbin/apk", "bin/rpm", "bin/dnf")

@@ -1,4 +1,4 @@
-"""The lane rule of tasks/hosts/scheduler.py: plain state first, then with threads."""
+"""The lane rule of tasks/sessions/lanes.py: plain state first, then with threads."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.hosts.config import HostConfig
-from tasks.hosts.pool import HostPool
-from tasks.hosts.scheduler import HostLanes, Lane, LaneGate, LaneLimits, LanesStopped
+from tasks.sessions.lanes import HostLanes, Lane, LaneGate, LaneLimits, LanesStopped
+from tasks.sessions.pool import HostPool
 
 
 def in_thread(target: Callable[[], object]) -> threading.Thread:
