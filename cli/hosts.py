@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config_file import ConfigError
-from tasks.hosts.connection import HostUnavailable, connect
 from tasks.hosts.health import HostHealth, check_hosts
-from tasks.hosts.sweep import DEFAULT_MAX_AGE, RunLeases, sweep_archives, sweep_host
+from tasks.hosts.sweep import DEFAULT_MAX_AGE, RunLeases, sweep_archives, sweep_hosts
 from tasks.matrix import load_matrix
 from tasks.render.units import format_bytes
 
@@ -59,18 +58,12 @@ def cmd_gc(args: argparse.Namespace) -> int:
     leases = RunLeases(config.cache_dir, timedelta(hours=args.older_than))
     verb = "would remove" if args.dry_run else "removed"
     code = 0
-    for host in config.hosts:
-        try:
-            client = connect(host, ping_timeout=5)
-        except HostUnavailable as exc:
-            print(f"{host.name}: unreachable: {exc}")
+    for host in sweep_hosts(config.hosts, leases.alive, args.dry_run):
+        if host.swept is None:
+            print(f"{host.host}: unreachable: {host.error}")
             code = 1
-            continue
-        try:
-            swept = sweep_host(client, leases.alive, args.dry_run)
-        finally:
-            client.close()
-        print(f"{host.name}: {verb} {swept.summary()}")
+        else:
+            print(f"{host.host}: {verb} {host.swept.summary()}")
     swept = sweep_archives(config.cache_dir / "archives", leases.alive, args.dry_run)
     print(f"archives in {config.cache_dir / 'archives'}: {verb} {swept.summary()}")
     return code

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
 import sys
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,26 +15,19 @@ from cli.embedded_prefect import EmbeddedPrefect
 from cli.hosts import HOST_OPTION, parse_host_options
 from cli.store_options import output_url
 from tasks.config_file import ConfigError
-from tasks.dataset.layout import PublishError
-from tasks.dataset.stores import open_store
-from tasks.dataset.writer import RetryPolicy, keep_unpublished, publish_with_fallback
-from tasks.hosts.connection import HostUnavailable, connect
-from tasks.hosts.sweep import sweep_archives, sweep_host
-from tasks.journal import RunJournal, interrupted_run
 from tasks.matrix import (
     CellFilter,
     MatrixConfig,
     Plan,
-    format_filters,
     load_matrix,
     parse_only,
     plan,
 )
-from tasks.processes import children
-from tasks.records import INTERRUPTED, Cell, RunRecord, new_run_id, run_started
+from tasks.records import new_run_id
 
 if TYPE_CHECKING:
     from flows.benchmark import BenchmarkOutcome
+    from tasks.lifecycle import InterruptedRun
 
 EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 EXIT_STALE_DB = 5  # published, but scanned against a DB older than scanner.max_db_age_hours
@@ -128,16 +120,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Without a configured server, start the embedded one now: it comes up while the
     # flow's modules load (they import Prefect, which reads the env set above).
     server = None if os.environ.get("PREFECT_API_URL") else EmbeddedPrefect()
-    # SIGTERM (a Prefect cancellation, a service stop) ends the run like Ctrl-C does;
-    # builds and scans in flight are stopped with it (Ctrl-C reaches them by itself).
-    keep = server.pids if server else set()
-    previous = signal.signal(signal.SIGTERM, lambda signum, _: _interrupt(signum, keep))
+    interrupted: list[InterruptedRun] = []  # what the flow kept, when it was interrupted
+    # SIGTERM (a service stop, `kill`) ends the run as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if server:
             server.start()
-        outcome = _run_flow(config, only, planned, server, run_id)
+        outcome = _run_flow(config, only, planned, server, run_id, interrupted.append)
     except KeyboardInterrupt:
-        return keep_interrupted(config, planned.cells, run_id, only)
+        if not interrupted:  # before its cells began, or once published: nothing to keep
+            raise
+        print(f"basebench: {interrupted[0].message}")
+        return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
         if server:
@@ -153,72 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_STALE_DB if outcome.record.db_stale() else 0
 
 
-def keep_interrupted(
-    config: MatrixConfig, cells: list[Cell], run_id: str, only: list[CellFilter] | None = None
-) -> int:
-    """After an interrupt: publish the cells that finished (or keep them locally), every
-    other cell a failed row, and remove what the run made on its hosts and here."""
-    template = RunRecord(
-        run_id,
-        config.name,
-        config.config_hash(),
-        _started(run_id),
-        _now(),
-        filters=format_filters(only),
-        image_sources=config.image_sources(),
-    )
-    journal = RunJournal(config.cache_dir, run_id)
-    record = interrupted_run(journal, cells, template)
-    finished = sum(1 for cell in record.cells if cell.error != INTERRUPTED)
-    store = open_store(config.output, config.s3)
-    try:
-        outcome = publish_with_fallback(record, store, config.cache_dir / "unpublished")
-        journal.remove()
-    except (PublishError, OSError) as exc:
-        outcome = keep_unpublished(record, store, journal, exc, RetryPolicy().attempts)
-    where = outcome.message
-    print(f"basebench: interrupted; {finished} of {len(cells)} cells had finished. {where}")
-    cleaned = sweep_run(config, run_id)
-    print(f"basebench: removed what run {run_id} made: {cleaned}")
-    return EXIT_INTERRUPTED
-
-
-def sweep_run(config: MatrixConfig, run_id: str) -> str:
-    """Remove run ``run_id``'s containers, networks, images and archives everywhere."""
-
-    def alive(run: str) -> bool:
-        return run != run_id
-
-    parts = []
-    for host in config.hosts:
-        try:
-            client = connect(host, ping_timeout=5)
-        except HostUnavailable as exc:
-            parts.append(f"{host.name}: unreachable ({exc})")
-            continue
-        try:
-            parts.append(f"{host.name}: {sweep_host(client, alive).summary()}")
-        finally:
-            client.close()
-    archives = sweep_archives(config.cache_dir / "archives", alive)
-    return "; ".join([*parts, f"archives: {archives.summary()}"])
-
-
-def _interrupt(signum: int, keep: set[int]) -> None:
-    """SIGTERM to this process's children but ``keep`` (docker builds, trivy scans in
-    flight), then stop the run where it is."""
-    for pid in set(children(os.getpid())) - keep:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _started(run_id: str) -> datetime:
-    return run_started(run_id) or _now()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _run_flow(
@@ -227,6 +157,7 @@ def _run_flow(
     planned: Plan,
     server: EmbeddedPrefect | None,
     run_id: str,
+    on_interrupted: Callable[[InterruptedRun], None],
 ) -> BenchmarkOutcome:
     # Imported here: Prefect reads its settings at import, after cmd_run has set them.
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -248,4 +179,5 @@ def _run_flow(
             host_limits=False if server else None,
             on_cell=tick,
             planned=planned,
+            on_interrupted=on_interrupted,
         )

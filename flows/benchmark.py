@@ -3,7 +3,9 @@
 What runs, in which order, with what concurrency; the work itself is in tasks/. Inside
 its host slot a cell's stages wait for the host's lanes (``tasks.sessions.lanes``): the
 next build starts as soon as the last one ends, while finished builds are saved,
-inspected and scanned beside it, and probes run alone.
+inspected and scanned beside it, and probes run alone. The run ends in
+``tasks.lifecycle``: published or kept, or, after an interrupt or a cancellation, the
+cells that had finished kept and what the run made removed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from importlib.metadata import version as package_version
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -23,20 +26,17 @@ from tasks.analysis.compare import CompareError, Comparison, compare_with_previo
 from tasks.config_file import ConfigError
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import open_store
-from tasks.dataset.writer import (
-    PublishOutcome,
-    RetryPolicy,
-    keep_unpublished,
-    publish_with_fallback,
-)
+from tasks.dataset.writer import PublishOutcome
 from tasks.hosts.config import HostConfig
 from tasks.hosts.connection import HostUnavailable
 from tasks.hosts.health import machine_facts
 from tasks.hosts.limits import host_limit, server_in_use
 from tasks.hosts.sweep import RunLeases, sweep_archives
 from tasks.journal import RunJournal
+from tasks.lifecycle import InterruptedRun, keep_interrupted, publish_or_keep
 from tasks.matrix import CellFilter, MatrixConfig, Plan, format_filters, plan
 from tasks.pipeline import run_pipeline
+from tasks.processes import stop_programs
 from tasks.records import (
     INTERRUPTED,
     Cell,
@@ -54,7 +54,13 @@ from tasks.sessions.session import HostSession, RunSettings, close_session, open
 from tasks.sessions.toolbox import Toolbox, pack_toolbox
 
 CellObserver = Callable[[CellResult], None]
-INTERRUPT_GRACE_SECONDS = 120  # cells in flight may finish (or fail) this long
+# Ctrl-C, and SIGTERM (a service stop; a Prefect worker cancelling the flow run), which
+# Prefect's flow engine raises as TerminationSignal in the flow's thread.
+INTERRUPTS = (KeyboardInterrupt, TerminationSignal)
+# Cells in flight may end this long after an interrupt (their builds and scans are
+# stopped at once): a Prefect worker kills a cancelled flow run's processes 30 s after
+# its SIGTERM, and the run is still to be published and swept by then.
+INTERRUPT_GRACE_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ def benchmark(
     run_id: str | None = None,
     host_limits: bool | None = None,
     on_cell: CellObserver | None = None,
+    on_interrupted: Callable[[InterruptedRun], None] | None = None,
     planned: Plan | None = None,
 ) -> BenchmarkOutcome:
     """Build, inspect, scan and probe every cell of ``config``; publish one run.
@@ -83,6 +90,11 @@ def benchmark(
     server's per-host concurrency limits around each cell, so that other flow runs on
     the same server share the hosts; by default, whenever a Prefect server is
     configured. ``on_cell`` is told of every finished cell (the CLI's progress bar).
+
+    Interrupted before the run is published (Ctrl-C; SIGTERM, which is how a Prefect
+    worker cancels a flow run), the run publishes the cells that had finished, every
+    other cell a row saying it was interrupted, removes what it made, tells
+    ``on_interrupted`` and ends with the interrupt (a cancelled flow run ends Cancelled).
     ``planned``: the matrix as the caller already planned it (with ``only``), so that a
     run plans its matrix once.
     """
@@ -92,15 +104,56 @@ def benchmark(
     cells = planned.cells
     if not cells:  # a run of no cells would pose as a normal run
         raise ConfigError(f"matrix {config.name}: no cell can run; nothing was built or published")
-    leases = RunLeases(config.cache_dir)
+    run = RunRecord(
+        run_id=run_id,
+        matrix=config.name,
+        config_hash=config.config_hash(),
+        started_at=started,
+        finished_at=started,
+        max_db_age_hours=config.scanner.max_db_age_hours,
+        filters=format_filters(only),
+        image_sources=config.image_sources(),
+    )
     journal = RunJournal(config.cache_dir, run_id)
-    with leases.hold(run_id), make_scanner(config.scanner, config.cache_dir) as scanner:
+    sessions: dict[str, HostSession] = {}  # filled as the hosts are readied
+    try:
+        record = measure(config, planned, run, journal, sessions, host_limits, on_cell)
+        if record.db_staleness():
+            get_run_logger().warning("%s", record.db_staleness())
+        published = publish_run(record, config)
+    except INTERRUPTS:
+        template = _with_hosts(run, sessions, config, [])
+        interrupted = keep_interrupted(config, cells, template, journal)
+        get_run_logger().warning("%s", interrupted.message)
+        if on_interrupted is not None:
+            on_interrupted(interrupted)
+        raise
+    comparison = compare_run(record, config) if published.published else None
+    attach_artifacts(record, comparison)
+    if published.published:
+        report_run(record, config)
+    return BenchmarkOutcome(record, published, comparison)
+
+
+def measure(
+    config: MatrixConfig,
+    planned: Plan,
+    run: RunRecord,
+    journal: RunJournal,
+    sessions: dict[str, HostSession],
+    host_limits: bool | None,
+    on_cell: CellObserver | None,
+) -> RunRecord:
+    """Ready the hosts (into ``sessions``), run every cell, close the hosts: ``run``
+    with its cells, versions, hosts and DB."""
+    leases = RunLeases(config.cache_dir)
+    with leases.hold(run.run_id), make_scanner(config.scanner, config.cache_dir) as scanner:
         swept = sweep_archives(config.cache_dir / "archives", leases.alive)
         toolbox = None  # what hosts that analyse their own images run, packed once
         if any(host.analyses_on_host for host in config.hosts):
             toolbox = pack_toolbox(scanner, config.cache_dir / "toolbox")
-        run = RunSettings.of(config, run_id, scanner, planned.apps)
-        sessions = _open_hosts(config, run, cells, leases.alive, toolbox)
+        settings = RunSettings.of(config, run.run_id, scanner, planned.apps)
+        sessions.update(_open_hosts(config, settings, planned.cells, leases.alive, toolbox))
         for name, session in sessions.items():
             if session.swept is not None and not session.swept.empty:
                 get_run_logger().warning("swept %s: %s", name, session.swept.summary())
@@ -112,52 +165,63 @@ def benchmark(
             if limited:  # probes alone on each host across this server's flow runs
                 for session in sessions.values():
                     session.lanes.across_runs(session.host.name, session.host.max_parallel)
-            futures = run_cell.map(
-                cells, unmapped(pool), unmapped(sessions), unmapped(limited), unmapped(journal)
-            )
-            try:
-                for finished in as_completed(futures):
-                    if on_cell is not None:
-                        on_cell(finished.result())
-            except BaseException:  # Ctrl-C, SIGTERM, a cancellation: start nothing more,
-                pool.stop()  # let the cells in flight end (their journal rows), then go
-                for session in sessions.values():
-                    session.lanes.stop()  # built cells finish; unbuilt ones end here
-                wait(futures, timeout=INTERRUPT_GRACE_SECONDS)
-                raise
-            results = [future.result() for future in futures]  # matrix order
+            results = _run_cells(planned.cells, pool, sessions, limited, journal, on_cell)
         finally:
             for session in sessions.values():
                 close_host(session, config.keep_images, pool)
         db = _database(scanner, results)
-    record = RunRecord(
-        run_id=run_id,
-        matrix=config.name,
-        config_hash=config.config_hash(),
-        started_at=started,
+    return dataclasses.replace(
+        _with_hosts(run, sessions, config, results),
         finished_at=datetime.now(UTC),
-        versions=_versions(sessions, results),
-        hosts=tuple(sessions),
         cells=tuple(results),
         db=db,
-        max_db_age_hours=config.scanner.max_db_age_hours,
-        filters=format_filters(only),
-        image_sources=config.image_sources(),
+    )
+
+
+def _run_cells(
+    cells: list[Cell],
+    pool: HostPool,
+    sessions: dict[str, HostSession],
+    host_limits: bool,
+    journal: RunJournal,
+    on_cell: CellObserver | None,
+) -> list[CellResult]:
+    """Every cell's result, in matrix order."""
+    futures = run_cell.map(
+        cells, unmapped(pool), unmapped(sessions), unmapped(host_limits), unmapped(journal)
+    )
+    try:
+        for finished in as_completed(futures):
+            if on_cell is not None:
+                on_cell(finished.result())
+    except BaseException as exc:  # an interrupt, or a cell that raised: start nothing more
+        pool.stop()
+        for session in sessions.values():
+            session.lanes.stop()  # built cells finish; unbuilt ones end here
+        if isinstance(exc, INTERRUPTS):
+            stop_programs()  # builds and scans in flight: their cells end as interrupted
+        wait(futures, timeout=INTERRUPT_GRACE_SECONDS)  # journal rows of cells in flight
+        raise
+    return [future.result() for future in futures]
+
+
+def _with_hosts(
+    run: RunRecord,
+    sessions: dict[str, HostSession],
+    config: MatrixConfig,
+    results: list[CellResult],
+) -> RunRecord:
+    """``run`` with what its hosts and results say: versions, host names, machine facts."""
+    return dataclasses.replace(
+        run,
+        versions=_versions(sessions, results),
+        hosts=tuple(sessions),
         machines=tuple(
             machine_facts(session.health, config.build_tool)
             for session in sessions.values()
             if session.health is not None
         ),
     )
-    if record.db_staleness():
-        get_run_logger().warning("%s", record.db_staleness())
-    published, comparison = publish_run(record, config, journal)
-    if published.fallback_dir != journal.folder and published.lost is None:
-        journal.remove()  # every row is published or kept in the fallback folder
-    attach_artifacts(record, comparison)
-    if published.published:
-        report_run(record, config)
-    return BenchmarkOutcome(record, published, comparison)
 
 
 def report_run(record: RunRecord, config: MatrixConfig) -> None:
@@ -227,25 +291,23 @@ def close_host(session: HostSession, keep_images: bool, pool: HostPool) -> None:
 
 
 @task(name="publish", cache_policy=NO_CACHE)
-def publish_run(
-    record: RunRecord, config: MatrixConfig, journal: RunJournal
-) -> tuple[PublishOutcome, Comparison | None]:
-    """Publish the run (or keep it locally when the store fails), then compare it with
-    the previous comparable run. When the fallback folder fails too, the run is kept in
-    its journal; when even that fails, the outcome says what was lost."""
-    store = open_store(config.output, config.s3)
-    try:
-        outcome = publish_with_fallback(record, store, config.cache_dir / "unpublished")
-    except (PublishError, OSError) as exc:
-        outcome = keep_unpublished(record, store, journal, exc, RetryPolicy().attempts)
+def publish_run(record: RunRecord, config: MatrixConfig) -> PublishOutcome:
+    """Publish the run, or keep it (``tasks.lifecycle.publish_or_keep``)."""
+    outcome = publish_or_keep(record, open_store(config.output, config.s3), config.cache_dir)
     if not outcome.published:
         get_run_logger().error(outcome.message)
-        return outcome, None
+    return outcome
+
+
+@task(name="compare", cache_policy=NO_CACHE)
+def compare_run(record: RunRecord, config: MatrixConfig) -> Comparison | None:
+    """The published run against the previous comparable run; None when there is none
+    to compare with, or the compare failed (a warning: the run stands)."""
     try:
-        return outcome, compare_with_previous(store, record.run_id)
+        return compare_with_previous(open_store(config.output, config.s3), record.run_id)
     except (PublishError, CompareError) as exc:
         get_run_logger().warning("compare: %s", exc)
-        return outcome, None
+        return None
 
 
 def _open_hosts(

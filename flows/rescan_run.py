@@ -22,7 +22,8 @@ from tasks.analysis.compare import Comparison, compare_runs, load_run
 from tasks.dataset.layout import PublishError
 from tasks.dataset.output import S3Config
 from tasks.dataset.stores import ResultStore, open_store
-from tasks.dataset.writer import PublishOutcome, publish_with_fallback
+from tasks.dataset.writer import PublishOutcome
+from tasks.lifecycle import publish_or_keep
 from tasks.matrix import DEFAULT_CACHE
 from tasks.records import MachineFacts, RunKind, RunRecord, new_run_id
 from tasks.render.artifacts import attach_artifacts
@@ -107,9 +108,9 @@ def rescan(
 def publish_rescan(
     record: RunRecord, store: ResultStore, cache_dir: Path
 ) -> tuple[PublishOutcome, Comparison | None]:
-    """Publish the rescan (or keep it locally when the store fails), then compare it with
-    its source run."""
-    outcome = publish_with_fallback(record, store, cache_dir / "unpublished")
+    """Publish the rescan, or keep it (``tasks.lifecycle.publish_or_keep``), then compare
+    it with its source run."""
+    outcome = publish_or_keep(record, store, cache_dir)
     if not outcome.published:
         get_run_logger().error(outcome.message)
         return outcome, None

@@ -1,7 +1,7 @@
 """Every finished cell of a run, on disk as soon as it finishes.
 
 A run keeps its results in memory until it publishes; the journal is what survives an
-interrupt (Ctrl-C, SIGTERM, a Prefect cancellation) or a crash: ``finish_interrupted``
+interrupt (Ctrl-C, SIGTERM, a Prefect cancellation) or a crash: ``interrupted_run``
 turns it into a run of the cells that finished, every other cell a failed row saying
 it was interrupted, so no finished measurement is lost and no cell goes missing.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +26,8 @@ class RunJournal:
 
     def __init__(self, cache_dir: Path, run_id: str) -> None:
         self.folder = cache_dir / "journal" / run_id
+        self._lock = threading.Lock()
+        self._closed = False
 
     def keep_run(self, run: RunRecord) -> Path:
         """Keep the complete ``run`` here (whole or not at all); ``OSError`` if it cannot."""
@@ -36,12 +39,22 @@ class RunJournal:
         return final
 
     def record(self, result: CellResult) -> None:
-        """Keep ``result``; written whole or not at all (rename)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        final = self.folder / f"{result.cell.cell_id}.pickle"
-        partial = final.with_suffix(".partial")
-        partial.write_bytes(pickle.dumps(result))
-        partial.replace(final)
+        """Keep ``result``; written whole or not at all (rename). Once the journal is
+        closed, nothing more is kept."""
+        with self._lock:
+            if self._closed:
+                return
+            self.folder.mkdir(parents=True, exist_ok=True)
+            final = self.folder / f"{result.cell.cell_id}.pickle"
+            partial = final.with_suffix(".partial")
+            partial.write_bytes(pickle.dumps(result))
+            partial.replace(final)
+
+    def close(self) -> None:
+        """Keep no more results: a cell that ends after an interrupt was taken is kept
+        as interrupted, and its late file cannot bring back a removed journal."""
+        with self._lock:
+            self._closed = True
 
     def results(self) -> dict[str, CellResult]:
         """The finished cells so far, by cell id (pickles this basebench wrote)."""

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +24,8 @@ import docker
 import docker.errors
 
 from tasks import labels
+from tasks.hosts.config import HostConfig
+from tasks.hosts.connection import HostUnavailable, connect
 from tasks.processes import alive
 from tasks.records import run_started
 
@@ -117,6 +119,34 @@ def sweep_host(
             if not dry_run:
                 with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                     client.images.remove(image.id, force=True)
+    return swept
+
+
+@dataclass(frozen=True)
+class HostSwept:
+    """One host's sweep: what went from it, or why it could not be asked."""
+
+    host: str
+    swept: Swept | None  # None: the host did not answer
+    error: str = ""
+
+
+def sweep_hosts(
+    hosts: Sequence[HostConfig], alive: Callable[[str], bool], dry_run: bool = False
+) -> list[HostSwept]:
+    """``sweep_host`` on every host, each on a connection of its own; a host that does
+    not answer within 5 s is a value saying so, and the others are swept all the same."""
+    swept = []
+    for host in hosts:
+        try:
+            client = connect(host, ping_timeout=5)
+        except HostUnavailable as exc:
+            swept.append(HostSwept(host.name, None, str(exc)))
+            continue
+        try:
+            swept.append(HostSwept(host.name, sweep_host(client, alive, dry_run)))
+        finally:
+            client.close()
     return swept
 
 

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from tasks.child_server import ChildServer, ChildServerError
+from tasks.processes import run_program
 from tasks.programs import ProgramMissing, find_program
 from tasks.records import Finding, Package, ScanDocuments, ScanResult, VulnerabilityDb
 from tasks.scanners.base import ScanError, Scanner
@@ -142,14 +143,7 @@ def _parse_time(value: str | None) -> datetime | None:
 def _run(args: list[str], timeout: int, what: str, env: dict[str, str] | None = None) -> str:
     """Run trivy; its stdout, or a ``ScanError`` carrying its stderr."""
     try:
-        done = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**trivy_env(), **(env or {})},
-            check=False,
-        )
+        done = run_program(args, {**trivy_env(), **(env or {})}, timeout)
     except subprocess.TimeoutExpired:
         return _checked(None, "", "", timeout, what)
     return _checked(done.returncode, done.stdout, done.stderr, timeout, what)

@@ -11,7 +11,6 @@ Two build tools, recorded per cell (``build_tool``):
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import time
 from contextlib import AbstractContextManager
@@ -25,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import labels
 from tasks.apps import App
+from tasks.processes import run_program
 from tasks.programs import ProgramMissing, find_program
 from tasks.records import BuildResult, BuildTool, Cell, PulledImage
 
@@ -147,7 +147,7 @@ def _buildkit(
         env = {**os.environ, "DOCKER_BUILDKIT": "1", "DOCKER_CONFIG": scratch}
         env.pop("DOCKER_HOST", None)
         env.pop("DOCKER_CONTEXT", None)
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        done = run_program(argv, env)
         if done.returncode != 0 or not iidfile.is_file():
             tail = "\n".join(done.stderr.strip().splitlines()[-LOG_LINES:])
             raise BuildError(f"build: docker build exited {done.returncode}: {tail}")

@@ -3,10 +3,10 @@
 One server (SQLite, its own PREFECT_HOME) and one process worker serve the whole module.
 ``basebench deploy`` creates the deployments and host limits; two ad-hoc runs of a
 2-cell matrix start at once on one Docker host with ``max_parallel: 1`` and publish to
-moto S3. Every process the module starts carries a marker in its environment, so
-teardown can stop the server, the worker and every flow-run process they spawned, even
-after a failure. A sampler watches their sockets the whole time: nothing may leave
-127.0.0.0/8.
+moto S3; a third, of 3 cells, is cancelled through the API once a cell has finished.
+Every process the module starts carries a marker in its environment, so teardown can
+stop the server, the worker and every flow-run process they spawned, even after a
+failure. A sampler watches their sockets the whole time: nothing may leave 127.0.0.0/8.
 """
 
 from __future__ import annotations
@@ -29,16 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 import yaml
 
 from cli.deploy import repository_source, wait_for_flow_run
 from infra.registry import free_port
 from infra.up import InfraState
+from tasks import labels
 from tasks.dataset.output import S3Config
 from tasks.dataset.reader import list_runs, read_table
 from tasks.dataset.stores import open_store
 from tasks.hosts.limits import HostLimitMissing, host_limit
+from tasks.records import INTERRUPTED
 from tests.integration.conftest import marked_pids
 from tests.s3_server import S3Server
 
@@ -172,6 +175,26 @@ def write_matrix(path: Path, infra: InfraState, s3: S3Server, output: str) -> No
     path.write_text(yaml.safe_dump(matrix))
 
 
+def trigger_adhoc(stack: Stack, matrix: Path) -> subprocess.Popen[str]:
+    """``basebench trigger adhoc --matrix MATRIX`` as a process; its output names the run."""
+    return subprocess.Popen(
+        [BASEBENCH, "trigger", "adhoc", "--matrix", str(matrix), "--api-url", stack.api_url],
+        cwd=REPO_ROOT,
+        env=stack.env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def flow_run_id(process: subprocess.Popen[str]) -> uuid.UUID:
+    """The id of the flow run a ``trigger_adhoc`` process started."""
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, out
+    found = re.search(r"\(([0-9a-f-]{36})\) of basebench/adhoc", out)
+    assert found, out
+    return uuid.UUID(found.group(1))
+
+
 def basebench(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     """``basebench deploy|trigger`` as a process."""
     return subprocess.run(
@@ -273,31 +296,8 @@ def prefect_client(stack: Stack) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def adhoc_runs(stack: Stack, prefect_client: Any) -> list[Any]:
     """Two ad-hoc runs of the test matrix, triggered at once, waited for."""
-    triggered = [
-        subprocess.Popen(
-            [
-                BASEBENCH,
-                "trigger",
-                "adhoc",
-                "--matrix",
-                str(stack.matrix),
-                "--api-url",
-                stack.api_url,
-            ],
-            cwd=REPO_ROOT,
-            env=stack.env(),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    ids = []
-    for process in triggered:
-        out, _ = process.communicate(timeout=120)
-        assert process.returncode == 0, out
-        found = re.search(r"\(([0-9a-f-]{36})\) of basebench/adhoc", out)
-        assert found, out
-        ids.append(uuid.UUID(found.group(1)))
+    triggered = [trigger_adhoc(stack, stack.matrix) for _ in range(2)]
+    ids = [flow_run_id(process) for process in triggered]
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: stack.api_url}):
@@ -471,6 +471,76 @@ def test_trigger_rejects_a_bad_matrix_before_contacting_the_server(
     done = basebench(stack, "trigger", "adhoc", "--matrix", str(bad))
     assert done.returncode == 2
     assert f"{bad}: bases[1]: unknown base 'distroless-nope'" in done.stderr
+
+
+# A run cancelled mid-way: max_parallel 1, so one cell finishes, one is in flight, one waits.
+CANCELLED_BASES = ["distroless-static", "distroless-base", "bookworm-slim"]
+# The Go 1.22.10 hello server's size on each (README: 6.9, 26 and 79 MB).
+SIZE_MB = {"distroless-static": (3, 15), "distroless-base": (15, 45), "bookworm-slim": (55, 110)}
+
+
+def test_cancelled_flow_run_publishes_finished_cells_and_removes_the_rest(
+    stack: Stack,
+    prefect_client: Any,
+    infra: InfraState,
+    docker_client: docker.DockerClient,
+    s3_server: S3Server,
+    tmp_path: Path,
+) -> None:
+    from prefect.client.schemas.objects import State, StateType
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    cache = tmp_path / "cache"  # the run's own: its journal and archives are this test's
+    output = f"s3://{s3_server.bucket}/deploy-cancel/{uuid.uuid4().hex[:8]}"
+    matrix = tmp_path / "cancel.yaml"
+    spec = yaml.safe_load(stack.matrix.read_text())
+    spec.update(
+        name="deploy-cancel",
+        bases=CANCELLED_BASES,
+        output=output,
+        cache_dir=str(cache),
+        scanner={"db_dir": str(infra.cache_dir / "trivy")},
+    )
+    matrix.write_text(yaml.safe_dump(spec))
+    flow_run = flow_run_id(trigger_adhoc(stack, matrix))
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not (finished := list(cache.glob("journal/*/*.pickle"))):
+        state = prefect_client.read_flow_run(flow_run).state
+        assert not state.is_final(), f"{state.name}: {state.message}"
+        assert time.monotonic() < deadline, "no cell finished"
+        time.sleep(0.5)
+    run_id = finished[0].parent.name
+    # What the UI's Cancel button (and `prefect flow-run cancel`) asks of the server.
+    asked = prefect_client.set_flow_run_state(flow_run, State(type=StateType.CANCELLING))
+    assert asked.status.value == "ACCEPT", asked
+    with temporary_settings({PREFECT_API_URL: stack.api_url}):
+        state = wait_for_flow_run(flow_run, 120)
+    assert state.type == StateType.CANCELLED, f"{state.name}: {state.message}"
+
+    store = open_store(output, S3Config(endpoint_url=s3_server.endpoint_url))
+    assert [m["run_id"] for m in list_runs(store)] == [run_id]
+    table = read_table(store, "results").set_index("base")
+    assert sorted(table.index) == sorted(CANCELLED_BASES)  # a row for every cell
+    done = table[table["error"] != INTERRUPTED]
+    stopped = table[table["error"] == INTERRUPTED]
+    # The cells journaled before the cancel are published, with their measurements.
+    assert {path.stem for path in finished} <= set(done["cell_id"])
+    assert len(done) >= 1 and set(done["status"]) == {"ok"}
+    for base, row in done.iterrows():
+        low, high = SIZE_MB[str(base)]
+        assert low * 1e6 < row["size_bytes"] < high * 1e6, (base, row["size_bytes"])
+        assert row["packages"] > 0 and row["build_seconds"] > 0 and row["startup_seconds"] > 0
+        assert row["vulns_high"] >= 1  # the fixture DB's Go 1.22.10 standard library HIGH
+    assert len(stopped) >= 1 and set(stopped["status"]) == {"failed"}
+    assert stopped["failed_stage"].isna().all()  # not a stage's fault: the run was stopped
+    # Nothing the run made stays: containers, networks, images, archives, journal, lease.
+    label = {"label": f"{labels.RUN}={run_id}"}
+    assert docker_client.containers.list(all=True, filters=label) == []
+    assert docker_client.networks.list(filters=label) == []
+    assert docker_client.images.list(filters=label) == []
+    assert list((cache / "archives").glob(f"{run_id}-*")) == []
+    assert not (cache / "journal" / run_id).exists()
+    assert not (cache / "runs" / f"{run_id}.lease").exists()
 
 
 def test_nothing_left_127_0_0_0_slash_8(stack: Stack) -> None:
