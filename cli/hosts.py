@@ -14,7 +14,7 @@ from tasks.config_file import ConfigError
 from tasks.hosts.health import HostHealth, check_hosts
 from tasks.hosts.sweep import DEFAULT_MAX_AGE, RunLeases, sweep_archives, sweep_hosts
 from tasks.matrix import load_matrix
-from tasks.render.units import format_bytes
+from tasks.units import format_bytes
 
 HOST_OPTION = (
     "NAME=URL[,max_parallel=N][,max_builds=N][,max_analyses=N][,tls=DIR][,insecure=true]"

@@ -26,7 +26,7 @@ from tasks.scanners.base import ScanError
 from tasks.scanners.config import ScannerConfig
 
 if TYPE_CHECKING:
-    from flows.rescan_run import RescanOutcome
+    from tasks.lifecycle import RunOutcome
 
 EXIT_DONE, EXIT_CELL_FAILED, EXIT_ERROR, EXIT_KEPT_LOCALLY, EXIT_STALE_DB = 0, 1, 2, 3, 5
 
@@ -128,7 +128,7 @@ def cmd_rescan(args: argparse.Namespace) -> int:
     return exit_status(outcome)
 
 
-def exit_status(outcome: RescanOutcome) -> int:
+def exit_status(outcome: RunOutcome) -> int:
     """3 kept locally, 1 a cell's scan failed (cells the source run had failed are carried
     as they were and do not count), 5 a stale DB, else 0 (the first that applies)."""
     from tasks.stages.sbom_scan import scan_failures  # imports Prefect: after its settings
@@ -141,7 +141,7 @@ def exit_status(outcome: RescanOutcome) -> int:
     return EXIT_STALE_DB if outcome.record.db_stale() else EXIT_DONE
 
 
-def _run_flow(settings: dict[str, Any], server: EmbeddedPrefect | None) -> RescanOutcome:
+def _run_flow(settings: dict[str, Any], server: EmbeddedPrefect | None) -> RunOutcome:
     # Imported here: Prefect reads its settings at import, after cmd_rescan has set them.
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -152,5 +152,5 @@ def _run_flow(settings: dict[str, Any], server: EmbeddedPrefect | None) -> Resca
         server.wait_ready()
         prefect = {PREFECT_API_URL: server.api_url, "flows.heartbeat_frequency": None}
     with temporary_settings(prefect):
-        outcome: RescanOutcome = rescan(**settings)
+        outcome: RunOutcome = rescan(**settings)
     return outcome

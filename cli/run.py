@@ -26,8 +26,7 @@ from tasks.matrix import (
 from tasks.records import new_run_id
 
 if TYPE_CHECKING:
-    from flows.benchmark import BenchmarkOutcome
-    from tasks.lifecycle import InterruptedRun
+    from tasks.lifecycle import InterruptedRun, RunOutcome
 
 EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 EXIT_STALE_DB = 5  # published, but scanned against a DB older than scanner.max_db_age_hours
@@ -158,7 +157,7 @@ def _run_flow(
     server: EmbeddedPrefect | None,
     run_id: str,
     on_interrupted: Callable[[InterruptedRun], None],
-) -> BenchmarkOutcome:
+) -> RunOutcome:
     # Imported here: Prefect reads its settings at import, after cmd_run has set them.
     from prefect.settings import PREFECT_API_URL, temporary_settings
 

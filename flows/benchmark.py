@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 
@@ -33,7 +32,7 @@ from tasks.hosts.health import machine_facts
 from tasks.hosts.limits import host_limit, server_in_use
 from tasks.hosts.sweep import RunLeases, sweep_archives
 from tasks.journal import RunJournal
-from tasks.lifecycle import InterruptedRun, keep_interrupted, publish_or_keep
+from tasks.lifecycle import InterruptedRun, RunOutcome, keep_interrupted, publish_or_keep
 from tasks.matrix import CellFilter, MatrixConfig, Plan, format_filters, plan
 from tasks.pipeline import run_pipeline
 from tasks.processes import stop_programs
@@ -63,15 +62,6 @@ INTERRUPTS = (KeyboardInterrupt, TerminationSignal)
 INTERRUPT_GRACE_SECONDS = 10
 
 
-@dataclass(frozen=True)
-class BenchmarkOutcome:
-    """What a run produced: its records, where they were published, how they compare."""
-
-    record: RunRecord
-    published: PublishOutcome
-    comparison: Comparison | None
-
-
 @flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=64))  # type: ignore[arg-type]
 def benchmark(
     config: MatrixConfig,
@@ -81,7 +71,7 @@ def benchmark(
     on_cell: CellObserver | None = None,
     on_interrupted: Callable[[InterruptedRun], None] | None = None,
     planned: Plan | None = None,
-) -> BenchmarkOutcome:
+) -> RunOutcome:
     """Build, inspect, scan and probe every cell of ``config``; publish one run.
 
     Cells run in parallel, at most ``max_parallel`` per host, of which at most
@@ -132,7 +122,7 @@ def benchmark(
     attach_artifacts(record, comparison)
     if published.published:
         report_run(record, config)
-    return BenchmarkOutcome(record, published, comparison)
+    return RunOutcome(record, published, comparison)
 
 
 def measure(

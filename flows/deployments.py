@@ -14,8 +14,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.benchmark import BenchmarkOutcome, benchmark
-from flows.rescan_run import RescanOutcome, rescan
+from flows.benchmark import benchmark
+from flows.rescan_run import rescan
+from tasks.lifecycle import RunOutcome
 from tasks.matrix import CellFilter, MatrixConfig, load_matrix
 from tasks.records import Status
 from tasks.stages.sbom_scan import scan_failures
@@ -60,7 +61,7 @@ def load_rescan_parameters(matrix: str, output: str | None = None) -> MatrixConf
     return load_parameters(matrix, None, output)[0]
 
 
-def summarize(outcome: BenchmarkOutcome | RescanOutcome) -> dict[str, Any]:
+def summarize(outcome: RunOutcome) -> dict[str, Any]:
     """What a flow run returns and logs: run id, where it went, cells by status, the
     DB's age and whether it was stale."""
     tally = outcome.record.cell_counts()
@@ -77,9 +78,7 @@ def summarize(outcome: BenchmarkOutcome | RescanOutcome) -> dict[str, Any]:
     }
 
 
-def _raise_unless_complete(
-    outcome: BenchmarkOutcome | RescanOutcome, failed: int, failed_in: str
-) -> None:
+def _raise_unless_complete(outcome: RunOutcome, failed: int, failed_in: str) -> None:
     """Fail the flow run, after the run is written, for failed cells, a store that kept
     failing or a stale DB, in that order."""
     record = outcome.record

@@ -8,7 +8,6 @@ is one the DB (or the scanner) made, never the image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -23,7 +22,7 @@ from tasks.dataset.layout import PublishError
 from tasks.dataset.output import S3Config
 from tasks.dataset.stores import ResultStore, open_store
 from tasks.dataset.writer import PublishOutcome
-from tasks.lifecycle import publish_or_keep
+from tasks.lifecycle import RunOutcome, publish_or_keep
 from tasks.matrix import DEFAULT_CACHE
 from tasks.records import MachineFacts, RunKind, RunRecord, new_run_id
 from tasks.render.artifacts import attach_artifacts
@@ -38,15 +37,6 @@ RESCAN_THREADS = 4
 SCAN_TIMEOUT_SECONDS = 300
 
 
-@dataclass(frozen=True)
-class RescanOutcome:
-    """What a rescan produced: its records, where they went, how they compare with the source."""
-
-    record: RunRecord
-    published: PublishOutcome
-    comparison: Comparison | None
-
-
 @flow(name="rescan", task_runner=ThreadPoolTaskRunner(max_workers=RESCAN_THREADS))  # type: ignore[arg-type]
 def rescan(
     output: str,
@@ -56,7 +46,7 @@ def rescan(
     s3: S3Config | None = None,
     cache_dir: Path = DEFAULT_CACHE,
     run_id: str | None = None,
-) -> RescanOutcome:
+) -> RunOutcome:
     """Scan the SBOMs of ``source_run_id`` (default: the latest benchmark run in
     ``output``) against the DB in ``db_dir`` (a Trivy cache dir holding ``db/``; default
     the fixture DB under ``cache_dir/trivy``) and publish the rescan to ``output``.
@@ -101,7 +91,7 @@ def rescan(
     if record.db_staleness():
         get_run_logger().warning("%s", record.db_staleness())
     attach_artifacts(record, comparison)
-    return RescanOutcome(record, published, comparison)
+    return RunOutcome(record, published, comparison)
 
 
 @task(name="publish", cache_policy=NO_CACHE)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.analysis.compare import Comparison
 from tasks.dataset.layout import PublishError
 from tasks.dataset.stores import ResultStore, open_store
 from tasks.dataset.writer import (
@@ -32,6 +33,16 @@ from tasks.matrix import MatrixConfig
 from tasks.records import INTERRUPTED, Cell, RunRecord
 
 UNPUBLISHED = "unpublished"  # the fallback folder under cache_dir
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run (a benchmark or a rescan) produced: its records, where they were
+    published, and how it compares with the run before it (a rescan: with its source)."""
+
+    record: RunRecord
+    published: PublishOutcome
+    comparison: Comparison | None
 
 
 def publish_or_keep(

@@ -2,7 +2,7 @@
 
 A metric is a column of the ``results`` rows (``tasks.dataset.schema`` builds them from
 the records; ``vulns_total`` is derived, by ``with_totals``) with its unit (its formatter
-is ``tasks.render.units``'), its names, whether lower is better, and whether it is exact
+is ``tasks.units``'), its names, whether lower is better, and whether it is exact
 (a size or a count: every change is real) or timed (build, startup, memory: noisy, judged
 statistically and only on one host class). Where it shows is data too: a column of the
 cells tables (terminal summary, the report's every-cell table, the Prefect table), a line
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from tasks.records import SEVERITIES
-from tasks.render.units import FORMATTERS, MISSING, Unit
+from tasks.units import FORMATTERS, MISSING, Unit
 
 BYTES_UNIT = "bytes, decimal (1 MB = 1,000,000 bytes)"
 VULNS_TOTAL = "vulns_total"

@@ -12,7 +12,7 @@ import pandas as pd
 from tasks.analysis.answer import LanguageAnswer, answers
 from tasks.metrics import METRIC, present
 from tasks.render.multiples import language_name
-from tasks.render.units import format_count
+from tasks.units import format_count
 
 SIZE = METRIC["size_bytes"]
 

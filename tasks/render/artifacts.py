@@ -21,7 +21,7 @@ from tasks.dataset.stores import LocalStore, ResultStore
 from tasks.metrics import CELL_METRICS, METRIC, Metric, laid_out, present
 from tasks.records import SEVERITIES, RunKind, RunRecord, cell_label
 from tasks.render.html import build_report
-from tasks.render.units import Unit
+from tasks.units import Unit
 
 REPORTS = "reports"  # the store's folder of HTML reports, one per run: <run_id>.html
 SIZE = METRIC["size_bytes"]

@@ -34,7 +34,7 @@ from tasks.render.answer import answer_section
 from tasks.render.diffs import RunContents, diffs_section
 from tasks.render.multiples import base_order, language_charts, language_name, toolchain_grid
 from tasks.render.trends import trends_section
-from tasks.render.units import format_count
+from tasks.units import format_count
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }

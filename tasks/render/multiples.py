@@ -19,7 +19,7 @@ from tasks.dataset.schema import ORIGIN_BASE, ORIGIN_BUILD
 from tasks.metrics import METRIC, METRICS, VULNS_TOTAL, Metric, laid_out, present
 from tasks.records import SEVERITIES, cell_label
 from tasks.render.charts import PALETTE, Bar, Group, Segment, bar_chart
-from tasks.render.units import Unit
+from tasks.units import Unit
 
 SEVERITY_COLOURS = {
     "CRITICAL": "#7b0d1e",

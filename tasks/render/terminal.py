@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -14,6 +14,7 @@ from tasks.analysis.attribution import attribution_lines
 from tasks.analysis.compare import Comparison, origin_summary
 from tasks.analysis.history import HistoryChange
 from tasks.dataset.reader import record_table
+from tasks.lifecycle import RunOutcome
 from tasks.metrics import CELL_METRICS, METRIC, laid_out, present, severities_text
 from tasks.records import (
     SEVERITIES,
@@ -24,11 +25,7 @@ from tasks.records import (
     cell_label,
     status_label,
 )
-from tasks.render.units import format_count
-
-if TYPE_CHECKING:
-    from flows.benchmark import BenchmarkOutcome
-    from flows.rescan_run import RescanOutcome
+from tasks.units import format_count
 
 # Piped output gets room for the whole table rather than rich's 80-column default (the
 # nightly matrix's longest line is 180 columns).
@@ -85,7 +82,7 @@ def run_title(run: RunRecord) -> str:
     return f"basebench run {run.run_id} ({run.matrix})"
 
 
-def render_summary(outcome: BenchmarkOutcome | RescanOutcome) -> None:
+def render_summary(outcome: RunOutcome) -> None:
     """Print the comparison table, why cells did not complete, where results went, how
     the run compares with the previous one (a rescan: with its source run) and whether
     its vulnerability DB was stale."""

@@ -17,7 +17,7 @@ from tasks.hosts.config import DEFAULT_URL, HostConfig, resolve_context
 from tasks.hosts.connection import describe_error
 from tasks.hosts.health import HostHealth
 from tasks.matrix import load_matrix
-from tasks.render.units import format_bytes
+from tasks.units import format_bytes
 
 
 @pytest.fixture

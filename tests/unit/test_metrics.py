@@ -28,7 +28,7 @@ from tasks.records import RunRecord
 from tasks.render import terminal
 from tasks.render.artifacts import artifact_rows
 from tasks.render.html import build_report, render_report
-from tasks.render.units import FORMATTERS
+from tasks.units import FORMATTERS
 from tests.records_factory import T0, make_run, nightly_run, report_input
 from tests.report_dom import parse_charts
 
