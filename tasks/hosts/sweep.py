@@ -95,7 +95,7 @@ def sweep_host(
     """Remove the containers, then networks, then images of dead runs on one engine."""
     swept = Swept()
     label = {"label": labels.RUN}
-    for container in client.containers.list(all=True, filters=label):
+    for container in client.containers.list(all=True, filters=label, ignore_removed=True):
         run = container.labels.get(labels.RUN, "")
         if not alive(run):
             swept.containers.append(container.name)

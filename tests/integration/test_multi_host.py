@@ -332,7 +332,12 @@ class StageKiller:
 
 def run_containers(client: docker.DockerClient) -> set[str]:
     """Ids of the containers of runs on the engine: only probes make containers."""
-    return {c.id for c in client.containers.list(all=True, filters={"label": labels.RUN})}
+    return {
+        c.id
+        for c in client.containers.list(
+            all=True, filters={"label": labels.RUN}, ignore_removed=True
+        )
+    }
 
 
 def test_hosts_killed_mid_build_and_mid_probe_lose_no_cell(
